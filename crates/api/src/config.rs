@@ -1,0 +1,109 @@
+//! Configuration from the environment (CONTRACT.md lists the variables).
+
+use std::time::Duration;
+
+/// A variable is set to something unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    name: &'static str,
+    problem: String,
+}
+
+/// Everything `rushline-api` reads at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `RUSHLINE_HTTP_ADDR`: where to listen (port 0 picks a free one).
+    pub http_addr: String,
+    /// `RUSHLINE_REDIS_URL`.
+    pub redis_url: String,
+    /// `RUSHLINE_DATABASE_URL`.
+    pub database_url: String,
+    /// `RUSHLINE_ADMIN_TOKEN`: admin endpoints are disabled (403) when unset.
+    pub admin_token: Option<String>,
+    /// `RUSHLINE_KEY_NAMESPACE`: optional segment after `rushline:` in every Redis key.
+    pub key_namespace: Option<String>,
+    /// `RUSHLINE_ACCEPT_BATCH`: most requests one accept script call takes (group commit).
+    pub accept_batch: usize,
+    /// `RUSHLINE_ACCEPT_IN_FLIGHT`: accept script calls in flight at once; while all are busy,
+    /// arriving requests gather into the next group.
+    pub accept_in_flight: usize,
+    /// `RUSHLINE_MAX_QUEUE`: per-campaign queue length past which requests are shed with 503.
+    pub max_queue: u64,
+    /// `RUSHLINE_STATUS_TTL_SECS`: how long Redis keeps a persisted request's status.
+    pub status_ttl: Duration,
+    /// `RUSHLINE_DB_MAX_CONNECTIONS`.
+    pub db_max_connections: u32,
+    /// `RUSHLINE_BACKEND_TIMEOUT_MS`: bound on any one Redis or PostgreSQL call.
+    pub backend_timeout: Duration,
+    /// `RUSHLINE_LOG_FORMAT`: `json` for machines, anything else for people.
+    pub log_json: bool,
+}
+
+impl Config {
+    /// Reads the environment; unset variables take the contract's defaults.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let text = |name: &str, default: &str| {
+            lookup(name)
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match lookup(name).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| ConfigError {
+                    name,
+                    problem: format!("{v:?} is not a non-negative integer"),
+                }),
+            }
+        };
+        Ok(Self {
+            http_addr: text("RUSHLINE_HTTP_ADDR", "127.0.0.1:8080"),
+            redis_url: text("RUSHLINE_REDIS_URL", "redis://127.0.0.1:6379"),
+            database_url: text(
+                "RUSHLINE_DATABASE_URL",
+                "postgres://rushline:rushline@127.0.0.1:5432/rushline",
+            ),
+            admin_token: lookup("RUSHLINE_ADMIN_TOKEN").filter(|t| !t.is_empty()),
+            key_namespace: lookup("RUSHLINE_KEY_NAMESPACE").filter(|t| !t.is_empty()),
+            accept_batch: number("RUSHLINE_ACCEPT_BATCH", 256)?.clamp(1, 4096) as usize,
+            accept_in_flight: number("RUSHLINE_ACCEPT_IN_FLIGHT", 4)?.clamp(1, 256) as usize,
+            max_queue: number("RUSHLINE_MAX_QUEUE", 1_000_000)?.max(1),
+            status_ttl: Duration::from_secs(number("RUSHLINE_STATUS_TTL_SECS", 600)?.max(1)),
+            db_max_connections: number("RUSHLINE_DB_MAX_CONNECTIONS", 16)?.clamp(1, 1000) as u32,
+            backend_timeout: Duration::from_millis(
+                number("RUSHLINE_BACKEND_TIMEOUT_MS", 2000)?.max(10),
+            ),
+            log_json: text("RUSHLINE_LOG_FORMAT", "pretty") == "json",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(config.http_addr, "127.0.0.1:8080");
+        assert_eq!(config.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(
+            config.database_url,
+            "postgres://rushline:rushline@127.0.0.1:5432/rushline"
+        );
+        assert_eq!(config.admin_token, None);
+    }
+
+    #[test]
+    fn bad_numbers_are_reported_by_name() {
+        let err = Config::from_lookup(|n| (n == "RUSHLINE_MAX_QUEUE").then(|| "lots".to_owned()))
+            .unwrap_err();
+        assert!(err.to_string().starts_with("RUSHLINE_MAX_QUEUE"));
+    }
+}

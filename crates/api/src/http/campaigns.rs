@@ -1,0 +1,126 @@
+//! `POST /v1/campaigns` (admin) and `GET /v1/campaigns/{id}`.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use rushline_domain::{CampaignId, CampaignStatus, CampaignView, NewCampaign, Stock};
+use rushline_queue::{CampaignState, Warmed};
+use rushline_store::StoreError;
+use uuid::Uuid;
+
+use crate::http::ApiError;
+use crate::http::extract::{Admin, ApiJson, ApiPath};
+use crate::state::AppState;
+
+/// Campaign routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/campaigns", post(create))
+        .route("/v1/campaigns/{id}", get(show))
+}
+
+async fn create(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewCampaign>,
+) -> Result<Response, ApiError> {
+    let spec = body.validate(Utc::now(), generated_id)?;
+    // 244 random bits: the secret behind the campaign's coupon codes.
+    let code_key = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    let stored = match state.store.create_campaign(&spec, &code_key).await {
+        Ok(stored) => stored,
+        Err(StoreError::Conflict) => {
+            return Err(ApiError::Conflict(format!(
+                "campaign {} already exists",
+                spec.id
+            )));
+        }
+        Err(e) => return Err(ApiError::unavailable(e)),
+    };
+    // Warm Redis now so the first request is fast; if Redis is down, the first request warms it.
+    if let Err(e) = state.warm(&spec.id).await {
+        tracing::warn!(campaign = %spec.id, error = %e, "campaign created; warming Redis deferred");
+    }
+    tracing::info!(campaign = %spec.id, stock = spec.stock.get(), "campaign created");
+    let view = CampaignView {
+        status: CampaignStatus::at(Utc::now(), spec.opens_at, spec.closes_at, spec.stock.get()),
+        id: stored.spec.id.clone(),
+        name: stored.spec.name.clone(),
+        stock: stored.spec.stock.get(),
+        remaining: stored.spec.stock.get(),
+        issued: 0,
+        opens_at: stored.spec.opens_at,
+        closes_at: stored.spec.closes_at,
+    };
+    let location = format!("/v1/campaigns/{}", view.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(view),
+    )
+        .into_response())
+}
+
+fn generated_id() -> CampaignId {
+    // "c-" + 20 hex digits: within the id alphabet by construction.
+    let id = format!("c-{}", &Uuid::new_v4().simple().to_string()[..20]);
+    CampaignId::parse(id).unwrap_or_else(|_| unreachable!("generated ids use the id alphabet"))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<CampaignView>, ApiError> {
+    let id = CampaignId::parse(id).map_err(|_| not_found())?;
+    let campaign = match state
+        .queue
+        .campaign_state(&id)
+        .await
+        .map_err(ApiError::unavailable)?
+    {
+        Some(campaign) => campaign,
+        None => {
+            if state.warm(&id).await? == Warmed::NotFound {
+                return Err(not_found());
+            }
+            state
+                .queue
+                .campaign_state(&id)
+                .await
+                .map_err(ApiError::unavailable)?
+                .ok_or_else(|| {
+                    ApiError::unavailable(anyhow::anyhow!("campaign {id} not warm after warm-up"))
+                })?
+        }
+    };
+    Ok(Json(view(id, campaign)?))
+}
+
+fn view(id: CampaignId, campaign: CampaignState) -> Result<CampaignView, ApiError> {
+    let name = rushline_domain::CampaignName::parse(campaign.name)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("campaign {id} name in Redis: {e}")))?;
+    Stock::new(campaign.stock)
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("campaign {id} stock in Redis: {e}")))?;
+    Ok(CampaignView {
+        status: CampaignStatus::at(
+            Utc::now(),
+            campaign.opens_at,
+            campaign.closes_at,
+            campaign.remaining,
+        ),
+        id,
+        name,
+        stock: campaign.stock,
+        remaining: campaign.remaining,
+        issued: campaign.issued,
+        opens_at: campaign.opens_at,
+        closes_at: campaign.closes_at,
+    })
+}
+
+pub(crate) fn not_found() -> ApiError {
+    ApiError::NotFound("no such campaign".into())
+}

@@ -1,0 +1,228 @@
+//! `POST /v1/campaigns/{id}/requests` (the hot path) and `GET /v1/requests/{id}`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rushline_domain::{
+    AcceptedView, CampaignId, IdempotencyKey, IssueRequest, RequestId, RequestStatus, RequestView,
+};
+use rushline_queue::{AcceptItem, AcceptOutcome, Warmed};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::accept::AcceptError;
+use crate::http::ApiError;
+use crate::http::campaigns::not_found;
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+
+/// Longest `?wait=` honoured, in seconds.
+const MAX_WAIT_SECS: u64 = 30;
+
+/// Request routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/campaigns/{id}/requests", post(issue))
+        .route("/v1/requests/{id}", get(status))
+}
+
+async fn issue(
+    State(state): State<AppState>,
+    ApiPath(campaign): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<IssueRequest>,
+) -> Result<Response, ApiError> {
+    let campaign = CampaignId::parse(campaign).map_err(|_| not_found())?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => Some(IdempotencyKey::parse(value.to_str().map_err(|_| {
+            ApiError::BadRequest("Idempotency-Key: must be printable ASCII".into())
+        })?)?),
+    };
+    let item = AcceptItem {
+        request_id: RequestId::new_for(&campaign),
+        user_id: body.user_id,
+        idempotency_key,
+    };
+    let mut outcome = accept(&state, &campaign, &item).await?;
+    if outcome == AcceptOutcome::Unknown {
+        if state.warm(&campaign).await? == Warmed::NotFound {
+            return Err(not_found());
+        }
+        outcome = accept(&state, &campaign, &item).await?;
+    }
+    metrics::counter!("rushline_requests_total", "outcome" => outcome_label(&outcome)).increment(1);
+    match outcome {
+        AcceptOutcome::Queued => Ok(queued(item.request_id, campaign)),
+        AcceptOutcome::Decided { status, decided_at } => Ok(decided(RequestView {
+            request_id: item.request_id,
+            campaign_id: campaign,
+            user_id: item.user_id,
+            status,
+            coupon_code: None,
+            decided_at: Some(decided_at),
+        })),
+        AcceptOutcome::Replay { request_id, view } => {
+            let view = match view {
+                Some(view) => Some(view),
+                None => state
+                    .store
+                    .request(request_id)
+                    .await
+                    .map_err(ApiError::unavailable)?,
+            };
+            Ok(match view {
+                Some(view) if view.status.is_final() => decided(view),
+                _ => queued(request_id, campaign),
+            })
+        }
+        AcceptOutcome::KeyReused => Err(ApiError::Unprocessable(
+            "Idempotency-Key was already used with a different user_id".into(),
+        )),
+        AcceptOutcome::Unknown => Err(ApiError::unavailable(anyhow::anyhow!(
+            "campaign {campaign} not warm after warm-up"
+        ))),
+        AcceptOutcome::Scheduled => Err(ApiError::Conflict("campaign is not open yet".into())),
+        AcceptOutcome::Closed => Err(ApiError::Conflict("campaign is closed".into())),
+        AcceptOutcome::Overloaded => Err(ApiError::Overloaded(
+            "campaign queue is full; retry shortly".into(),
+        )),
+    }
+}
+
+async fn accept(
+    state: &AppState,
+    campaign: &CampaignId,
+    item: &AcceptItem,
+) -> Result<AcceptOutcome, ApiError> {
+    state
+        .acceptor
+        .accept(campaign.clone(), item.clone())
+        .await
+        .map_err(|e| match e {
+            AcceptError::Backlog => {
+                ApiError::Overloaded("too many requests in flight; retry shortly".into())
+            }
+            other => ApiError::unavailable(other),
+        })
+}
+
+fn outcome_label(outcome: &AcceptOutcome) -> &'static str {
+    match outcome {
+        AcceptOutcome::Queued => "queued",
+        AcceptOutcome::Decided {
+            status: RequestStatus::Duplicate,
+            ..
+        } => "duplicate",
+        AcceptOutcome::Decided { .. } => "sold_out",
+        AcceptOutcome::Replay { .. } => "replay",
+        AcceptOutcome::KeyReused => "key_reused",
+        AcceptOutcome::Unknown => "unknown_campaign",
+        AcceptOutcome::Scheduled => "scheduled",
+        AcceptOutcome::Closed => "closed",
+        AcceptOutcome::Overloaded => "overloaded",
+    }
+}
+
+fn location(id: RequestId) -> [(header::HeaderName, String); 1] {
+    [(header::LOCATION, format!("/v1/requests/{id}"))]
+}
+
+fn queued(request_id: RequestId, campaign_id: CampaignId) -> Response {
+    let body = AcceptedView {
+        request_id,
+        status: RequestStatus::Queued,
+        campaign_id,
+    };
+    (StatusCode::ACCEPTED, location(request_id), Json(body)).into_response()
+}
+
+fn decided(view: RequestView) -> Response {
+    (StatusCode::OK, location(view.request_id), Json(view)).into_response()
+}
+
+#[derive(Deserialize)]
+struct StatusQuery {
+    wait: Option<String>,
+}
+
+async fn status(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StatusQuery>,
+) -> Result<Json<RequestView>, ApiError> {
+    let id = RequestId::parse(&id)?;
+    let wait = parse_wait(query.wait.as_deref())?;
+    let deadline = Instant::now() + wait;
+    loop {
+        // Register before reading: a decision landing after the read still wakes us.
+        let mut waiting = (!wait.is_zero()).then(|| state.waiters.register(id));
+        let view = read_status(&state, id).await?;
+        let now = Instant::now();
+        let Some(waiting) = waiting.as_mut() else {
+            return Ok(Json(view));
+        };
+        if view.status.is_final() || now >= deadline || state.shutdown.is_cancelled() {
+            return Ok(Json(view));
+        }
+        waiting.wait(deadline - now).await;
+    }
+}
+
+/// `?wait=N`: whole seconds, capped at 30; anything but a non-negative integer is a 400.
+fn parse_wait(raw: Option<&str>) -> Result<Duration, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(Duration::ZERO);
+    };
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(
+            "wait: must be a non-negative whole number of seconds".into(),
+        ));
+    }
+    // All digits: only overflow can fail, and an overflowing number is "above 30".
+    let secs = raw
+        .parse::<u64>()
+        .unwrap_or(MAX_WAIT_SECS)
+        .min(MAX_WAIT_SECS);
+    Ok(Duration::from_secs(secs))
+}
+
+/// Redis first (it has every queued and recently decided request), PostgreSQL second.
+async fn read_status(state: &AppState, id: RequestId) -> Result<RequestView, ApiError> {
+    let redis = state.queue.request_status(id).await;
+    if let Ok(Some(view)) = redis {
+        return Ok(view);
+    }
+    match state.store.request(id).await {
+        Ok(Some(view)) => Ok(view),
+        Ok(None) => match redis {
+            Err(e) => Err(ApiError::unavailable(e)),
+            Ok(_) => Err(ApiError::NotFound("no such request".into())),
+        },
+        Err(e) => Err(ApiError::unavailable(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_parsing_follows_the_contract() {
+        assert_eq!(parse_wait(None).unwrap(), Duration::ZERO);
+        assert_eq!(parse_wait(Some("0")).unwrap(), Duration::ZERO);
+        assert_eq!(parse_wait(Some("5")).unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_wait(Some("31")).unwrap(), Duration::from_secs(30));
+        assert_eq!(
+            parse_wait(Some("99999999999999999999999")).unwrap(),
+            Duration::from_secs(30)
+        );
+        for bad in ["", "-1", "1.5", "abc", " 1", "+1"] {
+            assert!(parse_wait(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! `rushline-api`: the stateless HTTP front.
+//!
+//! # Layout
+//!
+//! The hot path, in the order a request meets it:
+//!
+//! 1. [`http::requests`] — `POST /v1/campaigns/{id}/requests` validates (extractors in
+//!    [`http::extract`] turn every bad input into a problem+json 4xx) and hands the request to…
+//! 2. [`accept`] — the group-commit [`accept::Acceptor`]: concurrent requests share one Redis
+//!    script call (`rushline_queue::accept`); the handler answers `202` once Redis has it.
+//! 3. [`http::requests`] again for `GET /v1/requests/{id}`: Redis, then PostgreSQL; `?wait=`
+//!    parks the caller in [`waiters`] until a worker's `decided` notification arrives.
+//!
+//! Around it: [`http::campaigns`] (admin create, public read), [`http::ops`] (health,
+//! readiness, metrics), [`state`] (what handlers share), [`config`] (environment),
+//! [`telemetry`] (logs, metrics recorder) and [`startup`] (build, serve, shut down).
+
+pub mod accept;
+pub mod config;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod waiters;
+
+pub use config::Config;
+pub use startup::Application;

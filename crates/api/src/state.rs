@@ -1,0 +1,41 @@
+//! The state every handler shares.
+
+use std::sync::Arc;
+
+use rushline_domain::CampaignId;
+use rushline_queue::{Queue, Warmed};
+use rushline_store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::accept::Acceptor;
+use crate::config::Config;
+use crate::http::ApiError;
+use crate::waiters::Waiters;
+
+/// Cloned into every handler: configuration, Redis, PostgreSQL, the group-commit acceptor and
+/// the `?wait=` waiters.
+#[derive(Clone)]
+pub struct AppState {
+    /// Start-up configuration.
+    pub config: Arc<Config>,
+    /// Redis.
+    pub queue: Queue,
+    /// PostgreSQL.
+    pub store: Store,
+    /// The hot path.
+    pub acceptor: Acceptor,
+    /// Callers parked on `?wait=`.
+    pub waiters: Waiters,
+    /// Cancelled when the process shuts down.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Makes sure the campaign's state is in Redis, building it from PostgreSQL if needed.
+    pub async fn warm(&self, campaign: &CampaignId) -> Result<Warmed, ApiError> {
+        self.queue
+            .warm(campaign, &self.store)
+            .await
+            .map_err(ApiError::unavailable)
+    }
+}

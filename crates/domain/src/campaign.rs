@@ -1,0 +1,360 @@
+//! Campaigns: what an operator creates, and the state anyone can read back.
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{CampaignId, ValidationError, timefmt};
+
+/// A campaign's display name: 1–200 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CampaignName(String);
+
+impl CampaignName {
+    /// Longest name accepted, in characters.
+    pub const MAX_CHARS: usize = 200;
+
+    /// Accepts 1–200 characters.
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into();
+        if (1..=Self::MAX_CHARS).contains(&value.chars().count()) {
+            Ok(Self(value))
+        } else {
+            Err(ValidationError::new("name", "must be 1-200 characters"))
+        }
+    }
+
+    /// The validated text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CampaignName {
+    type Error = ValidationError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<CampaignName> for String {
+    fn from(name: CampaignName) -> String {
+        name.0
+    }
+}
+
+/// How many coupons a campaign can issue: 1 ..= 100,000,000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct Stock(u32);
+
+impl Stock {
+    /// Largest stock accepted.
+    pub const MAX: u64 = 100_000_000;
+
+    /// Accepts 1 ..= 100,000,000.
+    pub fn new(value: u64) -> Result<Self, ValidationError> {
+        if (1..=Self::MAX).contains(&value) {
+            // Fits: MAX < u32::MAX.
+            Ok(Self(value as u32))
+        } else {
+            Err(ValidationError::new(
+                "stock",
+                "must be an integer from 1 to 100000000",
+            ))
+        }
+    }
+
+    /// The stock as a number.
+    pub fn get(self) -> u64 {
+        u64::from(self.0)
+    }
+}
+
+impl TryFrom<u64> for Stock {
+    type Error = ValidationError;
+    fn try_from(value: u64) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<Stock> for u64 {
+    fn from(stock: Stock) -> u64 {
+        stock.get()
+    }
+}
+
+/// `POST /v1/campaigns` body, as sent. Field types validate themselves; [`NewCampaign::validate`]
+/// checks the rules that span fields.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewCampaign {
+    /// Chosen by the operator, or generated when absent.
+    pub id: Option<CampaignId>,
+    /// Display name.
+    pub name: CampaignName,
+    /// Coupons to issue.
+    pub stock: Stock,
+    /// When requests start being accepted; absent = now.
+    pub opens_at: Option<DateTime<Utc>>,
+    /// When requests stop being accepted; absent = never.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+impl NewCampaign {
+    /// Resolves defaults against `now` and checks the window. Timestamps are truncated to
+    /// milliseconds, the precision rushline stores and compares them at.
+    pub fn validate(
+        self,
+        now: DateTime<Utc>,
+        generated_id: impl FnOnce() -> CampaignId,
+    ) -> Result<CampaignSpec, ValidationError> {
+        let ms = |t: DateTime<Utc>| t.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(t);
+        let closes_at = self.closes_at.map(ms);
+        let opens_at = match (self.opens_at.map(ms), closes_at) {
+            (Some(opens), Some(closes)) if closes <= opens => {
+                return Err(ValidationError::new("closes_at", "must be after opens_at"));
+            }
+            (Some(opens), _) => opens,
+            // Open now — unless it already closed, in which case the window is empty.
+            (None, Some(closes)) => ms(now).min(closes),
+            (None, None) => ms(now),
+        };
+        Ok(CampaignSpec {
+            id: self.id.unwrap_or_else(generated_id),
+            name: self.name,
+            stock: self.stock,
+            opens_at,
+            closes_at,
+        })
+    }
+}
+
+/// A campaign as stored: every default resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignSpec {
+    /// Its id.
+    pub id: CampaignId,
+    /// Display name.
+    pub name: CampaignName,
+    /// Coupons to issue.
+    pub stock: Stock,
+    /// First instant requests are accepted.
+    pub opens_at: DateTime<Utc>,
+    /// First instant requests are refused again; `None` = never.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+/// Everything Redis needs to (re)build a campaign's state, as read from the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignSnapshot {
+    /// Display name.
+    pub name: String,
+    /// Coupons it started with.
+    pub stock: u64,
+    /// Window start.
+    pub opens_at: DateTime<Utc>,
+    /// Window end, if any.
+    pub closes_at: Option<DateTime<Utc>>,
+    /// Issued rows in the record.
+    pub issued: u64,
+    /// The coupon sequence number to continue from: past every number the record holds, plus a
+    /// gap of `stock` covering numbers a lost Redis may have handed out without recording them.
+    pub next_seq: i64,
+    /// The campaign's secret for minting codes.
+    pub code_key: String,
+}
+
+/// Where a campaign stands, as `GET /v1/campaigns/{id}` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    /// `opens_at` is still ahead.
+    Scheduled,
+    /// Accepting requests, stock left.
+    Open,
+    /// Accepting requests, but every coupon is taken (requests are answered `sold_out`).
+    SoldOut,
+    /// Past `closes_at`: requests are refused with 409.
+    Closed,
+}
+
+impl CampaignStatus {
+    /// The status at `now`: the window decides first, then the stock.
+    pub fn at(
+        now: DateTime<Utc>,
+        opens_at: DateTime<Utc>,
+        closes_at: Option<DateTime<Utc>>,
+        remaining: u64,
+    ) -> Self {
+        if closes_at.is_some_and(|closes| now >= closes) {
+            Self::Closed
+        } else if now < opens_at {
+            Self::Scheduled
+        } else if remaining == 0 {
+            Self::SoldOut
+        } else {
+            Self::Open
+        }
+    }
+}
+
+/// `GET /v1/campaigns/{id}` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CampaignView {
+    /// Its id.
+    pub id: CampaignId,
+    /// Display name.
+    pub name: CampaignName,
+    /// Coupons it started with.
+    pub stock: u64,
+    /// Coupons not yet issued (lags by the queue, never more).
+    pub remaining: u64,
+    /// Coupons issued so far.
+    pub issued: u64,
+    /// Where it stands now.
+    pub status: CampaignStatus,
+    /// First instant requests are accepted.
+    #[serde(serialize_with = "timefmt::serialize")]
+    pub opens_at: DateTime<Utc>,
+    /// First instant requests are refused again; `null` = never.
+    #[serde(serialize_with = "timefmt::serialize_opt")]
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn new_campaign(json: &str) -> Result<NewCampaign, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    fn fixed_id() -> CampaignId {
+        CampaignId::parse("generated").unwrap()
+    }
+
+    #[test]
+    fn stock_limits() {
+        assert!(Stock::new(0).is_err());
+        assert!(Stock::new(1).is_ok());
+        assert!(Stock::new(100_000_000).is_ok());
+        assert!(Stock::new(100_000_001).is_err());
+        assert!(new_campaign(r#"{"name":"n","stock":1.5}"#).is_err());
+        assert!(new_campaign(r#"{"name":"n","stock":-1}"#).is_err());
+        assert!(new_campaign(r#"{"name":"n","stock":"10"}"#).is_err());
+    }
+
+    #[test]
+    fn name_limits() {
+        assert!(CampaignName::parse("").is_err());
+        assert!(CampaignName::parse("é".repeat(200)).is_ok());
+        assert!(CampaignName::parse("x".repeat(201)).is_err());
+    }
+
+    #[test]
+    fn empty_id_is_refused_and_absent_id_is_generated() {
+        assert!(new_campaign(r#"{"id":"","name":"n","stock":1}"#).is_err());
+        let spec = new_campaign(r#"{"name":"n","stock":1}"#)
+            .unwrap()
+            .validate(t(0), fixed_id)
+            .unwrap();
+        assert_eq!(spec.id.as_str(), "generated");
+        assert_eq!(spec.opens_at, t(0));
+        assert_eq!(spec.closes_at, None);
+    }
+
+    #[test]
+    fn window_must_not_be_inverted() {
+        let body = r#"{"name":"n","stock":1,"opens_at":"2026-12-01T12:00:00Z","closes_at":"2026-12-01T12:00:00Z"}"#;
+        let err = new_campaign(body)
+            .unwrap()
+            .validate(t(0), fixed_id)
+            .unwrap_err();
+        assert_eq!(err.field, "closes_at");
+        let body = r#"{"name":"n","stock":1,"opens_at":"2026-12-01T12:00:00+02:00","closes_at":"2026-12-01T11:00:00Z"}"#;
+        let spec = new_campaign(body)
+            .unwrap()
+            .validate(t(0), fixed_id)
+            .unwrap();
+        assert_eq!(timefmt::rfc3339(&spec.opens_at), "2026-12-01T10:00:00.000Z");
+    }
+
+    #[test]
+    fn a_campaign_may_be_created_already_closed() {
+        let body = r#"{"name":"n","stock":1,"closes_at":"2020-01-01T00:00:00Z"}"#;
+        let spec = new_campaign(body)
+            .unwrap()
+            .validate(t(0), fixed_id)
+            .unwrap();
+        assert_eq!(Some(spec.opens_at), spec.closes_at);
+        assert_eq!(
+            CampaignStatus::at(t(0), spec.opens_at, spec.closes_at, 1),
+            CampaignStatus::Closed
+        );
+    }
+
+    #[test]
+    fn status_follows_window_then_stock() {
+        let (opens, closes) = (t(10), Some(t(20)));
+        assert_eq!(
+            CampaignStatus::at(t(0), opens, closes, 5),
+            CampaignStatus::Scheduled
+        );
+        assert_eq!(
+            CampaignStatus::at(t(10), opens, closes, 5),
+            CampaignStatus::Open
+        );
+        assert_eq!(
+            CampaignStatus::at(t(15), opens, closes, 0),
+            CampaignStatus::SoldOut
+        );
+        assert_eq!(
+            CampaignStatus::at(t(20), opens, closes, 0),
+            CampaignStatus::Closed
+        );
+        assert_eq!(
+            CampaignStatus::at(t(99), opens, None, 3),
+            CampaignStatus::Open
+        );
+    }
+
+    #[test]
+    fn view_renders_the_contract_shape() {
+        let view = CampaignView {
+            id: CampaignId::parse("concert-2026").unwrap(),
+            name: CampaignName::parse("Concert presale").unwrap(),
+            stock: 1000,
+            remaining: 12,
+            issued: 988,
+            status: CampaignStatus::SoldOut,
+            opens_at: t(0),
+            closes_at: None,
+        };
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"id": "concert-2026", "name": "Concert presale", "stock": 1000,
+                "remaining": 12, "issued": 988, "status": "sold_out",
+                "opens_at": "2027-01-15T08:00:00.000Z", "closes_at": null})
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_stock_in_range_round_trips(n in 1u64..=100_000_000) {
+            let stock = Stock::new(n).unwrap();
+            prop_assert_eq!(serde_json::to_string(&stock).unwrap(), n.to_string());
+        }
+
+        #[test]
+        fn any_stock_out_of_range_is_refused(n in prop_oneof![Just(0u64), 100_000_001u64..]) {
+            prop_assert!(Stock::new(n).is_err());
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! rushline's domain: the words of `CONTRACT.md` as types, and nothing that does I/O.
+//!
+//! # Layout
+//!
+//! A request's life, and where each of its types lives:
+//!
+//! - [`ids`]: every identifier a client or operator can send — [`CampaignId`], [`UserId`],
+//!   [`RequestId`], [`IdempotencyKey`] — each built only by `parse`, so past the HTTP extractor no
+//!   bare string is an id. [`RequestId`] also carries its campaign's [`SlotTag`], which is how a
+//!   status lookup by request id alone finds the Redis slot its campaign lives in.
+//! - [`campaign`]: what an operator creates ([`NewCampaign`] → [`CampaignSpec`]) and what anyone
+//!   reads back ([`CampaignView`], [`CampaignStatus`]).
+//! - [`request`]: what a client posts ([`IssueRequest`]) and reads back ([`AcceptedView`],
+//!   [`RequestView`]); [`RequestStatus`] is the request's state machine (`queued` → one final
+//!   status, never changed afterwards).
+//! - [`coupon`]: [`CouponCode`], the human-friendly `RL-XXXX-XXXX` code an issued request holds.
+//! - [`record`]: [`CampaignRecord`], the interface Redis state is rebuilt through.
+//! - [`timefmt`]: RFC 3339 UTC rendering shared by every JSON shape.
+
+pub mod campaign;
+pub mod coupon;
+pub mod error;
+pub mod ids;
+pub mod record;
+pub mod request;
+pub mod timefmt;
+
+pub use campaign::{
+    CampaignName, CampaignSnapshot, CampaignSpec, CampaignStatus, CampaignView, NewCampaign, Stock,
+};
+pub use coupon::CouponCode;
+pub use error::ValidationError;
+pub use ids::{CampaignId, IdempotencyKey, RequestId, SlotTag, UserId};
+pub use record::CampaignRecord;
+pub use request::{AcceptedView, Decision, IssueRequest, RequestStatus, RequestView};

@@ -1,0 +1,89 @@
+-- decide.lua: take up to N requests off ONE campaign's queue and decide each, in FIFO order.
+--
+-- KEYS[1] meta  KEYS[2] queue  KEYS[3] holders  KEYS[4] log  KEYS[5] dirty  (as in accept.lua)
+-- ARGV[1] status key prefix   ARGV[2] batch size N   ARGV[3] work channel
+-- ARGV[4] decided channel     ARGV[5] campaign id
+--
+-- Returns {"M"} when the campaign is not warm here, else
+--   {"OK", decided, issued, sold_out, duplicate, left_in_queue}.
+--
+-- Decision rule, per request in queue order: the user already holds a coupon -> duplicate;
+-- stock left -> issued with the next coupon code; otherwise sold_out.
+--
+-- Atomic: popping, deciding, writing each final status and appending the batch to the log happen
+-- in one script, so no moment exists in which a request has left the queue without a recorded
+-- decision — a worker killed at any line before or after this call holds nothing but a copy.
+-- Scripts run one at a time, so decisions across all workers follow queue order exactly
+-- (guarantee 5) and stock can never go below zero (guarantee 1); the holders hash makes a
+-- second coupon for a user impossible (guarantee 2).
+--
+-- Coupon codes: a 4-round Feistel network over 40 bits, keyed by the campaign's secret, applied
+-- to the campaign's coupon sequence number. A permutation, so distinct sequence numbers give
+-- distinct codes (guarantee 3); without the key a code reveals nothing about the others.
+-- `seq` only ever grows (a rollback never reuses one).
+
+local meta, queue, holders, log, dirty = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local status_prefix, batch = ARGV[1], tonumber(ARGV[2])
+local work_channel, decided_channel, campaign = ARGV[3], ARGV[4], ARGV[5]
+
+local state = redis.call('HMGET', meta, 'ready', 'remaining', 'issued', 'seq', 'key')
+if state[1] ~= '1' then return {'M'} end
+local remaining, issued, seq, key = tonumber(state[2]), tonumber(state[3]), tonumber(state[4]), state[5]
+
+local items = redis.call('LPOP', queue, batch)
+if not items then return {'OK', 0, 0, 0, 0, 0} end
+
+local alphabet = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+local function base32x4(x)
+  local s = ''
+  for shift = 15, 0, -5 do
+    local d = math.floor(x / 2 ^ shift) % 32
+    s = s .. string.sub(alphabet, d + 1, d + 1)
+  end
+  return s
+end
+local function coupon_code(n)
+  local left, right = math.floor(n / 1048576) % 1048576, n % 1048576
+  for round = 1, 4 do
+    local f = tonumber(string.sub(redis.sha1hex(key .. ':' .. round .. ':' .. right), 1, 5), 16)
+    left, right = right, bit.bxor(left, f)
+  end
+  return 'RL-' .. base32x4(left) .. '-' .. base32x4(right)
+end
+
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local lines, ids = {}, {}
+local n_issued, n_sold_out, n_duplicate = 0, 0, 0
+for i = 1, #items do
+  local item = items[i]
+  local tab = string.find(item, '\t', 1, true)
+  local rid, user = string.sub(item, 1, tab - 1), string.sub(item, tab + 1)
+  local status, code, code_seq = 's', '', ''
+  if redis.call('HEXISTS', holders, user) == 1 then
+    status = 'd'
+    n_duplicate = n_duplicate + 1
+  elseif remaining > 0 then
+    status = 'i'
+    code_seq = seq
+    code = coupon_code(seq)
+    seq = seq + 1
+    remaining = remaining - 1
+    issued = issued + 1
+    redis.call('HSET', holders, user, rid)
+    n_issued = n_issued + 1
+  else
+    n_sold_out = n_sold_out + 1
+  end
+  redis.call('SET', status_prefix .. rid, status .. '\t' .. campaign .. '\t' .. user .. '\t' .. code .. '\t' .. now)
+  lines[i] = rid .. '\t' .. user .. '\t' .. status .. '\t' .. code .. '\t' .. now .. '\t' .. code_seq
+  ids[i] = rid
+end
+
+redis.call('HSET', meta, 'remaining', remaining, 'issued', issued, 'seq', seq)
+redis.call('XADD', log, '*', 'd', table.concat(lines, '\n'))
+if redis.call('SET', dirty, '1', 'NX') then
+  redis.call('PUBLISH', work_channel, campaign)
+end
+redis.call('PUBLISH', decided_channel, table.concat(ids, ' '))
+return {'OK', #items, n_issued, n_sold_out, n_duplicate, redis.call('LLEN', queue)}

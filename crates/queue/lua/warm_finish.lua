@@ -1,0 +1,26 @@
+-- warm_finish.lua: publish a rebuilt campaign state and open it for accepting and deciding.
+--
+-- KEYS[1] meta   KEYS[2] log
+-- ARGV[1] warm-up token   ARGV[2] name   ARGV[3] stock   ARGV[4] opens (ms)
+-- ARGV[5] closes (ms, "" = never)   ARGV[6] issued (rows in PostgreSQL)   ARGV[7] next coupon seq
+-- ARGV[8] code key   ARGV[9] consumer group
+--
+-- Returns 1 when published, 0 when the token no longer owns the warm-up.
+--
+-- Atomic with the ownership check. `remaining` is derived from PostgreSQL's count of issued rows,
+-- never from a stale counter, so guarantee 1 holds after Redis lost its data. The log's consumer
+-- group is created here (MKSTREAM), so persisters can always read it.
+
+local meta, log, token = KEYS[1], KEYS[2], ARGV[1]
+if redis.call('HGET', meta, 'warming') ~= token then return 0 end
+local stock, issued = tonumber(ARGV[3]), tonumber(ARGV[6])
+local remaining = stock - issued
+if remaining < 0 then remaining = 0 end
+redis.call('HSET', meta, 'name', ARGV[2], 'stock', stock, 'opens', ARGV[4], 'closes', ARGV[5],
+  'issued', issued, 'remaining', remaining, 'seq', ARGV[7], 'key', ARGV[8], 'ready', '1')
+redis.call('HDEL', meta, 'warming', 'warm_until')
+local created = redis.pcall('XGROUP', 'CREATE', log, ARGV[9], '0', 'MKSTREAM')
+if type(created) == 'table' and created.err and not string.find(created.err, 'BUSYGROUP', 1, true) then
+  return created
+end
+return 1

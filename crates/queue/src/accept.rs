@@ -1,0 +1,136 @@
+//! Accepting requests: one `accept.lua` call for a group of requests to one campaign.
+
+use chrono::{DateTime, Utc};
+use redis::Value;
+use rushline_domain::{
+    CampaignId, IdempotencyKey, RequestId, RequestStatus, RequestView, UserId, timefmt,
+};
+
+use crate::record::{array, int, parse_status, text};
+use crate::{Queue, QueueError, scripts};
+
+/// One request to accept.
+#[derive(Debug, Clone)]
+pub struct AcceptItem {
+    /// Its freshly minted id (used unless the idempotency key replays an earlier one).
+    pub request_id: RequestId,
+    /// Who it is for.
+    pub user_id: UserId,
+    /// The client's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// What became of one accepted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    /// Queued for a worker to decide (answer 202).
+    Queued,
+    /// Decided at once because stock is gone (answer 200): `sold_out` or `duplicate`.
+    Decided {
+        /// The final status.
+        status: RequestStatus,
+        /// When it was decided.
+        decided_at: DateTime<Utc>,
+    },
+    /// The idempotency key was used before with this user: the earlier request, and its status
+    /// record when Redis still has it (else read PostgreSQL).
+    Replay {
+        /// The earlier request.
+        request_id: RequestId,
+        /// Its current status, when still in Redis.
+        view: Option<RequestView>,
+    },
+    /// The idempotency key was used before with another user (answer 422).
+    KeyReused,
+    /// The campaign is not in Redis (unknown, or not warmed yet).
+    Unknown,
+    /// The campaign has not opened yet (answer 409).
+    Scheduled,
+    /// The campaign has closed (answer 409).
+    Closed,
+    /// The queue is at its bound (answer 503).
+    Overloaded,
+}
+
+impl Queue {
+    /// Accepts `items` for `campaign` in one script call; outcomes come back in item order.
+    ///
+    /// Requests that come back [`AcceptOutcome::Queued`] are durable in Redis when this returns
+    /// (as durable as Redis's AOF policy makes them).
+    pub async fn accept(
+        &self,
+        campaign: &CampaignId,
+        items: &[AcceptItem],
+    ) -> Result<Vec<AcceptOutcome>, QueueError> {
+        let keys = self.keys.campaign(campaign);
+        let mut invocation = scripts::ACCEPT.prepare_invoke();
+        invocation
+            .key(&keys.meta)
+            .key(&keys.queue)
+            .key(&keys.holders)
+            .key(&keys.log)
+            .key(&keys.dirty)
+            .arg(&keys.status_prefix)
+            .arg(&keys.idempotency_prefix)
+            .arg(self.config.idempotency_ttl.as_secs())
+            .arg(self.config.max_queue)
+            .arg(self.keys.work_channel())
+            .arg(campaign.as_str());
+        for item in items {
+            invocation
+                .arg(item.request_id.to_string())
+                .arg(item.user_id.as_str())
+                .arg(item.idempotency_key.as_ref().map_or("", |k| k.as_str()));
+        }
+        let reply: Value = self
+            .run(|mut conn| async move { Ok(invocation.invoke_async(&mut conn).await?) })
+            .await?;
+        let outcomes = array(&reply)?;
+        if outcomes.len() != items.len() {
+            return Err(QueueError::protocol("accept reply length"));
+        }
+        outcomes.iter().map(parse_outcome).collect()
+    }
+}
+
+fn parse_outcome(value: &Value) -> Result<AcceptOutcome, QueueError> {
+    let fields = array(value)?;
+    let kind = fields
+        .first()
+        .ok_or_else(|| QueueError::protocol("empty outcome"))?;
+    let at = |i: usize| -> Result<DateTime<Utc>, QueueError> {
+        let ms = int(fields
+            .get(i)
+            .ok_or_else(|| QueueError::protocol("outcome time"))?)?;
+        timefmt::from_millis(ms).ok_or_else(|| QueueError::protocol("outcome time"))
+    };
+    Ok(match text(kind)? {
+        "Q" => AcceptOutcome::Queued,
+        "S" => AcceptOutcome::Decided {
+            status: RequestStatus::SoldOut,
+            decided_at: at(1)?,
+        },
+        "D" => AcceptOutcome::Decided {
+            status: RequestStatus::Duplicate,
+            decided_at: at(1)?,
+        },
+        "R" => {
+            let rid = fields
+                .get(1)
+                .ok_or_else(|| QueueError::protocol("replay id"))?;
+            let request_id =
+                RequestId::parse(text(rid)?).map_err(|_| QueueError::protocol("replay id"))?;
+            let view = match fields.get(2) {
+                Some(Value::Nil) | None => None,
+                Some(record) => Some(parse_status(request_id, text(record)?)?),
+            };
+            AcceptOutcome::Replay { request_id, view }
+        }
+        "U" => AcceptOutcome::KeyReused,
+        "M" => AcceptOutcome::Unknown,
+        "E" => AcceptOutcome::Scheduled,
+        "C" => AcceptOutcome::Closed,
+        "O" => AcceptOutcome::Overloaded,
+        other => return Err(QueueError::protocol(format!("accept outcome {other:?}"))),
+    })
+}

@@ -1,0 +1,151 @@
+//! Every Redis key and channel rushline uses, and nothing else builds key names.
+//!
+//! ```text
+//! rushline:[<ns>:]{tag}:c:<campaign>        hash    campaign state (ready, stock, remaining, issued, seq, key, window)
+//! rushline:[<ns>:]{tag}:c:<campaign>:q      list    queued requests, "request_id\tuser_id", FIFO
+//! rushline:[<ns>:]{tag}:c:<campaign>:h      hash    coupon holders, user_id -> request_id
+//! rushline:[<ns>:]{tag}:c:<campaign>:log    stream  decisions not yet acknowledged as persisted
+//! rushline:[<ns>:]{tag}:c:<campaign>:dirty  string  "persisters were told about new log entries"
+//! rushline:[<ns>:]{tag}:c:<campaign>:i:<k>  string  idempotency key -> "request_id\tuser_id" (TTL)
+//! rushline:[<ns>:]{tag}:r:<request_id>      string  the request's status record (TTL once persisted)
+//! rushline:[<ns>:]campaigns                 set     campaign ids workers sweep
+//! rushline:[<ns>:]work                      channel campaign ids with new queue or log entries
+//! rushline:[<ns>:]decided                   channel space-separated ids of decided requests
+//! ```
+//!
+//! `{tag}` is the campaign's [`SlotTag`](rushline_domain::SlotTag), also embedded in each request
+//! id, so a request's status key is found from its id alone and lives in its campaign's slot.
+
+use rushline_domain::{CampaignId, RequestId, SlotTag};
+
+use crate::QueueError;
+
+/// The key names of one rushline deployment.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    root: String,
+}
+
+/// The keys of one campaign.
+#[derive(Debug, Clone)]
+pub struct CampaignKeys {
+    /// Campaign state hash.
+    pub meta: String,
+    /// FIFO queue of undecided requests.
+    pub queue: String,
+    /// Coupon holders hash.
+    pub holders: String,
+    /// Decision log stream.
+    pub log: String,
+    /// Persister notification flag.
+    pub dirty: String,
+    /// Prefix of status record keys in this campaign's slot (`…{tag}:r:`).
+    pub status_prefix: String,
+    /// Prefix of this campaign's idempotency keys (`…:i:`).
+    pub idempotency_prefix: String,
+}
+
+impl Keys {
+    /// Keys under `rushline:` or, with a namespace, `rushline:<namespace>:`.
+    /// A namespace is 1–64 of `a-z 0-9 - _` (no braces, so it can never alter a hash tag).
+    pub fn new(namespace: Option<&str>) -> Result<Self, QueueError> {
+        let root = match namespace {
+            None | Some("") => "rushline:".to_owned(),
+            Some(ns) => {
+                let ok = ns.len() <= 64
+                    && ns.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    });
+                if !ok {
+                    return Err(QueueError::Config(format!(
+                        "key namespace {ns:?} must be 1-64 of a-z 0-9 - _"
+                    )));
+                }
+                format!("rushline:{ns}:")
+            }
+        };
+        Ok(Self { root })
+    }
+
+    /// The prefix every key of this deployment starts with.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    fn tagged(&self, tag: SlotTag) -> String {
+        format!("{}{{{tag}}}:", self.root)
+    }
+
+    /// All keys of `campaign`.
+    pub fn campaign(&self, campaign: &CampaignId) -> CampaignKeys {
+        let tagged = self.tagged(campaign.slot_tag());
+        let meta = format!("{tagged}c:{campaign}");
+        CampaignKeys {
+            queue: format!("{meta}:q"),
+            holders: format!("{meta}:h"),
+            log: format!("{meta}:log"),
+            dirty: format!("{meta}:dirty"),
+            idempotency_prefix: format!("{meta}:i:"),
+            status_prefix: format!("{tagged}r:"),
+            meta,
+        }
+    }
+
+    /// The status record of `request`.
+    pub fn status(&self, request: &RequestId) -> String {
+        format!("{}r:{request}", self.tagged(request.slot_tag()))
+    }
+
+    /// The set of campaign ids workers sweep.
+    pub fn registry(&self) -> String {
+        format!("{}campaigns", self.root)
+    }
+
+    /// Channel carrying campaign ids that have new work.
+    pub fn work_channel(&self) -> String {
+        format!("{}work", self.root)
+    }
+
+    /// Channel carrying ids of freshly decided requests.
+    pub fn decided_channel(&self) -> String {
+        format!("{}decided", self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_starts_with_rushline_and_shares_the_campaign_tag() {
+        let keys = Keys::new(Some("t1")).unwrap();
+        let campaign = CampaignId::parse("concert-2026").unwrap();
+        let request = RequestId::new_for(&campaign);
+        let c = keys.campaign(&campaign);
+        let tag = format!("{{{}}}", campaign.slot_tag());
+        for key in [
+            &c.meta,
+            &c.queue,
+            &c.holders,
+            &c.log,
+            &c.dirty,
+            &c.idempotency_prefix,
+            &c.status_prefix,
+        ] {
+            assert!(key.starts_with("rushline:t1:"), "{key}");
+            assert_eq!(
+                key.find('{'),
+                key.find(&tag),
+                "{key}: first brace must open the tag"
+            );
+        }
+        assert!(keys.status(&request).starts_with(&c.status_prefix));
+        assert!(keys.registry().starts_with("rushline:"));
+    }
+
+    #[test]
+    fn namespaces_cannot_smuggle_braces() {
+        assert!(Keys::new(Some("a{b}")).is_err());
+        assert_eq!(Keys::new(None).unwrap().root(), "rushline:");
+    }
+}

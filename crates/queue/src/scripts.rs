@@ -1,0 +1,21 @@
+//! The Lua scripts, loaded once per process. Each `.lua` file's header states its keys,
+//! arguments, reply and why it is atomic and safe to retry.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+pub(crate) static ACCEPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/accept.lua")));
+pub(crate) static DECIDE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/decide.lua")));
+pub(crate) static ACK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/ack.lua")));
+pub(crate) static ROLLBACK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/rollback.lua")));
+pub(crate) static WARM_BEGIN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/warm_begin.lua")));
+pub(crate) static WARM_HOLDERS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/warm_holders.lua")));
+pub(crate) static WARM_FINISH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/warm_finish.lua")));

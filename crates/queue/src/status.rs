@@ -1,0 +1,112 @@
+//! Reads behind `GET /v1/requests/{id}` and `GET /v1/campaigns/{id}`, plus the campaign registry.
+
+use chrono::{DateTime, Utc};
+use rushline_domain::{CampaignId, RequestId, RequestView, timefmt};
+
+use crate::record::parse_status;
+use crate::{Queue, QueueError};
+
+/// A campaign's state as Redis holds it (warm campaigns only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignState {
+    /// Display name.
+    pub name: String,
+    /// Coupons it started with.
+    pub stock: u64,
+    /// Coupons not yet issued.
+    pub remaining: u64,
+    /// Coupons issued.
+    pub issued: u64,
+    /// Window start.
+    pub opens_at: DateTime<Utc>,
+    /// Window end, if any.
+    pub closes_at: Option<DateTime<Utc>>,
+}
+
+impl Queue {
+    /// The request's status record, if Redis still has it.
+    pub async fn request_status(&self, id: RequestId) -> Result<Option<RequestView>, QueueError> {
+        let key = self.keys.status(&id);
+        let raw: Option<String> =
+            self.run(|mut conn| async move {
+                Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
+            })
+            .await?;
+        raw.map(|raw| parse_status(id, &raw)).transpose()
+    }
+
+    /// The campaign's state, or `None` when it is not warm in Redis.
+    pub async fn campaign_state(
+        &self,
+        id: &CampaignId,
+    ) -> Result<Option<CampaignState>, QueueError> {
+        let meta = self.keys.campaign(id).meta;
+        let fields: Vec<Option<String>> = self
+            .run(|mut conn| async move {
+                Ok(redis::cmd("HMGET")
+                    .arg(meta)
+                    .arg(&[
+                        "ready",
+                        "name",
+                        "stock",
+                        "remaining",
+                        "issued",
+                        "opens",
+                        "closes",
+                    ])
+                    .query_async(&mut conn)
+                    .await?)
+            })
+            .await?;
+        let [ready, name, stock, remaining, issued, opens, closes] = fields.as_slice() else {
+            return Err(QueueError::protocol("campaign state reply"));
+        };
+        if ready.as_deref() != Some("1") {
+            return Ok(None);
+        }
+        let num = |v: &Option<String>| -> Result<i64, QueueError> {
+            v.as_deref()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| QueueError::protocol("campaign state number"))
+        };
+        let time =
+            |ms: i64| timefmt::from_millis(ms).ok_or_else(|| QueueError::protocol("campaign time"));
+        Ok(Some(CampaignState {
+            name: name.clone().unwrap_or_default(),
+            stock: num(stock)?.max(0) as u64,
+            remaining: num(remaining)?.max(0) as u64,
+            issued: num(issued)?.max(0) as u64,
+            opens_at: time(num(opens)?)?,
+            closes_at: match closes.as_deref() {
+                None | Some("") => None,
+                Some(_) => Some(time(num(closes)?)?),
+            },
+        }))
+    }
+
+    /// Requests waiting in the campaign's queue.
+    pub async fn queue_len(&self, id: &CampaignId) -> Result<u64, QueueError> {
+        let queue = self.keys.campaign(id).queue;
+        self.run(|mut conn| async move {
+            Ok(redis::cmd("LLEN").arg(queue).query_async(&mut conn).await?)
+        })
+        .await
+    }
+
+    /// Every campaign id workers should sweep (those warmed since Redis last lost its data).
+    pub async fn campaigns(&self) -> Result<Vec<CampaignId>, QueueError> {
+        let registry = self.keys.registry();
+        let ids: Vec<String> = self
+            .run(|mut conn| async move {
+                Ok(redis::cmd("SMEMBERS")
+                    .arg(registry)
+                    .query_async(&mut conn)
+                    .await?)
+            })
+            .await?;
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| CampaignId::parse(id).ok())
+            .collect())
+    }
+}

@@ -1,0 +1,175 @@
+//! Campaign rows.
+
+use chrono::{DateTime, Utc};
+use rushline_domain::{
+    CampaignId, CampaignName, CampaignRecord, CampaignSnapshot, CampaignSpec, RequestId, Stock,
+    UserId,
+};
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// A campaign as the record holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCampaign {
+    /// What the operator created.
+    pub spec: CampaignSpec,
+    /// Issued rows (exact: kept by a trigger).
+    pub issued: u64,
+    /// Secret key of its coupon-code permutation.
+    pub code_key: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct CampaignRow {
+    id: String,
+    name: String,
+    stock: i64,
+    issued: i64,
+    opens_at: DateTime<Utc>,
+    closes_at: Option<DateTime<Utc>>,
+    code_key: String,
+}
+
+impl CampaignRow {
+    fn into_stored(self) -> Result<StoredCampaign, StoreError> {
+        Ok(StoredCampaign {
+            spec: CampaignSpec {
+                id: CampaignId::parse(self.id).map_err(StoreError::corrupt)?,
+                name: CampaignName::parse(self.name).map_err(StoreError::corrupt)?,
+                stock: Stock::new(u64::try_from(self.stock).map_err(StoreError::corrupt)?)
+                    .map_err(StoreError::corrupt)?,
+                opens_at: self.opens_at,
+                closes_at: self.closes_at,
+            },
+            issued: u64::try_from(self.issued).map_err(StoreError::corrupt)?,
+            code_key: self.code_key,
+        })
+    }
+}
+
+impl Store {
+    /// Records a new campaign; [`StoreError::Conflict`] when the id exists.
+    pub async fn create_campaign(
+        &self,
+        spec: &CampaignSpec,
+        code_key: &str,
+    ) -> Result<StoredCampaign, StoreError> {
+        let inserted = sqlx::query(
+            "INSERT INTO campaigns (id, name, stock, opens_at, closes_at, code_key)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(spec.id.as_str())
+        .bind(spec.name.as_str())
+        .bind(spec.stock.get() as i64)
+        .bind(spec.opens_at)
+        .bind(spec.closes_at)
+        .bind(code_key)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(StoredCampaign {
+                spec: spec.clone(),
+                issued: 0,
+                code_key: code_key.to_owned(),
+            }),
+            Err(sqlx::Error::Database(e)) if e.constraint() == Some("campaigns_pkey") => {
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The campaign, or `None`.
+    pub async fn campaign(&self, id: &CampaignId) -> Result<Option<StoredCampaign>, StoreError> {
+        let row: Option<CampaignRow> = sqlx::query_as(
+            "SELECT id, name, stock, issued, opens_at, closes_at, code_key FROM campaigns WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.into_stored()).transpose()
+    }
+
+    /// What a Redis warm-up of the campaign needs, or `None` when it does not exist.
+    pub async fn campaign_snapshot(
+        &self,
+        id: &CampaignId,
+    ) -> Result<Option<CampaignSnapshot>, StoreError> {
+        let Some(row) = sqlx::query_as::<_, CampaignRow>(
+            "SELECT id, name, stock, issued, opens_at, closes_at, code_key FROM campaigns WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let max_seq: Option<i64> = sqlx::query_scalar(
+            "SELECT max(coupon_seq) FROM requests WHERE campaign_id = $1 AND coupon_seq IS NOT NULL",
+        )
+        .bind(id.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        let stored = row.into_stored()?;
+        let stock = stored.spec.stock.get();
+        Ok(Some(CampaignSnapshot {
+            name: stored.spec.name.as_str().to_owned(),
+            stock,
+            opens_at: stored.spec.opens_at,
+            closes_at: stored.spec.closes_at,
+            issued: stored.issued,
+            next_seq: max_seq.unwrap_or(-1) + 1 + stock as i64,
+            code_key: stored.code_key,
+        }))
+    }
+
+    /// One page of the campaign's coupon holders, in user order, after `after`.
+    pub async fn holders_page(
+        &self,
+        id: &CampaignId,
+        after: Option<&UserId>,
+        limit: i64,
+    ) -> Result<Vec<(UserId, RequestId)>, StoreError> {
+        let rows: Vec<(String, Uuid)> = sqlx::query_as(
+            "SELECT user_id, request_id FROM requests
+             WHERE campaign_id = $1 AND status = 'issued' AND ($2::text IS NULL OR user_id > $2)
+             ORDER BY user_id LIMIT $3",
+        )
+        .bind(id.as_str())
+        .bind(after.map(UserId::as_str))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(user, request)| {
+                Ok((
+                    UserId::parse(user).map_err(StoreError::corrupt)?,
+                    request.into(),
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Holders read per page when Redis is rebuilt.
+const HOLDERS_PAGE: i64 = 5_000;
+
+impl CampaignRecord for Store {
+    type Error = StoreError;
+
+    async fn snapshot(
+        &self,
+        campaign: &CampaignId,
+    ) -> Result<Option<CampaignSnapshot>, StoreError> {
+        self.campaign_snapshot(campaign).await
+    }
+
+    async fn holders_after(
+        &self,
+        campaign: &CampaignId,
+        after: Option<&UserId>,
+    ) -> Result<Vec<(UserId, RequestId)>, StoreError> {
+        self.holders_page(campaign, after, HOLDERS_PAGE).await
+    }
+}

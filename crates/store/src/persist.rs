@@ -1,0 +1,268 @@
+//! Persisting decisions: the worker's batch write, and reconciliation when the record refuses.
+//!
+//! One transaction per campaign batch:
+//! 1. lock the campaign row (`FOR UPDATE`) and read its room (`stock - issued`);
+//! 2. when the batch issues more than the room, find which of its rows are already recorded
+//!    (a re-persist after a crash) and turn issued decisions past the room into `sold_out`;
+//! 3. one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING`;
+//! 4. rows that did not insert are either recorded already (fine — unless the record holds a
+//!    different status, which means an earlier rollback must be re-applied to Redis) or were
+//!    refused by a unique index (the user holds a coupon already → `duplicate`; a code clash →
+//!    `sold_out`), and are inserted with the status the record supports.
+//!
+//! Every refusal is returned so the caller undoes it in Redis *after* commit; that undo is
+//! idempotent and is re-derived from the record if the caller dies before it (step 4).
+//! In normal operation Redis never makes a decision the record refuses, and steps 2 and 4 are a
+//! single cheap comparison each.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use rushline_domain::{CampaignId, CouponCode, Decision, RequestId, RequestStatus, UserId};
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::{Store, StoreError};
+
+/// A decision the record refused; Redis must be brought in line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The request.
+    pub request_id: RequestId,
+    /// Its user.
+    pub user_id: UserId,
+    /// The code Redis had issued it.
+    pub coupon_code: CouponCode,
+    /// The status the record holds instead (`duplicate` or `sold_out`).
+    pub recorded: RequestStatus,
+    /// The request holding the user's coupon in the record, if any.
+    pub holder: Option<RequestId>,
+}
+
+/// What a persist call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Persisted {
+    /// Rows newly written (the rest were recorded already).
+    pub inserted: u64,
+    /// Decisions the record refused.
+    pub refused: Vec<Refusal>,
+}
+
+/// A row about to be inserted.
+struct Row<'a> {
+    decision: &'a Decision,
+    status: RequestStatus,
+}
+
+impl Store {
+    /// Records `decisions` (all of `campaign`) in one transaction. Idempotent: persisting the same
+    /// batch again inserts nothing and refuses nothing new.
+    pub async fn persist(
+        &self,
+        campaign: &CampaignId,
+        decisions: &[Decision],
+    ) -> Result<Persisted, StoreError> {
+        if decisions.is_empty() {
+            return Ok(Persisted::default());
+        }
+        let mut tx = self.pool.begin().await?;
+        let (stock, issued): (i64, i64) =
+            sqlx::query_as("SELECT stock, issued FROM campaigns WHERE id = $1 FOR UPDATE")
+                .bind(campaign.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::corrupt(format!("decisions for unknown campaign {campaign}"))
+                })?;
+        let mut room = stock - issued;
+
+        let issuing = decisions
+            .iter()
+            .filter(|d| d.status == RequestStatus::Issued)
+            .count() as i64;
+        let recorded: HashSet<Uuid> = if issuing > room {
+            let ids: Vec<Uuid> = decisions.iter().map(|d| d.request_id.as_uuid()).collect();
+            sqlx::query_scalar("SELECT request_id FROM requests WHERE request_id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect()
+        } else {
+            HashSet::new()
+        };
+
+        let mut refused = Vec::new();
+        let mut rows = Vec::with_capacity(decisions.len());
+        for decision in decisions {
+            let mut status = decision.status;
+            if status == RequestStatus::Issued && !recorded.contains(&decision.request_id.as_uuid())
+            {
+                if room > 0 {
+                    room -= 1;
+                } else {
+                    status = RequestStatus::SoldOut;
+                    refused.push(refusal(decision, RequestStatus::SoldOut, None)?);
+                }
+            }
+            rows.push(Row { decision, status });
+        }
+
+        let inserted_ids = insert(&mut tx, campaign, &rows).await?;
+        let mut inserted = inserted_ids.len() as u64;
+        if inserted_ids.len() < rows.len() {
+            let (more, refusals) = reconcile(&mut tx, campaign, &rows, &inserted_ids).await?;
+            inserted += more;
+            refused.extend(refusals);
+        }
+        tx.commit().await?;
+        Ok(Persisted { inserted, refused })
+    }
+}
+
+fn refusal(
+    decision: &Decision,
+    recorded: RequestStatus,
+    holder: Option<RequestId>,
+) -> Result<Refusal, StoreError> {
+    Ok(Refusal {
+        request_id: decision.request_id,
+        user_id: decision.user_id.clone(),
+        coupon_code: decision
+            .coupon_code
+            .clone()
+            .ok_or_else(|| StoreError::corrupt("issued decision without a code"))?,
+        recorded,
+        holder,
+    })
+}
+
+/// One statement for the whole batch; returns the ids actually inserted.
+async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    campaign: &CampaignId,
+    rows: &[Row<'_>],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let n = rows.len();
+    let (mut ids, mut users, mut statuses, mut codes, mut seqs, mut times) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::<DateTime<Utc>>::with_capacity(n),
+    );
+    for row in rows {
+        let issued = row.status == RequestStatus::Issued;
+        ids.push(row.decision.request_id.as_uuid());
+        users.push(row.decision.user_id.as_str());
+        statuses.push(row.status.as_str());
+        codes.push(if issued {
+            row.decision.coupon_code.as_ref().map(CouponCode::as_str)
+        } else {
+            None
+        });
+        seqs.push(if issued {
+            row.decision.coupon_seq
+        } else {
+            None
+        });
+        times.push(row.decision.decided_at);
+    }
+    let inserted: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO requests (request_id, campaign_id, user_id, status, coupon_code, coupon_seq, decided_at)
+         SELECT r.id, $1, r.user_id, r.status, r.code, r.seq, r.decided_at
+         FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::timestamptz[])
+              AS r(id, user_id, status, code, seq, decided_at)
+         ON CONFLICT DO NOTHING
+         RETURNING request_id",
+    )
+    .bind(campaign.as_str())
+    .bind(&ids)
+    .bind(&users)
+    .bind(&statuses)
+    .bind(&codes)
+    .bind(&seqs)
+    .bind(&times)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
+/// Sorts out rows that did not insert (see the module doc, step 4).
+async fn reconcile(
+    tx: &mut Transaction<'_, Postgres>,
+    campaign: &CampaignId,
+    rows: &[Row<'_>],
+    inserted: &HashSet<Uuid>,
+) -> Result<(u64, Vec<Refusal>), StoreError> {
+    let missing: Vec<&Row<'_>> = rows
+        .iter()
+        .filter(|r| !inserted.contains(&r.decision.request_id.as_uuid()))
+        .collect();
+    let ids: Vec<Uuid> = missing
+        .iter()
+        .map(|r| r.decision.request_id.as_uuid())
+        .collect();
+    let found: HashMap<Uuid, String> = sqlx::query_as::<_, (Uuid, String)>(
+        "SELECT request_id, status FROM requests WHERE request_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+    let users: Vec<&str> = missing
+        .iter()
+        .map(|r| r.decision.user_id.as_str())
+        .collect();
+    let holders: HashMap<String, Uuid> = sqlx::query_as::<_, (String, Uuid)>(
+        "SELECT user_id, request_id FROM requests
+         WHERE campaign_id = $1 AND status = 'issued' AND user_id = ANY($2)",
+    )
+    .bind(campaign.as_str())
+    .bind(&users)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+
+    let mut refused = Vec::new();
+    let mut converted = Vec::new();
+    for row in missing {
+        let decision = row.decision;
+        let holder = holders
+            .get(decision.user_id.as_str())
+            .map(|&h| RequestId::from(h));
+        match found.get(&decision.request_id.as_uuid()) {
+            Some(status) => {
+                // Recorded already. If Redis issued it but the record says otherwise, an earlier
+                // persist refused it and its Redis undo may not have run: report it again.
+                let status: RequestStatus = status.parse().map_err(StoreError::corrupt)?;
+                if decision.status == RequestStatus::Issued && status != RequestStatus::Issued {
+                    refused.push(refusal(decision, status, holder)?);
+                }
+            }
+            None => {
+                // Refused by a unique index: the user holds a coupon, or (after Redis lost data)
+                // the code is taken.
+                let recorded = if holder.is_some() {
+                    RequestStatus::Duplicate
+                } else {
+                    RequestStatus::SoldOut
+                };
+                refused.push(refusal(decision, recorded, holder)?);
+                converted.push(Row {
+                    decision,
+                    status: recorded,
+                });
+            }
+        }
+    }
+    let inserted = if converted.is_empty() {
+        0
+    } else {
+        insert(tx, campaign, &converted).await?.len() as u64
+    };
+    Ok((inserted, refused))
+}

@@ -1,0 +1,91 @@
+//! The decide loop: take batches off campaign queues and decide them in Redis.
+//!
+//! Each call of `decide.lua` atomically pops a batch, decides it and appends it to the
+//! campaign's decision log, so this loop never holds a request outside Redis: a SIGKILL at any
+//! line loses nothing and decides nothing twice. Campaigns with work are served round-robin, one
+//! batch each, so one hot campaign cannot starve the others. On shutdown the loop finishes the
+//! call in progress and stops.
+
+use std::collections::BTreeSet;
+
+use rushline_domain::CampaignId;
+use rushline_queue::{DecideOutcome, Warmed};
+use tokio_util::sync::CancellationToken;
+
+use crate::Context;
+use crate::backoff::Backoff;
+use crate::wake::Pending;
+
+/// Decides until `token` is cancelled. `pending` says which campaigns may have queued requests;
+/// campaigns that got decisions are handed to `persist`.
+pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: CancellationToken) {
+    let mut backoff = Backoff::default();
+    loop {
+        let mut campaigns = pending.take();
+        if campaigns.is_empty() {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = pending.changed() => continue,
+            }
+        }
+        while !campaigns.is_empty() {
+            let mut busy = BTreeSet::new();
+            for campaign in campaigns {
+                if token.is_cancelled() {
+                    return;
+                }
+                match decide_batch(&ctx, &campaign).await {
+                    Ok(outcome) => {
+                        backoff.reset();
+                        if outcome.decided > 0 {
+                            persist.add(campaign.clone());
+                        }
+                        if outcome.left > 0 {
+                            busy.insert(campaign);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(campaign = %campaign, error = %e, "deciding failed; retrying");
+                        pending.add(campaign);
+                        tokio::select! {
+                            () = token.cancelled() => return,
+                            () = tokio::time::sleep(backoff.next()) => {}
+                        }
+                    }
+                }
+            }
+            campaigns = busy;
+        }
+    }
+}
+
+/// One batch of one campaign, warming the campaign first if Redis does not hold it.
+async fn decide_batch(ctx: &Context, campaign: &CampaignId) -> anyhow::Result<DecideOutcome> {
+    for _ in 0..2 {
+        if let Some(outcome) = ctx.queue.decide(campaign, ctx.config.decide_batch).await? {
+            record(&outcome);
+            return Ok(outcome);
+        }
+        if ctx.queue.warm(campaign, &ctx.store).await? == Warmed::NotFound {
+            tracing::warn!(campaign = %campaign, "queued requests for a campaign the record does not have");
+            return Ok(DecideOutcome::default());
+        }
+    }
+    // Warmed but gone again (Redis emptied meanwhile): try on the next round.
+    Ok(DecideOutcome {
+        left: 1,
+        ..DecideOutcome::default()
+    })
+}
+
+fn record(outcome: &DecideOutcome) {
+    if outcome.decided == 0 {
+        return;
+    }
+    metrics::counter!("rushline_decisions_total", "outcome" => "issued").increment(outcome.issued);
+    metrics::counter!("rushline_decisions_total", "outcome" => "sold_out")
+        .increment(outcome.sold_out);
+    metrics::counter!("rushline_decisions_total", "outcome" => "duplicate")
+        .increment(outcome.duplicate);
+    metrics::histogram!("rushline_decide_batch_size").record(outcome.decided as f64);
+}

@@ -1,0 +1,153 @@
+//! `rushline-worker`: the queue consumer. Any number run side by side.
+//!
+//! # Layout
+//!
+//! A request reaches a worker already safe in Redis (queued by the API). From there:
+//!
+//! 1. [`wake`] — the worker learns a campaign has work from the `work` channel (or a periodic
+//!    sweep of all campaigns) and marks it for the loops below.
+//! 2. [`decide`] — pops and decides batches in Redis (`decide.lua`): one atomic step per batch,
+//!    which also records every decision in the campaign's log.
+//! 3. [`persist`] — copies the log into PostgreSQL in one transaction per batch, undoes in Redis
+//!    what the record refuses, acknowledges; takes over entries of dead workers.
+//!
+//! [`Worker::run`] wires them and owns shutdown: the decide loop stops first (after its call in
+//! flight), then the persist loop drains what is left within the grace period.
+
+pub mod backoff;
+pub mod config;
+pub mod decide;
+pub mod persist;
+pub mod wake;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rushline_queue::{Queue, QueueConfig};
+use rushline_store::Store;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+/// What the loops share.
+#[derive(Clone)]
+pub struct Context {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Redis.
+    pub queue: Queue,
+    /// PostgreSQL.
+    pub store: Store,
+    /// This worker's consumer name in the log's consumer group (unique per process).
+    pub consumer: String,
+    /// Fires when shutdown's grace period is over: retries give up, leaving work pending.
+    pub hard_stop: CancellationToken,
+}
+
+/// One worker process's loops.
+pub struct Worker {
+    ctx: Context,
+}
+
+impl Worker {
+    /// Connects (PostgreSQL eagerly, retrying for a while; Redis lazily).
+    pub async fn connect(config: Config) -> anyhow::Result<Self> {
+        let store = connect_store(&config).await?;
+        let queue = Queue::new(QueueConfig {
+            namespace: config.key_namespace.clone(),
+            timeout: config.backend_timeout,
+            status_ttl: config.status_ttl,
+            pool_size: 4,
+            ..QueueConfig::new(config.redis_url.clone())
+        })
+        .context("configuring Redis")?;
+        Ok(Self::new(config, queue, store))
+    }
+
+    /// A worker over existing handles.
+    pub fn new(config: Config, queue: Queue, store: Store) -> Self {
+        Self {
+            ctx: Context {
+                config: Arc::new(config),
+                queue,
+                store,
+                consumer: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+                hard_stop: CancellationToken::new(),
+            },
+        }
+    }
+
+    /// This worker's consumer name.
+    pub fn consumer(&self) -> &str {
+        &self.ctx.consumer
+    }
+
+    /// Runs until `shutdown` is cancelled, then finishes deciding the batch in flight, persists
+    /// what is left (for at most the configured grace period) and returns.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let ctx = self.ctx;
+        let to_decide = wake::Pending::default();
+        let to_persist = wake::Pending::default();
+        let sweeps = wake::Pending::default();
+        let background = CancellationToken::new();
+
+        let listener = tokio::spawn(wake::listen(
+            ctx.queue.subscriber(),
+            ctx.queue.keys().work_channel(),
+            vec![to_decide.clone(), to_persist.clone()],
+            background.clone(),
+        ));
+        // The sweep's first tick is immediate: work queued while no worker ran is found at once.
+        let sweeper = tokio::spawn(wake::sweep(
+            ctx.queue.clone(),
+            ctx.config.sweep_every,
+            vec![to_decide.clone(), to_persist.clone()],
+            sweeps.clone(),
+            background.clone(),
+        ));
+        let persist_stop = CancellationToken::new();
+        let persister = tokio::spawn(persist::run(
+            ctx.clone(),
+            to_persist.clone(),
+            sweeps,
+            persist_stop.clone(),
+        ));
+        let decider = decide::run(ctx.clone(), to_decide, to_persist, shutdown.clone());
+
+        decider.await;
+        tracing::info!(consumer = %ctx.consumer, "decide loop stopped; persisting what is left");
+        background.cancel();
+        persist_stop.cancel();
+        let hard_stop = ctx.hard_stop.clone();
+        let grace = ctx.config.shutdown_grace;
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            hard_stop.cancel();
+        });
+        let _ = persister.await;
+        timer.abort();
+        let _ = tokio::join!(listener, sweeper);
+        tracing::info!(consumer = %ctx.consumer, "worker stopped");
+    }
+}
+
+async fn connect_store(config: &Config) -> anyhow::Result<Store> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match Store::connect(
+            &config.database_url,
+            config.db_max_connections,
+            config.backend_timeout,
+        )
+        .await
+        {
+            Ok(store) => return Ok(store),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "PostgreSQL not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context("connecting to PostgreSQL"),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The persist loop: copy decisions from the Redis logs into PostgreSQL, then acknowledge them.
+//!
+//! Per campaign with news: clear its log flag, then read every entry no consumer has seen
+//! (`XREADGROUP >`), write them in one transaction, undo in Redis whatever the record refused,
+//! and acknowledge. On each sweep it also takes over entries left pending by a dead worker.
+//!
+//! Where a decision is at each moment: in the log only (a crash re-delivers it to whoever claims
+//! it) → pending on this consumer (same) → committed in PostgreSQL but not acknowledged (a crash
+//! makes someone persist it again: the insert does nothing, refusals are re-derived from the
+//! record) → acknowledged and gone from the log. Nothing is lost at any step; nothing is
+//! decided here at all.
+//!
+//! While PostgreSQL is down, writes are retried with jittered backoff; decisions wait in Redis.
+
+use std::collections::BTreeSet;
+
+use rushline_domain::{CampaignId, Decision};
+use rushline_queue::{LogEntry, Rollback};
+use rushline_store::Persisted;
+use tokio_util::sync::CancellationToken;
+
+use crate::Context;
+use crate::backoff::Backoff;
+use crate::wake::Pending;
+
+/// The loop gave up on a batch because the hard-stop deadline passed; it stays pending in Redis.
+#[derive(Debug, thiserror::Error)]
+#[error("abandoned at shutdown; the entries stay pending for another worker")]
+pub struct Abandoned;
+
+/// Persists until `token` is cancelled, then makes a last pass over every campaign it knows.
+pub async fn run(ctx: Context, pending: Pending, sweeps: Pending, token: CancellationToken) {
+    let mut known = BTreeSet::new();
+    loop {
+        let due = pending.take();
+        let swept = sweeps.take();
+        if due.is_empty() && swept.is_empty() {
+            tokio::select! {
+                () = token.cancelled() => break,
+                () = pending.changed() => {}
+                () = sweeps.changed() => {}
+            }
+            continue;
+        }
+        for campaign in due.iter().chain(&swept) {
+            known.insert(campaign.clone());
+            if persist_new(&ctx, campaign).await.is_err() {
+                return;
+            }
+        }
+        for campaign in &swept {
+            if persist_stale(&ctx, campaign).await.is_err() {
+                return;
+            }
+        }
+    }
+    // Shutdown: the decide loop has stopped; persist what this worker (or anyone) left unread.
+    known.extend(pending.take());
+    for campaign in &known {
+        if persist_new(&ctx, campaign).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads and persists every entry of `campaign` that no consumer has seen yet.
+async fn persist_new(ctx: &Context, campaign: &CampaignId) -> Result<(), Abandoned> {
+    retry(ctx, "clearing log flag", || {
+        ctx.queue.clear_log_flag(campaign)
+    })
+    .await?;
+    loop {
+        let entries = retry(ctx, "reading log", || {
+            ctx.queue
+                .read_log(campaign, &ctx.consumer, ctx.config.persist_entries)
+        })
+        .await?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        persist_entries(ctx, campaign, &entries).await?;
+    }
+}
+
+/// Takes over and persists entries another consumer left pending too long.
+async fn persist_stale(ctx: &Context, campaign: &CampaignId) -> Result<(), Abandoned> {
+    loop {
+        let entries = retry(ctx, "claiming stale log entries", || {
+            ctx.queue.claim_stale(
+                campaign,
+                &ctx.consumer,
+                ctx.config.claim_idle,
+                ctx.config.persist_entries,
+            )
+        })
+        .await?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(campaign = %campaign, entries = entries.len(), "took over stale log entries");
+        persist_entries(ctx, campaign, &entries).await?;
+    }
+}
+
+/// One transaction for `entries`, then the Redis undo of refusals, then the acknowledgement.
+async fn persist_entries(
+    ctx: &Context,
+    campaign: &CampaignId,
+    entries: &[LogEntry],
+) -> Result<(), Abandoned> {
+    let decisions: Vec<Decision> = entries
+        .iter()
+        .flat_map(|e| e.decisions.iter().cloned())
+        .collect();
+    let persisted: Persisted = retry(ctx, "writing decisions to PostgreSQL", || {
+        ctx.store.persist(campaign, &decisions)
+    })
+    .await?;
+    metrics::counter!("rushline_persisted_rows_total").increment(persisted.inserted);
+    metrics::histogram!("rushline_persist_batch_size").record(decisions.len() as f64);
+    if !persisted.refused.is_empty() {
+        let rollbacks: Vec<Rollback> = persisted
+            .refused
+            .iter()
+            .map(|r| Rollback {
+                request_id: r.request_id,
+                user_id: r.user_id.clone(),
+                coupon_code: r.coupon_code.clone(),
+                new_status: r.recorded,
+                holder: r.holder,
+            })
+            .collect();
+        let undone = retry(ctx, "undoing refused decisions", || {
+            ctx.queue.rollback(campaign, &rollbacks)
+        })
+        .await?;
+        tracing::warn!(campaign = %campaign, refused = rollbacks.len(), undone, "record refused decisions; Redis brought in line");
+        metrics::counter!("rushline_rollbacks_total").increment(undone);
+    }
+    retry(ctx, "acknowledging log entries", || {
+        ctx.queue.ack(campaign, entries)
+    })
+    .await
+}
+
+/// Retries `op` with backoff until it succeeds or the hard-stop token fires.
+async fn retry<T, E, F, Fut>(ctx: &Context, what: &str, mut op: F) -> Result<T, Abandoned>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut backoff = Backoff::default();
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} failed; retrying");
+                metrics::counter!("rushline_backend_errors_total", "step" => what.to_owned())
+                    .increment(1);
+            }
+        }
+        tokio::select! {
+            () = ctx.hard_stop.cancelled() => return Err(Abandoned),
+            () = tokio::time::sleep(backoff.next()) => {}
+        }
+    }
+}
