@@ -8,9 +8,11 @@
 -- Returns the number of decisions undone.
 --
 -- A refusal means Redis and PostgreSQL disagree (e.g. Redis lost data the record has). The record
--- wins: "d" — the user already holds a coupon in PostgreSQL: the coupon goes back to stock and the
--- holder entry names the recorded holder; "s" — PostgreSQL has no stock left for it: Redis's stock
--- is set to zero so it stops issuing what cannot be recorded.
+-- wins: "d" — the user already holds a coupon in PostgreSQL that Redis did not know of: the
+-- request becomes a duplicate and the holder entry names the recorded holder; the counts stay, as
+-- the coupon Redis took back is the one the recorded holder has. "s" — PostgreSQL has no stock
+-- left for it: the coupon is un-issued and Redis's stock set to zero, so it stops issuing what
+-- cannot be recorded.
 -- Idempotent: a decision is undone only while its status record still says issued with that code,
 -- so a worker that crashed after committing the refusal and runs this again changes nothing.
 
@@ -26,10 +28,8 @@ for i = 2, #ARGV, 5 do
     local rest = string.sub(record, 3)
     local campaign, _user, _code, ms = string.match(rest, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
     redis.call('SET', key, new_status .. '\t' .. campaign .. '\t' .. user .. '\t\t' .. ms, 'KEEPTTL')
-    redis.call('HINCRBY', meta, 'issued', -1)
-    if new_status == 'd' then
-      redis.call('HINCRBY', meta, 'remaining', 1)
-    else
+    if new_status ~= 'd' then
+      redis.call('HINCRBY', meta, 'issued', -1)
       redis.call('HSET', meta, 'remaining', 0)
     end
     if holder ~= '' then

@@ -1,1 +1,200 @@
+//! Test support shared by the API's and the worker's integration tests.
+//!
+//! Every test gets its own PostgreSQL database (`rushline_t<uuid>`, migrated) and its own Redis
+//! key namespace (`rushline:t<uuid>:`), against the real servers named by
+//! `RUSHLINE_TEST_DATABASE_URL` and `RUSHLINE_TEST_REDIS_URL` (defaults: the contract's URLs), so
+//! tests run in parallel and twice in a row without seeing each other.
+//! [`audit`] checks guarantees 1–3 and 6 against the record.
 
+use std::time::Duration;
+
+use anyhow::Context;
+use rushline_domain::CampaignId;
+use rushline_queue::QueueConfig;
+use rushline_store::Store;
+use sqlx::{Connection, Executor, PgConnection};
+use uuid::Uuid;
+
+/// The server a test's database is created on.
+pub fn admin_database_url() -> String {
+    std::env::var("RUSHLINE_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://rushline:rushline@127.0.0.1:5432/rushline".into())
+}
+
+/// The Redis tests use.
+pub fn redis_url() -> String {
+    std::env::var("RUSHLINE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// One test's private database and Redis namespace.
+pub struct TestEnv {
+    /// URL of the test's own database.
+    pub database_url: String,
+    /// Redis URL.
+    pub redis_url: String,
+    /// Redis key namespace (keys start with `rushline:<namespace>:`).
+    pub namespace: String,
+    /// A store on the test's database.
+    pub store: Store,
+    database: String,
+}
+
+impl TestEnv {
+    /// Creates and migrates a fresh database and picks a fresh namespace.
+    pub async fn new() -> anyhow::Result<Self> {
+        let id = Uuid::new_v4().simple().to_string();
+        let database = format!("rushline_t{id}");
+        let admin_url = admin_database_url();
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .with_context(|| format!("connecting to {admin_url} (run scripts/setup first)"))?;
+        admin
+            .execute(format!(r#"CREATE DATABASE "{database}""#).as_str())
+            .await
+            .context("creating the test database (the role needs CREATEDB)")?;
+        let database_url = match admin_url.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{database}"),
+            None => anyhow::bail!("database URL {admin_url} has no database name"),
+        };
+        let store = Store::connect(&database_url, 8, Duration::from_secs(10)).await?;
+        store.migrate().await?;
+        Ok(Self {
+            database_url,
+            redis_url: redis_url(),
+            namespace: format!("t{id}"),
+            store,
+            database,
+        })
+    }
+
+    /// Queue configuration for this test's namespace.
+    pub fn queue_config(&self) -> QueueConfig {
+        QueueConfig {
+            namespace: Some(self.namespace.clone()),
+            pool_size: 4,
+            ..QueueConfig::new(self.redis_url.clone())
+        }
+    }
+
+    /// Deletes every Redis key of this test's namespace (simulates Redis losing its data).
+    pub async fn flush_redis(&self) -> anyhow::Result<u64> {
+        let client = redis::Client::open(self.redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let pattern = format!("rushline:{}:*", self.namespace);
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(&pattern)
+            .query_async(&mut conn)
+            .await?;
+        let mut deleted = 0;
+        for chunk in keys.chunks(500) {
+            deleted += redis::cmd("DEL")
+                .arg(chunk)
+                .query_async::<u64>(&mut conn)
+                .await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Drops the database and the namespace's keys.
+    pub async fn cleanup(self) -> anyhow::Result<()> {
+        self.flush_redis().await?;
+        self.store.pool().close().await;
+        let mut admin = PgConnection::connect(&admin_database_url()).await?;
+        admin
+            .execute(
+                format!(
+                    r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#,
+                    self.database
+                )
+                .as_str(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// What the record says about one campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// The campaign's stock.
+    pub stock: i64,
+    /// Issued rows, counted.
+    pub issued_rows: i64,
+    /// The trigger-kept `campaigns.issued`.
+    pub issued_counter: i64,
+    /// Rows by status: (issued, sold_out, duplicate).
+    pub by_status: (i64, i64, i64),
+    /// Users holding more than one issued coupon.
+    pub users_with_two_coupons: i64,
+    /// Codes appearing on more than one row.
+    pub repeated_codes: i64,
+}
+
+impl Audit {
+    /// Panics with the audit if guarantee 1, 2 or 3 (or the counter) is violated.
+    pub fn assert_guarantees(&self) {
+        assert!(
+            self.issued_rows <= self.stock,
+            "guarantee 1 violated: {self:?}"
+        );
+        assert_eq!(
+            self.users_with_two_coupons, 0,
+            "guarantee 2 violated: {self:?}"
+        );
+        assert_eq!(self.repeated_codes, 0, "guarantee 3 violated: {self:?}");
+        assert_eq!(
+            self.issued_rows, self.issued_counter,
+            "issued counter disagrees: {self:?}"
+        );
+    }
+}
+
+/// Reads [`Audit`] figures for `campaign` straight from PostgreSQL.
+pub async fn audit(store: &Store, campaign: &CampaignId) -> anyhow::Result<Audit> {
+    let pool = store.pool();
+    let (stock, issued_counter): (i64, i64) =
+        sqlx::query_as("SELECT stock, issued FROM campaigns WHERE id = $1")
+            .bind(campaign.as_str())
+            .fetch_one(pool)
+            .await?;
+    let (issued, sold_out, duplicate): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE status = 'issued'), count(*) FILTER (WHERE status = 'sold_out'),
+                count(*) FILTER (WHERE status = 'duplicate')
+         FROM requests WHERE campaign_id = $1",
+    )
+    .bind(campaign.as_str())
+    .fetch_one(pool)
+    .await?;
+    let users_with_two_coupons: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT user_id FROM requests WHERE campaign_id = $1 AND status = 'issued'
+                               GROUP BY user_id HAVING count(*) > 1) u",
+    )
+    .bind(campaign.as_str())
+    .fetch_one(pool)
+    .await?;
+    let repeated_codes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT coupon_code FROM requests WHERE campaign_id = $1 AND coupon_code IS NOT NULL
+                               GROUP BY coupon_code HAVING count(*) > 1) c",
+    )
+    .bind(campaign.as_str())
+    .fetch_one(pool)
+    .await?;
+    Ok(Audit {
+        stock,
+        issued_rows: issued,
+        issued_counter,
+        by_status: (issued, sold_out, duplicate),
+        users_with_two_coupons,
+        repeated_codes,
+    })
+}
+
+/// Rows recorded for `campaign`.
+pub async fn recorded_rows(store: &Store, campaign: &CampaignId) -> anyhow::Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT count(*) FROM requests WHERE campaign_id = $1")
+            .bind(campaign.as_str())
+            .fetch_one(store.pool())
+            .await?,
+    )
+}
