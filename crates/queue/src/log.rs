@@ -217,6 +217,31 @@ impl Queue {
         .await
     }
 
+    /// Log entries delivered to a persister but not acknowledged yet.
+    pub async fn pending_len(&self, campaign: &CampaignId) -> Result<u64, QueueError> {
+        let log = self.keys.campaign(campaign).log;
+        let summary: Value = self
+            .run(|mut conn| async move {
+                let reply = redis::cmd("XPENDING")
+                    .arg(log)
+                    .arg(PERSIST_GROUP)
+                    .query_async::<Value>(&mut conn)
+                    .await;
+                match reply {
+                    Err(e) if e.code() == Some("NOGROUP") => Ok(Value::Nil),
+                    other => Ok(other?),
+                }
+            })
+            .await?;
+        // Reply: [count, smallest id, greatest id, [[consumer, count]…]].
+        match summary {
+            Value::Array(parts) => parts
+                .first()
+                .map_or(Ok(0), |n| crate::record::int(n).map(|n| n.max(0) as u64)),
+            _ => Ok(0),
+        }
+    }
+
     /// Entries in the campaign's log (not yet acknowledged as persisted).
     pub async fn log_len(&self, campaign: &CampaignId) -> Result<u64, QueueError> {
         let log = self.keys.campaign(campaign).log;

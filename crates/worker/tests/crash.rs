@@ -1,0 +1,198 @@
+//! Real `rushline-worker` processes, killed with SIGKILL mid-drain or stopped with SIGTERM.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::Utc;
+use rushline_domain::{CampaignId, CampaignName, CampaignSpec, RequestId, Stock, UserId};
+use rushline_queue::{AcceptItem, AcceptOutcome, Queue};
+use rushline_testkit::TestEnv;
+
+/// A campaign with `stock`, and `requests` requests queued for it through the same script the
+/// API's hot path uses. Every 10th user presses twice.
+async fn queued_campaign(
+    env: &TestEnv,
+    queue: &Queue,
+    stock: u64,
+    requests: usize,
+) -> (CampaignId, Vec<RequestId>) {
+    let id = CampaignId::parse(format!(
+        "c-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ))
+    .unwrap();
+    let spec = CampaignSpec {
+        id: id.clone(),
+        name: CampaignName::parse("crash test").unwrap(),
+        stock: Stock::new(stock).unwrap(),
+        opens_at: Utc::now(),
+        closes_at: None,
+    };
+    env.store
+        .create_campaign(&spec, "test-code-key")
+        .await
+        .unwrap();
+    queue.warm(&id, &env.store).await.unwrap();
+    let mut ids = Vec::new();
+    let items: Vec<AcceptItem> = (0..requests)
+        .map(|n| {
+            let user = if n % 10 == 1 { n - 1 } else { n };
+            AcceptItem {
+                request_id: RequestId::new_for(&id),
+                user_id: UserId::parse(format!("user-{user}")).unwrap(),
+                idempotency_key: None,
+            }
+        })
+        .collect();
+    for group in items.chunks(256) {
+        let outcomes = queue.accept(&id, group).await.unwrap();
+        assert!(outcomes.iter().all(|o| *o == AcceptOutcome::Queued));
+        ids.extend(group.iter().map(|i| i.request_id));
+    }
+    (id, ids)
+}
+
+fn spawn_worker(env: &TestEnv) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rushline-worker"))
+        .env("RUSHLINE_REDIS_URL", &env.redis_url)
+        .env("RUSHLINE_DATABASE_URL", &env.database_url)
+        .env("RUSHLINE_KEY_NAMESPACE", &env.namespace)
+        .env("RUSHLINE_CLAIM_IDLE_MS", "1500")
+        .env("RUSHLINE_SWEEP_MS", "200")
+        .env("RUSHLINE_DECIDE_BATCH", "64")
+        .env("RUSHLINE_PERSIST_ENTRIES", "4")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start rushline-worker")
+}
+
+/// Polls `condition` until it holds or `limit` passes (there is no event to await across
+/// processes; each poll is a cheap Redis read).
+async fn eventually(limit: Duration, what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_workers_lose_nothing_and_decide_nothing_twice() {
+    let env = TestEnv::new().await.unwrap();
+    let queue = Queue::new(env.queue_config()).unwrap();
+    let total = 12_000;
+    let (campaign, ids) = queued_campaign(&env, &queue, 4_000, total).await;
+
+    // Four times: start a worker, let it get going, SIGKILL it while work remains.
+    let mut kills = 0;
+    for round in 1..=4u64 {
+        let mut victim = spawn_worker(&env);
+        let target = total as u64 - round * 2_000;
+        eventually(
+            Duration::from_secs(60),
+            "the worker to make progress",
+            async || queue.queue_len(&campaign).await.unwrap() <= target,
+        )
+        .await;
+        victim.kill().unwrap(); // SIGKILL
+        victim.wait().unwrap();
+        assert!(
+            queue.queue_len(&campaign).await.unwrap() > 0,
+            "killed before the queue drained"
+        );
+        kills += 1;
+    }
+    assert_eq!(kills, 4);
+
+    // Two survivors finish the queue and take over whatever the dead left pending.
+    let mut survivors = [spawn_worker(&env), spawn_worker(&env)];
+    eventually(
+        Duration::from_secs(60),
+        "queue drained and every decision persisted",
+        async || {
+            queue.queue_len(&campaign).await.unwrap() == 0
+                && queue.log_len(&campaign).await.unwrap() == 0
+        },
+    )
+    .await;
+    for survivor in &mut survivors {
+        survivor.kill().unwrap();
+        survivor.wait().unwrap();
+    }
+
+    // Guarantee 4: every request is final, recorded once, and Redis and the record agree.
+    assert_eq!(
+        rushline_testkit::recorded_rows(&env.store, &campaign)
+            .await
+            .unwrap(),
+        total as i64
+    );
+    for id in &ids {
+        let reported = queue
+            .request_status(*id)
+            .await
+            .unwrap()
+            .expect("status record");
+        let recorded = env.store.request(*id).await.unwrap().expect("recorded");
+        assert!(reported.status.is_final());
+        assert_eq!(
+            (reported.status, reported.coupon_code),
+            (recorded.status, recorded.coupon_code)
+        );
+    }
+    // Guarantees 1–3, and exactly `stock` issued since demand exceeded it.
+    let audit = rushline_testkit::audit(&env.store, &campaign)
+        .await
+        .unwrap();
+    audit.assert_guarantees();
+    assert_eq!(audit.issued_rows, 4_000);
+    let state = queue.campaign_state(&campaign).await.unwrap().unwrap();
+    assert_eq!(state.issued as i64, audit.issued_rows, "guarantee 6");
+    env.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_what_the_worker_took_and_exits_zero() {
+    let env = TestEnv::new().await.unwrap();
+    let queue = Queue::new(env.queue_config()).unwrap();
+    let total = 6_000;
+    let (campaign, _) = queued_campaign(&env, &queue, 1_000, total).await;
+    let mut worker = spawn_worker(&env);
+    eventually(
+        Duration::from_secs(60),
+        "the worker to make progress",
+        async || queue.queue_len(&campaign).await.unwrap() < total as u64,
+    )
+    .await;
+    let term = Command::new("kill")
+        .arg("-TERM")
+        .arg(worker.id().to_string())
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let mut exited = None;
+    eventually(
+        Duration::from_secs(15),
+        "the worker to exit after SIGTERM",
+        async || {
+            exited = worker.try_wait().unwrap();
+            exited.is_some()
+        },
+    )
+    .await;
+    assert!(exited.unwrap().success(), "exit status {exited:?}");
+    // Nothing it took is left pending; whatever it decided is in the record.
+    assert_eq!(queue.pending_len(&campaign).await.unwrap(), 0);
+    let decided = total as u64 - queue.queue_len(&campaign).await.unwrap();
+    assert_eq!(
+        rushline_testkit::recorded_rows(&env.store, &campaign)
+            .await
+            .unwrap() as u64,
+        decided
+    );
+    env.cleanup().await.unwrap();
+}
