@@ -180,13 +180,18 @@ async fn a_spike_across_campaigns_keeps_every_guarantee() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_requests_are_served_first_come_first_served() {
-    let app = spawn_app_with_workers(3).await;
+    // Queue them one after another with no worker running, so the queue's order decides.
+    let mut app = crate::helpers::spawn_app().await;
     let campaign = app.open_campaign(5).await;
     let mut ids = Vec::new();
     for n in 0..20 {
         let response = app.issue(&campaign, &format!("fan-{n}")).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
         let body: Value = response.json().await.unwrap();
         ids.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    for _ in 0..3 {
+        app.start_worker();
     }
     let mut statuses = Vec::new();
     for id in &ids {
