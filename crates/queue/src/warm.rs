@@ -68,21 +68,14 @@ impl Queue {
             let claimed: i64 = self
                 .run(|mut conn| async move { Ok(begin.invoke_async(&mut conn).await?) })
                 .await?;
-            match claimed {
-                0 => {
-                    return self
-                        .register(campaign)
-                        .await
-                        .map(|()| Warmed::Ready)
-                        .map_err(Into::into);
-                }
-                1 => {
-                    if self.build(campaign, &token, record).await? {
-                        self.register(campaign).await?;
-                        return Ok(Warmed::Ready);
-                    }
-                }
-                _ => {}
+            let ready = match claimed {
+                0 => true,
+                1 => self.build(campaign, &token, record).await?,
+                _ => false,
+            };
+            if ready {
+                self.register(campaign).await?;
+                return Ok(Warmed::Ready);
             }
             // Another process owns the warm-up (or took it over from us): wait for it.
             if tokio::time::Instant::now() >= deadline {

@@ -21,7 +21,7 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The delay before the next try.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let base = self.next;
         self.next = (self.next * 2).min(Duration::from_secs(2));
         base.mul_f64(rand::rng().random_range(0.5..=1.0))
@@ -40,12 +40,12 @@ mod tests {
     #[test]
     fn delays_grow_and_cap() {
         let mut backoff = Backoff::default();
-        let first = backoff.next();
+        let first = backoff.next_delay();
         assert!(first <= Duration::from_millis(50) && first >= Duration::from_millis(25));
         for _ in 0..20 {
-            assert!(backoff.next() <= Duration::from_secs(2));
+            assert!(backoff.next_delay() <= Duration::from_secs(2));
         }
         backoff.reset();
-        assert!(backoff.next() <= Duration::from_millis(50));
+        assert!(backoff.next_delay() <= Duration::from_millis(50));
     }
 }

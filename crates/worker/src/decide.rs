@@ -49,7 +49,7 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
                         pending.add(campaign);
                         tokio::select! {
                             () = token.cancelled() => return,
-                            () = tokio::time::sleep(backoff.next()) => {}
+                            () = tokio::time::sleep(backoff.next_delay()) => {}
                         }
                     }
                 }

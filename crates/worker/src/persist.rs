@@ -162,7 +162,7 @@ where
         }
         tokio::select! {
             () = ctx.hard_stop.cancelled() => return Err(Abandoned),
-            () = tokio::time::sleep(backoff.next()) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
 }
