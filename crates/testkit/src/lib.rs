@@ -42,6 +42,13 @@ pub struct TestEnv {
 impl TestEnv {
     /// Creates and migrates a fresh database and picks a fresh namespace.
     pub async fn new() -> anyhow::Result<Self> {
+        let env = Self::unmigrated().await?;
+        env.store.migrate().await?;
+        Ok(env)
+    }
+
+    /// Like [`TestEnv::new`], but leaves the database empty (to test start-up migrations).
+    pub async fn unmigrated() -> anyhow::Result<Self> {
         let id = Uuid::new_v4().simple().to_string();
         let database = format!("rushline_t{id}");
         let admin_url = admin_database_url();
@@ -57,7 +64,6 @@ impl TestEnv {
             None => anyhow::bail!("database URL {admin_url} has no database name"),
         };
         let store = Store::connect(&database_url, 8, Duration::from_secs(10)).await?;
-        store.migrate().await?;
         Ok(Self {
             database_url,
             redis_url: redis_url(),

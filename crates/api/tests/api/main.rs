@@ -4,6 +4,7 @@
 mod campaigns;
 mod concurrency;
 mod helpers;
+mod lifecycle;
 mod ops;
 mod recovery;
 mod requests;
