@@ -30,6 +30,9 @@ pub struct Config {
     pub accept_in_flight: usize,
     /// `RUSHLINE_MAX_QUEUE`: per-campaign queue length past which requests are shed with 503.
     pub max_queue: u64,
+    /// `RUSHLINE_MAX_LOG_ENTRIES`: per-campaign decided batches waiting for PostgreSQL past which
+    /// decisions at once are shed with 503 (must match the workers').
+    pub max_log_entries: u64,
     /// `RUSHLINE_STATUS_TTL_SECS`: how long Redis keeps a persisted request's status.
     pub status_ttl: Duration,
     /// `RUSHLINE_DB_MAX_CONNECTIONS`.
@@ -74,6 +77,11 @@ impl Config {
             accept_batch: number("RUSHLINE_ACCEPT_BATCH", 256)?.clamp(1, 4096) as usize,
             accept_in_flight: number("RUSHLINE_ACCEPT_IN_FLIGHT", 4)?.clamp(1, 256) as usize,
             max_queue: number("RUSHLINE_MAX_QUEUE", 1_000_000)?.max(1),
+            max_log_entries: number(
+                "RUSHLINE_MAX_LOG_ENTRIES",
+                rushline_queue::DEFAULT_MAX_LOG_ENTRIES,
+            )?
+            .max(1),
             status_ttl: Duration::from_secs(number("RUSHLINE_STATUS_TTL_SECS", 600)?.max(1)),
             db_max_connections: number("RUSHLINE_DB_MAX_CONNECTIONS", 16)?.clamp(1, 1000) as u32,
             backend_timeout: Duration::from_millis(

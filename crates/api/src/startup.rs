@@ -37,6 +37,7 @@ impl Application {
             timeout: config.backend_timeout,
             status_ttl: config.status_ttl,
             max_queue: config.max_queue,
+            max_log_entries: config.max_log_entries,
             ..QueueConfig::new(config.redis_url.clone())
         })
         .context("configuring Redis")?;

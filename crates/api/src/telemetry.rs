@@ -1,9 +1,49 @@
-//! Logging and metrics set-up.
+//! Logging and metrics set-up, and the name of every metric the API exports.
+//!
+//! | metric | type | labels | what it tells an operator |
+//! | --- | --- | --- | --- |
+//! | `rushline_requests_total` | counter | `outcome` | every accept outcome, replays included |
+//! | `rushline_requests_accepted_total` | counter | — | requests queued (answered 202) |
+//! | `rushline_requests_refused_total` | counter | `reason` | requests not queued, and why |
+//! | `rushline_http_request_duration_seconds` | histogram | `route`, `method`, `status` | latency per route template |
+//! | `rushline_queue_depth` | gauge | `campaign` | requests waiting for a worker |
+//! | `rushline_persistence_lag_seconds` | gauge | `campaign` | age of the oldest decision not yet in PostgreSQL |
+//! | `rushline_backend_errors_total` | counter | `backend` (`redis`, `postgres`) | failed backing-service calls |
+//! | `rushline_waiters` | gauge | — | callers parked on `?wait=` |
+//!
+//! Queue depth is refreshed on every scrape of `/metrics` and whenever a campaign's stats are
+//! read, so it is as fresh as the scrape without a background task.
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use rushline_queue::{QueueError, WarmError};
+use rushline_store::StoreError;
 use tracing_subscriber::EnvFilter;
+
+use crate::accept::AcceptError;
+
+/// Accept outcomes, by `outcome`.
+pub const REQUESTS: &str = "rushline_requests_total";
+/// Requests queued.
+pub const ACCEPTED: &str = "rushline_requests_accepted_total";
+/// Requests refused, by `reason`.
+pub const REFUSED: &str = "rushline_requests_refused_total";
+/// HTTP latency by `route`, `method`, `status`.
+pub const HTTP_DURATION: &str = "rushline_http_request_duration_seconds";
+/// Queue length by `campaign`.
+pub const QUEUE_DEPTH: &str = "rushline_queue_depth";
+/// Oldest unpersisted decision's age by `campaign`.
+pub const PERSISTENCE_LAG: &str = "rushline_persistence_lag_seconds";
+/// Backing-service failures by `backend`.
+pub const BACKEND_ERRORS: &str = "rushline_backend_errors_total";
+/// Parked `?wait=` callers.
+pub const WAITERS: &str = "rushline_waiters";
+
+/// Latency buckets (seconds): the hot path answers in about a millisecond, `?wait=` up to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Installs the global tracing subscriber: `RUST_LOG` (default `info`), JSON lines or pretty.
 /// Calling it again (tests start several apps in one process) does nothing.
@@ -23,10 +63,80 @@ pub fn init(json: bool) {
 pub fn metrics() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        // Histograms, not summaries, so latency can be aggregated across API replicas. The bucket
+        // list is a non-empty constant, the only thing the builder can reject.
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; then this handle renders nothing.
         let _ = metrics::set_global_recorder(recorder);
+        describe();
         handle
     })
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(REQUESTS, "Issue requests by accept outcome.");
+    describe_counter!(
+        ACCEPTED,
+        "Issue requests queued for a worker (answered 202)."
+    );
+    describe_counter!(REFUSED, "Issue requests not queued, by reason.");
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "HTTP request latency by route template, method and status."
+    );
+    describe_gauge!(QUEUE_DEPTH, "Requests waiting in a campaign's queue.");
+    describe_gauge!(
+        PERSISTENCE_LAG,
+        Unit::Seconds,
+        "Age of a campaign's oldest decision not yet persisted to PostgreSQL."
+    );
+    describe_counter!(BACKEND_ERRORS, "Failed Redis or PostgreSQL calls.");
+    describe_gauge!(WAITERS, "Callers parked on ?wait=.");
+}
+
+/// A backing service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Redis.
+    Redis,
+    /// PostgreSQL.
+    Postgres,
+}
+
+impl Backend {
+    /// Its label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Counts one failed call to `backend`.
+pub fn backend_error(backend: Backend) {
+    metrics::counter!(BACKEND_ERRORS, "backend" => backend.label()).increment(1);
+}
+
+/// Which backing service an error came from, when it is one of rushline's backend errors.
+pub fn backend_of(error: &anyhow::Error) -> Option<Backend> {
+    if error.downcast_ref::<QueueError>().is_some() {
+        return Some(Backend::Redis);
+    }
+    if error.downcast_ref::<StoreError>().is_some() {
+        return Some(Backend::Postgres);
+    }
+    if let Some(e) = error.downcast_ref::<AcceptError>() {
+        return matches!(e, AcceptError::Queue(_)).then_some(Backend::Redis);
+    }
+    match error.downcast_ref::<WarmError<StoreError>>()? {
+        WarmError::Source(_) => Some(Backend::Postgres),
+        WarmError::Queue(_) | WarmError::Busy => Some(Backend::Redis),
+    }
 }

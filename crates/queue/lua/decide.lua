@@ -2,9 +2,11 @@
 --
 -- KEYS[1] meta  KEYS[2] queue  KEYS[3] holders  KEYS[4] log  KEYS[5] dirty  (as in accept.lua)
 -- ARGV[1] status key prefix   ARGV[2] batch size N   ARGV[3] work channel
--- ARGV[4] decided channel     ARGV[5] campaign id
+-- ARGV[4] decided channel     ARGV[5] campaign id   ARGV[6] max log entries
 --
--- Returns {"M"} when the campaign is not warm here, else
+-- Returns {"M"} when the campaign is not warm here; {"F", left_in_queue} when the log already
+-- holds max log entries (PostgreSQL is behind: requests wait in the queue, whose own bound
+-- makes the API shed with 503 — Redis never grows without limit); else
 --   {"OK", decided, issued, sold_out, duplicate, left_in_queue}.
 --
 -- Decision rule, per request in queue order: the user already holds a coupon -> duplicate;
@@ -25,9 +27,11 @@
 local meta, queue, holders, log, dirty = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local status_prefix, batch = ARGV[1], tonumber(ARGV[2])
 local work_channel, decided_channel, campaign = ARGV[3], ARGV[4], ARGV[5]
+local max_log = tonumber(ARGV[6])
 
-local state = redis.call('HMGET', meta, 'ready', 'remaining', 'issued', 'seq', 'key')
+local state = redis.call('HMGET', meta, 'ready', 'remaining', 'issued', 'seq', 'key', 'sold_out')
 if state[1] ~= '1' then return {'M'} end
+if redis.call('XLEN', log) >= max_log then return {'F', redis.call('LLEN', queue)} end
 local remaining, issued, seq, key = tonumber(state[2]), tonumber(state[3]), tonumber(state[4]), state[5]
 
 local items = redis.call('LPOP', queue, batch)
@@ -81,6 +85,12 @@ for i = 1, #items do
 end
 
 redis.call('HSET', meta, 'remaining', remaining, 'issued', issued, 'seq', seq)
+-- The refusal tallies are kept only while exact (present since the campaign was built from an
+-- empty record; see warm_finish.lua); otherwise stats read them from PostgreSQL.
+if state[6] then
+  redis.call('HINCRBY', meta, 'sold_out', n_sold_out)
+  redis.call('HINCRBY', meta, 'duplicate', n_duplicate)
+end
 redis.call('XADD', log, '*', 'd', table.concat(lines, '\n'))
 if redis.call('SET', dirty, '1', 'NX') then
   redis.call('PUBLISH', work_channel, campaign)

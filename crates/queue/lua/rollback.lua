@@ -32,6 +32,10 @@ for i = 2, #ARGV, 5 do
       redis.call('HINCRBY', meta, 'issued', -1)
       redis.call('HSET', meta, 'remaining', 0)
     end
+    -- Refusal tallies (only while kept, see warm_finish.lua) follow the status the record holds.
+    if redis.call('HEXISTS', meta, 'sold_out') == 1 then
+      redis.call('HINCRBY', meta, new_status == 'd' and 'duplicate' or 'sold_out', 1)
+    end
     if holder ~= '' then
       redis.call('HSET', holders, user, holder)
     elseif redis.call('HGET', holders, user) == rid then

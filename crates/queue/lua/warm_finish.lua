@@ -7,9 +7,11 @@
 --
 -- Returns 1 when published, 0 when the token no longer owns the warm-up.
 --
--- Atomic with the ownership check. `remaining` is derived from PostgreSQL's count of issued rows,
--- never from a stale counter, so guarantee 1 holds after Redis lost its data. The log's consumer
--- group is created here (MKSTREAM), so persisters can always read it.
+-- Atomic with the ownership check. `remaining` is derived from PostgreSQL's stock (which operators
+-- may have raised, see add_stock.lua) and count of issued rows, never from a stale counter, so
+-- guarantee 1 holds after Redis lost its data, and an added stock that reached PostgreSQL but not
+-- Redis (a crash in between) is applied by the rebuild. The log's consumer group is created here
+-- (MKSTREAM), so persisters can always read it.
 
 local meta, log, token = KEYS[1], KEYS[2], ARGV[1]
 if redis.call('HGET', meta, 'warming') ~= token then return 0 end
@@ -19,6 +21,16 @@ if remaining < 0 then remaining = 0 end
 redis.call('HSET', meta, 'name', ARGV[2], 'stock', stock, 'opens', ARGV[4], 'closes', ARGV[5],
   'issued', issued, 'remaining', remaining, 'seq', ARGV[7], 'key', ARGV[8], 'ready', '1')
 redis.call('HDEL', meta, 'warming', 'warm_until')
+-- Refusal tallies (sold_out, duplicate) for the operator's stats. They are exact only when the
+-- record holds no decision yet: with no issued row there can be no sold_out or duplicate row
+-- either (both need a coupon taken first), so a campaign built from an empty record starts them
+-- at zero and accept.lua / decide.lua / rollback.lua keep them. A campaign rebuilt from a record
+-- that has decisions drops them; stats then count PostgreSQL's rows instead.
+if issued == 0 then
+  redis.call('HSET', meta, 'sold_out', 0, 'duplicate', 0)
+else
+  redis.call('HDEL', meta, 'sold_out', 'duplicate')
+end
 local created = redis.pcall('XGROUP', 'CREATE', log, ARGV[9], '0', 'MKSTREAM')
 if type(created) == 'table' and created.err and not string.find(created.err, 'BUSYGROUP', 1, true) then
   return created

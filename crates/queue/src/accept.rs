@@ -48,7 +48,7 @@ pub enum AcceptOutcome {
     Scheduled,
     /// The campaign has closed (answer 409).
     Closed,
-    /// The queue is at its bound (answer 503).
+    /// The queue (or, for a decision at once, the decision log) is at its bound (answer 503).
     Overloaded,
 }
 
@@ -75,7 +75,8 @@ impl Queue {
             .arg(self.config.idempotency_ttl.as_secs())
             .arg(self.config.max_queue)
             .arg(self.keys.work_channel())
-            .arg(campaign.as_str());
+            .arg(campaign.as_str())
+            .arg(self.config.max_log_entries);
         for item in items {
             invocation
                 .arg(item.request_id.to_string())

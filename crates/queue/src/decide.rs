@@ -19,6 +19,8 @@ pub struct DecideOutcome {
     pub duplicate: u64,
     /// Requests still queued after the call.
     pub left: u64,
+    /// Nothing was decided: the campaign's decision log is at its bound (PostgreSQL is behind).
+    pub log_full: bool,
 }
 
 impl Queue {
@@ -41,13 +43,19 @@ impl Queue {
             .arg(batch)
             .arg(self.keys.work_channel())
             .arg(self.keys.decided_channel())
-            .arg(campaign.as_str());
+            .arg(campaign.as_str())
+            .arg(self.config.max_log_entries);
         let reply: Value = self
             .run(|mut conn| async move { Ok(invocation.invoke_async(&mut conn).await?) })
             .await?;
         let fields = array(&reply)?;
         match fields.first().map(text).transpose()? {
             Some("M") => Ok(None),
+            Some("F") if fields.len() == 2 => Ok(Some(DecideOutcome {
+                left: int(&fields[1])?.max(0) as u64,
+                log_full: true,
+                ..DecideOutcome::default()
+            })),
             Some("OK") if fields.len() == 6 => {
                 let n = |i: usize| int(&fields[i]).map(|v| v.max(0) as u64);
                 Ok(Some(DecideOutcome {
@@ -56,6 +64,7 @@ impl Queue {
                     sold_out: n(3)?,
                     duplicate: n(4)?,
                     left: n(5)?,
+                    log_full: false,
                 }))
             }
             _ => Err(QueueError::protocol(format!("decide reply {reply:?}"))),

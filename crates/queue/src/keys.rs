@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! rushline:[<ns>:]{tag}:c:<campaign>        hash    campaign state (ready, stock, remaining, issued, seq, key, window)
+//!                                                   and refusal tallies (sold_out, duplicate) while exact
 //! rushline:[<ns>:]{tag}:c:<campaign>:q      list    queued requests, "request_id\tuser_id", FIFO
 //! rushline:[<ns>:]{tag}:c:<campaign>:h      hash    coupon holders, user_id -> request_id
 //! rushline:[<ns>:]{tag}:c:<campaign>:log    stream  decisions not yet acknowledged as persisted

@@ -16,7 +16,9 @@
 //!    time. `lua/rollback.lua` undoes decisions PostgreSQL refused.
 //! 4. [`status`] — `GET /v1/requests/{id}` and `GET /v1/campaigns/{id}` read records here.
 //! 5. [`warm`] — a campaign's Redis state is (re)built from PostgreSQL when missing.
-//! 6. [`notify`] — pub/sub on dedicated connections: workers learn of new work, API processes
+//! 6. [`admin`] — operator actions: close a campaign now, raise its stock, read its pipeline
+//!    (`lua/close.lua`, `lua/add_stock.lua`, `lua/stats.lua`); PostgreSQL changes first.
+//! 7. [`notify`] — pub/sub on dedicated connections: workers learn of new work, API processes
 //!    learn which requests were decided (to answer `?wait=` callers at once).
 //!
 //! [`keys`] names every key; [`record`] encodes the compact records stored under them.
@@ -24,6 +26,7 @@
 //! a single Redis Cluster slot.
 
 pub mod accept;
+pub mod admin;
 pub mod decide;
 pub mod error;
 pub mod keys;
@@ -40,6 +43,7 @@ use std::time::Duration;
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
 
 pub use accept::{AcceptItem, AcceptOutcome};
+pub use admin::{CloseOutcome, PipelineStats, RefusalTally, StockOutcome};
 pub use decide::DecideOutcome;
 pub use error::QueueError;
 pub use keys::{CampaignKeys, Keys};
@@ -47,6 +51,10 @@ pub use log::{LogEntry, Rollback};
 pub use notify::{Notifications, Subscriber};
 pub use status::CampaignState;
 pub use warm::{WarmError, Warmed};
+
+/// Default bound on a campaign's decision log, in entries (each holds one decided batch, at most
+/// a few hundred decisions): about two million decisions waiting for PostgreSQL.
+pub const DEFAULT_MAX_LOG_ENTRIES: u64 = 8192;
 
 /// Consumer group every persister reads the decision logs through.
 pub const PERSIST_GROUP: &str = "persist";
@@ -69,6 +77,10 @@ pub struct QueueConfig {
     pub idempotency_ttl: Duration,
     /// Queue length past which new requests are shed with 503 instead of queued.
     pub max_queue: u64,
+    /// Decision-log entries (decided batches not yet in PostgreSQL) past which workers stop
+    /// deciding a campaign and decisions at once are shed: with `max_queue`, the bound on what
+    /// Redis buffers while PostgreSQL is away.
+    pub max_log_entries: u64,
 }
 
 impl QueueConfig {
@@ -82,6 +94,7 @@ impl QueueConfig {
             status_ttl: Duration::from_secs(600),
             idempotency_ttl: Duration::from_secs(25 * 3600),
             max_queue: 1_000_000,
+            max_log_entries: DEFAULT_MAX_LOG_ENTRIES,
         }
     }
 }

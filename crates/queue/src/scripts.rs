@@ -19,3 +19,9 @@ pub(crate) static WARM_HOLDERS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/warm_holders.lua")));
 pub(crate) static WARM_FINISH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/warm_finish.lua")));
+pub(crate) static CLOSE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/close.lua")));
+pub(crate) static ADD_STOCK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/add_stock.lua")));
+pub(crate) static STATS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/stats.lua")));

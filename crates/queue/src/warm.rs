@@ -94,6 +94,7 @@ impl Queue {
     ) -> Result<bool, WarmError<R::Error>> {
         let keys = self.keys.campaign(campaign);
         let mut after = None;
+        let mut holders = 0usize;
         loop {
             let page = record
                 .holders_after(campaign, after.as_ref())
@@ -101,6 +102,7 @@ impl Queue {
                 .map_err(WarmError::Source)?;
             let Some((last, _)) = page.last() else { break };
             after = Some(last.clone());
+            holders += page.len();
             let mut chunk = scripts::WARM_HOLDERS.prepare_invoke();
             chunk
                 .key(&keys.meta)
@@ -142,6 +144,19 @@ impl Queue {
         let published: i64 = self
             .run(|mut conn| async move { Ok(finish.invoke_async(&mut conn).await?) })
             .await?;
+        if published == 1 {
+            // The operator's account of a rebuild (after Redis lost its data, this is exactly what
+            // was restored from the record).
+            tracing::info!(
+                campaign = %campaign,
+                stock = data.stock,
+                issued = data.issued,
+                remaining = data.stock.saturating_sub(data.issued),
+                holders,
+                next_coupon_seq = data.next_seq,
+                "campaign state built in Redis from PostgreSQL"
+            );
+        }
         Ok(published == 1)
     }
 

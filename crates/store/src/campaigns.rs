@@ -21,7 +21,7 @@ pub struct StoredCampaign {
 }
 
 #[derive(sqlx::FromRow)]
-struct CampaignRow {
+pub(crate) struct CampaignRow {
     id: String,
     name: String,
     stock: i64,
@@ -32,7 +32,7 @@ struct CampaignRow {
 }
 
 impl CampaignRow {
-    fn into_stored(self) -> Result<StoredCampaign, StoreError> {
+    pub(crate) fn into_stored(self) -> Result<StoredCampaign, StoreError> {
         Ok(StoredCampaign {
             spec: CampaignSpec {
                 id: CampaignId::parse(self.id).map_err(StoreError::corrupt)?,

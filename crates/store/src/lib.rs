@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`campaigns`]: create and read campaigns, and the data a Redis warm-up needs.
+//! - [`admin`]: the operator's list, close and add-stock changes, and decision counts.
 //! - [`persist`]: the worker's batch write of decisions — one `INSERT … SELECT FROM UNNEST …
 //!   ON CONFLICT DO NOTHING` per batch — and the reconciliation when the record refuses one.
 //! - [`requests`]: reading a decided request back (the API's fallback once Redis forgot it).
@@ -10,6 +11,7 @@
 //! The schema lives in `migrations/` at the repository root; its constraints, not this code, are
 //! what finally keeps guarantees 1–3 (see the migration's comments).
 
+pub mod admin;
 pub mod campaigns;
 pub mod error;
 pub mod persist;
@@ -20,6 +22,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
+pub use admin::{RecordedCounts, StockAdded};
 pub use campaigns::StoredCampaign;
 pub use error::StoreError;
 pub use persist::{Persisted, Refusal};

@@ -1,4 +1,5 @@
-//! `POST /v1/campaigns` (admin) and `GET /v1/campaigns/{id}`.
+//! `POST /v1/campaigns` (admin) and `GET /v1/campaigns/{id}`; `GET /v1/campaigns` (admin) is
+//! mounted here and lives in [`super::admin`].
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -11,17 +12,36 @@ use rushline_queue::{CampaignState, Warmed};
 use rushline_store::StoreError;
 use uuid::Uuid;
 
-use crate::http::ApiError;
 use crate::http::extract::{Admin, ApiJson, ApiPath};
+use crate::http::openapi;
+use crate::http::{ApiError, admin};
 use crate::state::AppState;
 
 /// Campaign routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/campaigns", post(create))
+        .route("/v1/campaigns", post(create).get(admin::list))
         .route("/v1/campaigns/{id}", get(show))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns",
+    tag = "campaigns",
+    summary = "Create a campaign",
+    request_body = openapi::NewCampaign,
+    security(("admin_token" = [])),
+    responses(
+        (status = 201, description = "Created", body = openapi::CampaignView, headers(("Location" = String, description = "Where to read it back"))),
+        (status = 400, description = "The body does not parse or validate", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The id exists", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 async fn create(
     _: Admin,
     State(state): State<AppState>,
@@ -70,6 +90,20 @@ fn generated_id() -> CampaignId {
     CampaignId::parse(id).unwrap_or_else(|_| unreachable!("generated ids use the id alphabet"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns/{id}",
+    tag = "campaigns",
+    summary = "Read a campaign",
+    params(
+        ("id" = String, Path, description = "Campaign id"),
+    ),
+    responses(
+        (status = 200, description = "The campaign", body = openapi::CampaignView),
+        (status = 404, description = "No such campaign", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 async fn show(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -99,7 +133,7 @@ async fn show(
     Ok(Json(view(id, campaign)?))
 }
 
-fn view(id: CampaignId, campaign: CampaignState) -> Result<CampaignView, ApiError> {
+pub(crate) fn view(id: CampaignId, campaign: CampaignState) -> Result<CampaignView, ApiError> {
     let name = rushline_domain::CampaignName::parse(campaign.name)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("campaign {id} name in Redis: {e}")))?;
     Stock::new(campaign.stock)

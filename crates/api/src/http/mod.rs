@@ -1,29 +1,38 @@
 //! The HTTP surface: routes, extractors and errors.
 //!
 //! - [`requests`]: the hot path (`POST /v1/campaigns/{id}/requests`) and status reads.
-//! - [`campaigns`]: campaign admin and reads.
+//! - [`campaigns`]: campaign creation and reads.
+//! - [`admin`]: operator endpoints — campaign list, close now, add stock.
+//! - [`stats`]: a campaign's pipeline for operators (admin).
 //! - [`ops`]: health, readiness, metrics.
+//! - [`openapi`]: `GET /openapi.json`, generated from the handlers' attributes.
 //! - [`extract`]: extractors that reject as problem+json, and the admin guard.
 //! - [`problem`]: [`ApiError`], rendered as RFC 9457 problem details.
 
+pub mod admin;
 pub mod campaigns;
 pub mod extract;
+pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod requests;
+pub mod stats;
 
 use std::any::Any;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::Request;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use problem::ApiError;
 
 use crate::state::AppState;
+use crate::telemetry;
 
 /// Request bodies above this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -33,10 +42,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(requests::router())
         .merge(campaigns::router())
+        .merge(admin::router())
+        .merge(stats::router())
         .merge(ops::router())
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(record_latency))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
@@ -51,4 +64,25 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
         .unwrap_or_default();
     ApiError::Internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
+}
+
+/// Records every request's latency under its route template (`/v1/requests/{id}`, never the raw
+/// path, so the label set stays bounded); unmatched paths share one label.
+async fn record_latency(
+    matched: Option<MatchedPath>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics::histogram!(
+        telemetry::HTTP_DURATION,
+        "route" => route,
+        "method" => method,
+        "status" => response.status().as_u16().to_string(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
 }

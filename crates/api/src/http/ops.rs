@@ -1,15 +1,17 @@
-//! `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! `GET /healthz`, `GET /readyz`, `GET /metrics` (the metrics are listed in [`crate::telemetry`]).
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use rushline_queue::QueueError;
 use serde_json::json;
 
 use crate::http::ApiError;
+use crate::http::openapi;
 use crate::state::AppState;
-use crate::telemetry;
+use crate::telemetry::{self, Backend};
 
 /// Operations routes.
 pub fn router() -> Router<AppState> {
@@ -20,28 +22,69 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The process is alive.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "The process is alive",
+    responses(
+        (status = 200, description = "Alive", body = Object),
+    ),
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Redis and PostgreSQL both answer (each call is bounded by the backend timeout).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Redis and PostgreSQL reachable",
+    responses(
+        (status = 200, description = "Ready", body = Object),
+        (status = 503, description = "A backing service is unreachable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let (redis, postgres) = tokio::join!(state.queue.ping(), state.store.ping());
     match (redis, postgres) {
         (Ok(()), Ok(())) => Ok(Json(
             json!({"status": "ready", "redis": "ok", "postgres": "ok"}),
         )),
-        (redis, postgres) => Err(ApiError::unavailable(anyhow::anyhow!(
-            "redis: {}, postgres: {}",
-            redis.map_or_else(|e| e.to_string(), |()| "ok".into()),
-            postgres.map_or_else(|e| e.to_string(), |()| "ok".into()),
-        ))),
+        (redis, postgres) => Err({
+            if redis.is_err() {
+                telemetry::backend_error(Backend::Redis);
+            }
+            if postgres.is_err() {
+                telemetry::backend_error(Backend::Postgres);
+            }
+            ApiError::unavailable(anyhow::anyhow!(
+                "redis: {}, postgres: {}",
+                redis.map_or_else(|e| e.to_string(), |()| "ok".into()),
+                postgres.map_or_else(|e| e.to_string(), |()| "ok".into()),
+            ))
+        }),
     }
 }
 
-/// Prometheus text format.
+/// Prometheus text format. Gauges read from Redis are refreshed first, so each scrape sees the
+/// queues as they are (a failed refresh is counted and leaves the previous values).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+    ),
+)]
 async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
-    metrics::gauge!("rushline_waiters").set(state.waiters.len() as f64);
+    metrics::gauge!(telemetry::WAITERS).set(state.waiters.len() as f64);
+    if let Err(e) = refresh_queue_depths(&state).await {
+        telemetry::backend_error(Backend::Redis);
+        tracing::warn!(error = %e, "refreshing queue depths for /metrics");
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -49,4 +92,19 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
         )],
         telemetry::metrics().render(),
     )
+}
+
+/// Most campaigns whose queue depth one scrape refreshes: bounds the scrape's cost (one pipelined
+/// `LLEN` each) however many campaigns Redis holds.
+const MAX_GAUGED_CAMPAIGNS: usize = 1_000;
+
+async fn refresh_queue_depths(state: &AppState) -> Result<(), QueueError> {
+    let mut campaigns = state.queue.campaigns().await?;
+    campaigns.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    campaigns.truncate(MAX_GAUGED_CAMPAIGNS);
+    for (campaign, depth) in state.queue.queue_depths(&campaigns).await? {
+        metrics::gauge!(telemetry::QUEUE_DEPTH, "campaign" => campaign.to_string())
+            .set(depth as f64);
+    }
+    Ok(())
 }

@@ -2,13 +2,16 @@
 //!
 //! Every handler returns `Result<_, ApiError>`. Client mistakes become 4xx with a detail that says
 //! what to fix; backing-service failures become 503 with `Retry-After`; anything else is a 500
-//! whose body reveals nothing (the cause is logged).
+//! whose body reveals nothing (the cause is logged). Backing-service failures are also counted in
+//! `rushline_backend_errors_total`.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rushline_domain::ValidationError;
 use serde::Serialize;
+
+use crate::telemetry;
 
 /// Seconds a client should wait before retrying a 429/503.
 pub const RETRY_AFTER_SECS: u64 = 1;
@@ -99,7 +102,12 @@ impl IntoResponse for ApiError {
         let (status, slug) = self.parts();
         match &self {
             Self::Internal(e) => tracing::error!(error = ?e, "internal error"),
-            Self::Unavailable(e) => tracing::warn!(error = %e, "backing service unavailable"),
+            Self::Unavailable(e) => {
+                if let Some(backend) = telemetry::backend_of(e) {
+                    telemetry::backend_error(backend);
+                }
+                tracing::warn!(error = %e, "backing service unavailable");
+            }
             _ => {}
         }
         let problem = Problem {

@@ -18,7 +18,9 @@ use crate::accept::AcceptError;
 use crate::http::ApiError;
 use crate::http::campaigns::not_found;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::openapi;
 use crate::state::AppState;
+use crate::telemetry;
 
 /// Longest `?wait=` honoured, in seconds.
 const MAX_WAIT_SECS: u64 = 30;
@@ -30,13 +32,38 @@ pub fn router() -> Router<AppState> {
         .route("/v1/requests/{id}", get(status))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/requests",
+    tag = "requests",
+    summary = "Ask for a coupon",
+    request_body = openapi::IssueRequest,
+    params(
+        ("id" = String, Path, description = "Campaign id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-128 printable; retries with it return the same request"),
+    ),
+    responses(
+        (status = 202, description = "Queued", body = openapi::AcceptedView, headers(("Location" = String, description = "The request's status URL"))),
+        (status = 200, description = "Decided at once (sold out, duplicate) or an idempotent replay of a final request", body = openapi::RequestView, headers(("Location" = String, description = "The request's status URL"))),
+        (status = 400, description = "The body does not parse or validate", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Campaign scheduled or closed", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another user_id", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded or a backing service is down", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 async fn issue(
     State(state): State<AppState>,
     ApiPath(campaign): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<IssueRequest>,
 ) -> Result<Response, ApiError> {
-    let campaign = CampaignId::parse(campaign).map_err(|_| not_found())?;
+    let campaign = CampaignId::parse(campaign).map_err(|_| {
+        refused("unknown_campaign");
+        not_found()
+    })?;
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
         Some(value) => Some(IdempotencyKey::parse(value.to_str().map_err(|_| {
@@ -50,12 +77,17 @@ async fn issue(
     };
     let mut outcome = accept(&state, &campaign, &item).await?;
     if outcome == AcceptOutcome::Unknown {
-        if state.warm(&campaign).await? == Warmed::NotFound {
+        let warmed = state
+            .warm(&campaign)
+            .await
+            .inspect_err(|_| refused("unavailable"))?;
+        if warmed == Warmed::NotFound {
+            refused("unknown_campaign");
             return Err(not_found());
         }
         outcome = accept(&state, &campaign, &item).await?;
     }
-    metrics::counter!("rushline_requests_total", "outcome" => outcome_label(&outcome)).increment(1);
+    count(&outcome);
     match outcome {
         AcceptOutcome::Queued => Ok(queued(item.request_id, campaign)),
         AcceptOutcome::Decided { status, decided_at } => Ok(decided(RequestView {
@@ -105,10 +137,31 @@ async fn accept(
         .await
         .map_err(|e| match e {
             AcceptError::Backlog => {
+                refused("backlog");
                 ApiError::Overloaded("too many requests in flight; retry shortly".into())
             }
-            other => ApiError::unavailable(other),
+            other => {
+                refused("unavailable");
+                ApiError::unavailable(other)
+            }
         })
+}
+
+/// Counts an accept outcome: every outcome in `rushline_requests_total`, and each as accepted,
+/// replayed or refused with its reason.
+fn count(outcome: &AcceptOutcome) {
+    let label = outcome_label(outcome);
+    metrics::counter!(telemetry::REQUESTS, "outcome" => label).increment(1);
+    match outcome {
+        AcceptOutcome::Queued => metrics::counter!(telemetry::ACCEPTED).increment(1),
+        AcceptOutcome::Replay { .. } => {}
+        _ => refused(label),
+    }
+}
+
+/// Counts a request that was not queued, by why.
+fn refused(reason: &'static str) {
+    metrics::counter!(telemetry::REFUSED, "reason" => reason).increment(1);
 }
 
 fn outcome_label(outcome: &AcceptOutcome) -> &'static str {
@@ -150,6 +203,22 @@ struct StatusQuery {
     wait: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/requests/{id}",
+    tag = "requests",
+    summary = "Read a request's status",
+    params(
+        ("id" = String, Path, format = "uuid", description = "Request id"),
+        ("wait" = Option<u32>, Query, description = "Hold up to N seconds (max 30) until final"),
+    ),
+    responses(
+        (status = 200, description = "The request", body = openapi::RequestView),
+        (status = 400, description = "Malformed id or wait", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such request", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 async fn status(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,

@@ -1,0 +1,177 @@
+//! `GET /v1/campaigns/{id}/stats` (admin): a campaign's pipeline — queued, decided by outcome,
+//! persisted, persistence lag — for an operator watching a drop.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use rushline_domain::{CampaignId, CampaignStatus, timefmt};
+use rushline_queue::PipelineStats;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::http::ApiError;
+use crate::http::admin::warm_or_404;
+use crate::http::campaigns::not_found;
+use crate::http::extract::{Admin, ApiPath};
+use crate::http::openapi;
+use crate::state::AppState;
+use crate::telemetry;
+
+/// The stats route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/campaigns/{id}/stats", get(stats))
+}
+
+/// `GET /v1/campaigns/{id}/stats` body.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CampaignStats {
+    #[schema(value_type = String)]
+    campaign_id: CampaignId,
+    #[schema(value_type = openapi::CampaignStatus)]
+    status: CampaignStatus,
+    stock: u64,
+    remaining: u64,
+    /// Requests waiting for a worker.
+    queued: u64,
+    /// Requests decided, by outcome (persisted or not).
+    decided: Decided,
+    /// Rows in PostgreSQL, by outcome.
+    persisted: Counts,
+    persistence_lag: Lag,
+    #[serde(serialize_with = "timefmt::serialize")]
+    #[schema(value_type = String, format = DateTime)]
+    at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Decided {
+    issued: u64,
+    sold_out: u64,
+    duplicate: u64,
+    total: u64,
+    /// Where `sold_out` and `duplicate` come from: `redis` (live tallies) or `postgres`
+    /// (persisted rows, when Redis was rebuilt from a record that already held decisions).
+    refusals_from: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Counts {
+    issued: u64,
+    sold_out: u64,
+    duplicate: u64,
+    total: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Lag {
+    /// Decided batches in the log, not yet acknowledged as persisted.
+    log_entries: u64,
+    /// Age of the oldest of them; `null` when everything is persisted.
+    oldest_unpersisted_ms: Option<u64>,
+}
+
+/// `GET /v1/campaigns/{id}/stats`: the pipeline — queued, decided, persisted, lag. Reading it also
+/// carries into Redis any stock the record holds that Redis missed (a crash mid add-stock).
+#[utoipa::path(
+    get,
+    path = "/v1/campaigns/{id}/stats",
+    tag = "campaigns",
+    summary = "A campaign's pipeline (admin)",
+    params(
+        ("id" = String, Path, description = "Campaign id"),
+    ),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Queued, decided, persisted, lag", body = CampaignStats),
+        (status = 401, description = "Missing or wrong bearer token", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
+async fn stats(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<CampaignStats>, ApiError> {
+    let id = CampaignId::parse(id).map_err(|_| not_found())?;
+    let stored = state
+        .store
+        .campaign(&id)
+        .await
+        .map_err(ApiError::unavailable)?
+        .ok_or_else(not_found)?;
+    let mut pipeline = pipeline(&state, &id).await?;
+    if !pipeline.warm {
+        warm_or_404(&state, &id).await?;
+        pipeline = self::pipeline(&state, &id).await?;
+    }
+    let recorded_stock = stored.spec.stock.get();
+    if pipeline.warm && pipeline.stock < recorded_stock {
+        let repaired = state.queue.raise_stock(&id, recorded_stock).await;
+        tracing::warn!(campaign = %id, redis = pipeline.stock, record = recorded_stock,
+            outcome = ?repaired, "Redis stock behind the record; raised");
+        pipeline = self::pipeline(&state, &id).await?;
+    }
+    let persisted = state
+        .store
+        .recorded_counts(&id)
+        .await
+        .map_err(ApiError::unavailable)?;
+    metrics::gauge!(telemetry::QUEUE_DEPTH, "campaign" => id.to_string())
+        .set(pipeline.queued as f64);
+    metrics::gauge!(telemetry::PERSISTENCE_LAG, "campaign" => id.to_string()).set(
+        pipeline
+            .oldest_unpersisted
+            .unwrap_or_default()
+            .as_secs_f64(),
+    );
+    let (sold_out, duplicate, refusals_from) = match pipeline.refusals {
+        Some(tally) => (tally.sold_out, tally.duplicate, "redis"),
+        None => (persisted.sold_out, persisted.duplicate, "postgres"),
+    };
+    let now = Utc::now();
+    Ok(Json(CampaignStats {
+        status: CampaignStatus::at(
+            now,
+            stored.spec.opens_at,
+            stored.spec.closes_at,
+            pipeline.remaining,
+        ),
+        campaign_id: id,
+        stock: pipeline.stock,
+        remaining: pipeline.remaining,
+        queued: pipeline.queued,
+        decided: Decided {
+            issued: pipeline.issued,
+            sold_out,
+            duplicate,
+            total: pipeline.issued + sold_out + duplicate,
+            refusals_from,
+        },
+        persisted: Counts {
+            issued: persisted.issued,
+            sold_out: persisted.sold_out,
+            duplicate: persisted.duplicate,
+            total: persisted.total(),
+        },
+        persistence_lag: Lag {
+            log_entries: pipeline.log_entries,
+            oldest_unpersisted_ms: pipeline
+                .oldest_unpersisted
+                .map(|age: Duration| age.as_millis() as u64),
+        },
+        at: now,
+    }))
+}
+
+async fn pipeline(state: &AppState, id: &CampaignId) -> Result<PipelineStats, ApiError> {
+    state
+        .queue
+        .pipeline_stats(id)
+        .await
+        .map_err(ApiError::unavailable)
+}

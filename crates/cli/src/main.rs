@@ -1,0 +1,279 @@
+//! `rushline`: the operator's command line.
+//!
+//! # Layout
+//!
+//! - this file: the commands (clap derive; the help text is the manual) and what each does;
+//! - [`client`]: the admin API over HTTP, one typed call per action, problem+json kept intact;
+//! - [`render`]: what the operator reads — aligned text, or `--json` for scripts.
+//!
+//! Campaign commands and `stats` go through the admin API, the same path and checks as any other
+//! admin client, so the CLI never bypasses the API's rules (close and add-stock keep Redis and
+//! PostgreSQL in step there). `migrate` alone talks to PostgreSQL directly: it is what you run
+//! before any API exists.
+
+mod client;
+mod render;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::client::Client;
+use crate::render::Format;
+
+/// Operate a rushline deployment: create and watch campaigns, add stock, close early, migrate.
+///
+/// Campaign and stats commands talk to rushline-api's admin endpoints; give its address with
+/// --api (or RUSHLINE_API_URL) and the admin token in RUSHLINE_ADMIN_TOKEN, the same variable the
+/// API reads. `migrate` talks to PostgreSQL directly (RUSHLINE_DATABASE_URL).
+///
+/// A drop, start to finish:
+///
+///   rushline campaign create --id concert-2026 --name "Concert presale" --stock 1000 \
+///       --opens-at 2026-12-01T10:00:00Z
+///
+///   rushline stats concert-2026 --watch      # queue, decisions, persistence, live rates
+///
+///   rushline campaign add-stock concert-2026 200   # while it is still open
+///
+///   rushline campaign close concert-2026     # stop taking requests now
+#[derive(Parser)]
+#[command(name = "rushline", version, verbatim_doc_comment)]
+struct Cli {
+    /// Base URL of rushline-api (any replica).
+    #[arg(
+        long,
+        global = true,
+        env = "RUSHLINE_API_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    api: String,
+    /// Admin bearer token; prefer the environment variable, which stays out of shell history.
+    #[arg(
+        long,
+        global = true,
+        env = "RUSHLINE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Print the API's JSON instead of text (for scripts and jq).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, inspect, list, close campaigns and add stock.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
+    /// A campaign's pipeline: queued, decided by outcome, persisted, persistence lag.
+    ///
+    /// "decided" counts final statuses Redis has handed out; "persisted" counts PostgreSQL's rows.
+    /// The gap is what workers have not written yet; once the queue drains they are equal.
+    /// With --watch it refreshes every second and adds rates (per second, from the previous
+    /// refresh) until Ctrl-C.
+    Stats(StatsArgs),
+    /// Apply the database migrations (the API also applies them at start-up).
+    ///
+    /// Safe while APIs are starting: migrations take an advisory lock and each applies once.
+    Migrate {
+        /// PostgreSQL URL.
+        #[arg(
+            long,
+            env = "RUSHLINE_DATABASE_URL",
+            default_value = "postgres://rushline:rushline@127.0.0.1:5432/rushline",
+            hide_env_values = true
+        )]
+        database_url: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CampaignCommand {
+    /// Create a campaign. Without --opens-at it opens now; without --closes-at it never closes.
+    Create(CreateArgs),
+    /// Show one campaign: status, stock, issued, remaining, window.
+    Show {
+        /// Campaign id.
+        id: String,
+    },
+    /// List campaigns in id order, one page (--limit) or every page (--all).
+    List {
+        /// Campaigns per page, 1-100.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Start after this campaign id (the "next" a previous page printed).
+        #[arg(long)]
+        after: Option<String>,
+        /// Follow every page to the end.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Close a campaign now: new requests get 409; those already queued are still decided.
+    ///
+    /// Idempotent: closing a closed campaign keeps its first close.
+    Close {
+        /// Campaign id.
+        id: String,
+    },
+    /// Add coupons to a scheduled or open campaign.
+    ///
+    /// Refused once the campaign is sold out or closed: new stock would go to requests made after
+    /// earlier ones were refused, breaking first come, first served. Start a new campaign instead.
+    /// If the command fails midway (no answer), check with `campaign show` before repeating it.
+    AddStock {
+        /// Campaign id.
+        id: String,
+        /// Coupons to add (the total may not exceed 100,000,000).
+        add: u64,
+    },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// Display name, 1-200 characters.
+    #[arg(long)]
+    name: String,
+    /// Coupons to issue, 1-100,000,000.
+    #[arg(long)]
+    stock: u64,
+    /// Id: 1-64 of a-z 0-9 - _ (generated when absent).
+    #[arg(long)]
+    id: Option<String>,
+    /// When requests start being accepted, RFC 3339 (e.g. 2026-12-01T10:00:00Z).
+    #[arg(long)]
+    opens_at: Option<String>,
+    /// When requests stop being accepted, RFC 3339; must be after --opens-at.
+    #[arg(long)]
+    closes_at: Option<String>,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    /// Campaign id.
+    campaign: String,
+    /// Refresh every second until Ctrl-C.
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: stop after this many refreshes.
+    #[arg(long, requires = "watch")]
+    count: Option<u64>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rushline: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = if cli.json { Format::Json } else { Format::Text };
+    let client = Client::new(&cli.api, cli.token);
+    match cli.command {
+        Command::Campaign(command) => campaign(&client, format, command).await,
+        Command::Stats(args) => stats(&client, format, args).await,
+        Command::Migrate { database_url } => migrate(&database_url).await,
+    }
+}
+
+async fn campaign(client: &Client, format: Format, command: CampaignCommand) -> anyhow::Result<()> {
+    match command {
+        CampaignCommand::Create(args) => {
+            let mut body = json!({"name": args.name, "stock": args.stock});
+            for (field, value) in [
+                ("id", args.id),
+                ("opens_at", args.opens_at),
+                ("closes_at", args.closes_at),
+            ] {
+                if let Some(value) = value {
+                    body[field] = json!(value);
+                }
+            }
+            render::campaign(format, &client.create_campaign(&body).await?)
+        }
+        CampaignCommand::Show { id } => render::campaign(format, &client.campaign(&id).await?),
+        CampaignCommand::List { limit, after, all } => {
+            let mut after = after;
+            let mut first = true;
+            loop {
+                let page = client.campaigns(limit, after.as_deref()).await?;
+                render::page(format, &page, first)?;
+                first = false;
+                match page.typed.next {
+                    Some(next) if all => after = Some(next),
+                    _ => return Ok(()),
+                }
+            }
+        }
+        CampaignCommand::Close { id } => render::campaign(format, &client.close(&id).await?),
+        CampaignCommand::AddStock { id, add } => {
+            render::campaign(format, &client.add_stock(&id, add).await?)
+        }
+    }
+}
+
+async fn stats(client: &Client, format: Format, args: StatsArgs) -> anyhow::Result<()> {
+    if !args.watch {
+        return render::stats(format, &client.stats(&args.campaign).await?, None);
+    }
+    let mut previous = None;
+    let mut refreshes = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            // Polled first, so the Ctrl-C handler is registered before anything is printed.
+            biased;
+            _ = &mut ctrl_c => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        let now = tokio::time::Instant::now();
+        let current = match client.stats(&args.campaign).await {
+            Ok(current) => current,
+            // A watch outlives a restarting API or a failing backend: say so and keep watching.
+            // An unknown campaign or a bad token will not fix itself, so those end it.
+            Err(e @ client::ClientError::Problem { status, .. }) if status.is_client_error() => {
+                return Err(e.into());
+            }
+            Err(e) => {
+                eprintln!("rushline: {e}");
+                continue;
+            }
+        };
+        if format == Format::Text {
+            render::clear_screen();
+        }
+        let rates = previous
+            .as_ref()
+            .map(|(at, before): &(_, client::Reply<client::Stats>)| {
+                render::Rates::between(&before.typed, &current.typed, now - *at)
+            });
+        render::stats(format, &current, rates)?;
+        previous = Some((now, current));
+        refreshes += 1;
+        if args.count.is_some_and(|count| refreshes >= count) {
+            return Ok(());
+        }
+    }
+}
+
+async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let store = rushline_store::Store::connect(database_url, 1, Duration::from_secs(10))
+        .await
+        .context("connecting to PostgreSQL")?;
+    store.migrate().await.context("applying migrations")?;
+    println!("migrations applied");
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! What the operator reads: aligned text for people, the API's JSON for scripts.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use crate::client::{Campaign, CampaignPage, Reply, Stats};
+
+/// How to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// For people.
+    Text,
+    /// One JSON document per result (per refresh with `--watch`).
+    Json,
+}
+
+/// Per-second rates between two stats readings.
+#[derive(Debug, Clone, Copy)]
+pub struct Rates {
+    issued: f64,
+    decided: f64,
+    persisted: f64,
+}
+
+impl Rates {
+    /// Rates from `before` to `after`, `elapsed` apart.
+    pub fn between(before: &Stats, after: &Stats, elapsed: Duration) -> Self {
+        let secs = elapsed.as_secs_f64().max(0.001);
+        let rate = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
+        Self {
+            issued: rate(before.decided.issued, after.decided.issued),
+            decided: rate(before.decided.total, after.decided.total),
+            persisted: rate(before.persisted.total, after.persisted.total),
+        }
+    }
+}
+
+/// Clears a terminal so `--watch` redraws in place; does nothing when output is redirected.
+pub fn clear_screen() {
+    let mut out = std::io::stdout();
+    if out.is_terminal() {
+        let _ = write!(out, "\x1b[2J\x1b[H");
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+/// One campaign.
+pub fn campaign(format: Format, reply: &Reply<Campaign>) -> anyhow::Result<()> {
+    if format == Format::Json {
+        return json(&reply.raw);
+    }
+    let c = &reply.typed;
+    println!("{}  {}", c.id, c.name);
+    println!("  status     {}", c.status);
+    println!(
+        "  stock      {}   issued {}   remaining {}",
+        c.stock, c.issued, c.remaining
+    );
+    println!(
+        "  window     {} -> {}",
+        c.opens_at,
+        c.closes_at.as_deref().unwrap_or("never closes")
+    );
+    Ok(())
+}
+
+/// One page of the campaign list; `header` on the first.
+pub fn page(format: Format, reply: &Reply<CampaignPage>, header: bool) -> anyhow::Result<()> {
+    if format == Format::Json {
+        return json(&reply.raw);
+    }
+    let page = &reply.typed;
+    if header {
+        println!(
+            "{:<24} {:<10} {:>10} {:>10} {:>10}  NAME",
+            "ID", "STATUS", "STOCK", "ISSUED", "REMAINING"
+        );
+    }
+    for c in &page.campaigns {
+        println!(
+            "{:<24} {:<10} {:>10} {:>10} {:>10}  {}",
+            c.id, c.status, c.stock, c.issued, c.remaining, c.name
+        );
+    }
+    Ok(())
+}
+
+/// A stats reading, with rates since the previous one under `--watch`.
+pub fn stats(format: Format, reply: &Reply<Stats>, rates: Option<Rates>) -> anyhow::Result<()> {
+    let s = &reply.typed;
+    if format == Format::Json {
+        let mut value = reply.raw.clone();
+        if let Some(r) = rates {
+            value["rates_per_second"] = serde_json::json!({
+                "issued": r.issued, "decided": r.decided, "persisted": r.persisted});
+        }
+        return json(&value);
+    }
+    println!("{}  {}  at {}", s.campaign_id, s.status, s.at);
+    println!("  stock      {}   remaining {}", s.stock, s.remaining);
+    println!("  queued     {}", s.queued);
+    let line = |name: &str, c: &crate::client::Counts| {
+        println!(
+            "  {name:<10} issued {}   sold_out {}   duplicate {}   (total {})",
+            c.issued, c.sold_out, c.duplicate, c.total
+        );
+    };
+    line("decided", &s.decided);
+    line("persisted", &s.persisted);
+    match s.persistence_lag.oldest_unpersisted_ms {
+        Some(ms) => println!(
+            "  lag        {} log entries, oldest {ms} ms",
+            s.persistence_lag.log_entries
+        ),
+        None => println!("  lag        none (everything decided is persisted)"),
+    }
+    if let Some(r) = rates {
+        println!(
+            "  rates/s    issued {:.1}   decided {:.1}   persisted {:.1}",
+            r.issued, r.decided, r.persisted
+        );
+    }
+    Ok(())
+}
