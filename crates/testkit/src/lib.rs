@@ -4,7 +4,10 @@
 //! key namespace (`rushline:t<uuid>:`), against the real servers named by
 //! `RUSHLINE_TEST_DATABASE_URL` and `RUSHLINE_TEST_REDIS_URL` (defaults: the contract's URLs), so
 //! tests run in parallel and twice in a row without seeing each other.
-//! [`audit`] checks guarantees 1–3 and 6 against the record.
+//! [`audit`] checks guarantees 1–3 and 6 against the record. [`servers`] starts private Redis
+//! and PostgreSQL processes for tests that crash, stop or wipe them.
+
+pub mod servers;
 
 use std::time::Duration;
 
@@ -36,6 +39,7 @@ pub struct TestEnv {
     pub namespace: String,
     /// A store on the test's database.
     pub store: Store,
+    admin_url: String,
     database: String,
 }
 
@@ -49,9 +53,20 @@ impl TestEnv {
 
     /// Like [`TestEnv::new`], but leaves the database empty (to test start-up migrations).
     pub async fn unmigrated() -> anyhow::Result<Self> {
+        Self::unmigrated_on(&admin_database_url(), &redis_url()).await
+    }
+
+    /// Like [`TestEnv::new`], on the given servers (a test's private ones, see [`servers`]).
+    pub async fn on(admin_url: &str, redis_url: &str) -> anyhow::Result<Self> {
+        let env = Self::unmigrated_on(admin_url, redis_url).await?;
+        env.store.migrate().await?;
+        Ok(env)
+    }
+
+    async fn unmigrated_on(admin_url: &str, redis_url: &str) -> anyhow::Result<Self> {
         let id = Uuid::new_v4().simple().to_string();
         let database = format!("rushline_t{id}");
-        let admin_url = admin_database_url();
+        let admin_url = admin_url.to_owned();
         let mut admin = PgConnection::connect(&admin_url)
             .await
             .with_context(|| format!("connecting to {admin_url} (run scripts/setup first)"))?;
@@ -66,9 +81,10 @@ impl TestEnv {
         let store = Store::connect(&database_url, 8, Duration::from_secs(10)).await?;
         Ok(Self {
             database_url,
-            redis_url: redis_url(),
+            redis_url: redis_url.to_owned(),
             namespace: format!("t{id}"),
             store,
+            admin_url,
             database,
         })
     }
@@ -82,30 +98,50 @@ impl TestEnv {
         }
     }
 
-    /// Deletes every Redis key of this test's namespace (simulates Redis losing its data).
+    /// Deletes every Redis key of this test's namespace at once (simulates Redis losing its
+    /// data).
+    ///
+    /// `SCAN`, not `KEYS`: a shared Redis may hold millions of other keys (a load test's), and
+    /// `KEYS` would block it and time out. The keys are collected first and deleted by one `DEL`,
+    /// which is atomic: deleting them batch by batch while workers run would let a warm-up
+    /// rebuild part of the state between two batches, which no real data loss does.
     pub async fn flush_redis(&self) -> anyhow::Result<u64> {
         let client = redis::Client::open(self.redis_url.as_str())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
         let pattern = format!("rushline:{}:*", self.namespace);
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut conn)
-            .await?;
-        let mut deleted = 0;
-        for chunk in keys.chunks(500) {
-            deleted += redis::cmd("DEL")
-                .arg(chunk)
-                .query_async::<u64>(&mut conn)
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut conn)
                 .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        Ok(deleted)
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        Ok(redis::cmd("DEL")
+            .arg(&keys)
+            .query_async::<u64>(&mut conn)
+            .await?)
     }
 
     /// Drops the database and the namespace's keys.
     pub async fn cleanup(self) -> anyhow::Result<()> {
         self.flush_redis().await?;
         self.store.pool().close().await;
-        let mut admin = PgConnection::connect(&admin_database_url()).await?;
+        let mut admin = PgConnection::connect(&self.admin_url).await?;
         admin
             .execute(
                 format!(

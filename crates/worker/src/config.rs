@@ -21,6 +21,9 @@ pub struct Config {
     pub key_namespace: Option<String>,
     /// `RUSHLINE_DECIDE_BATCH`: requests one decide script call takes.
     pub decide_batch: usize,
+    /// `RUSHLINE_MAX_LOG_ENTRIES`: per-campaign decided batches waiting for PostgreSQL past which
+    /// this worker stops deciding the campaign until persistence catches up.
+    pub max_log_entries: u64,
     /// `RUSHLINE_PERSIST_ENTRIES`: log entries (decided batches) one PostgreSQL transaction takes.
     pub persist_entries: usize,
     /// `RUSHLINE_CLAIM_IDLE_MS`: log entries pending this long on a consumer are taken over
@@ -41,6 +44,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// How this worker reaches Redis (a small pool: the loops run one call at a time each).
+    pub fn queue_config(&self) -> rushline_queue::QueueConfig {
+        rushline_queue::QueueConfig {
+            namespace: self.key_namespace.clone(),
+            timeout: self.backend_timeout,
+            status_ttl: self.status_ttl,
+            max_log_entries: self.max_log_entries,
+            pool_size: 4,
+            ..rushline_queue::QueueConfig::new(self.redis_url.clone())
+        }
+    }
+
     /// Reads the environment; unset variables take defaults.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -70,6 +85,11 @@ impl Config {
             ),
             key_namespace: lookup("RUSHLINE_KEY_NAMESPACE").filter(|v| !v.is_empty()),
             decide_batch: number("RUSHLINE_DECIDE_BATCH", 256)?.clamp(1, 4096) as usize,
+            max_log_entries: number(
+                "RUSHLINE_MAX_LOG_ENTRIES",
+                rushline_queue::DEFAULT_MAX_LOG_ENTRIES,
+            )?
+            .max(1),
             persist_entries: number("RUSHLINE_PERSIST_ENTRIES", 16)?.clamp(1, 1024) as usize,
             claim_idle: ms("RUSHLINE_CLAIM_IDLE_MS", 10_000)?,
             sweep_every: ms("RUSHLINE_SWEEP_MS", 1_000)?,

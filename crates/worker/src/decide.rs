@@ -4,7 +4,8 @@
 //! campaign's decision log, so this loop never holds a request outside Redis: a SIGKILL at any
 //! line loses nothing and decides nothing twice. Campaigns with work are served round-robin, one
 //! batch each, so one hot campaign cannot starve the others. On shutdown the loop finishes the
-//! call in progress and stops.
+//! call in progress and stops. A campaign whose decision log is at its bound (PostgreSQL is
+//! behind) is skipped until the next sweep: Redis never buffers without limit.
 
 use std::collections::BTreeSet;
 
@@ -35,6 +36,12 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
                     return;
                 }
                 match decide_batch(&ctx, &campaign).await {
+                    Ok(outcome) if outcome.log_full => {
+                        // PostgreSQL is behind: leave the requests queued (the queue's bound
+                        // sheds new ones at the API) until a sweep finds the log shorter.
+                        tracing::warn!(campaign = %campaign, queued = outcome.left, "decision log full; deciding paused until persistence catches up");
+                        metrics::counter!("rushline_decide_paused_total").increment(1);
+                    }
                     Ok(outcome) => {
                         backoff.reset();
                         if outcome.decided > 0 {

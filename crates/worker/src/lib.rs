@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rushline_queue::{Queue, QueueConfig};
+use rushline_queue::Queue;
 use rushline_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -54,14 +54,7 @@ impl Worker {
     /// Connects (PostgreSQL eagerly, retrying for a while; Redis lazily).
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
         let store = connect_store(&config).await?;
-        let queue = Queue::new(QueueConfig {
-            namespace: config.key_namespace.clone(),
-            timeout: config.backend_timeout,
-            status_ttl: config.status_ttl,
-            pool_size: 4,
-            ..QueueConfig::new(config.redis_url.clone())
-        })
-        .context("configuring Redis")?;
+        let queue = Queue::new(config.queue_config()).context("configuring Redis")?;
         Ok(Self::new(config, queue, store))
     }
 

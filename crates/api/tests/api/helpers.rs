@@ -33,6 +33,11 @@ pub async fn spawn_app() -> TestApp {
 /// The API with `customize` applied to its configuration.
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
     let env = TestEnv::new().await.expect("test environment");
+    spawn_app_in(env, customize).await
+}
+
+/// The API in `env` (a test's private servers, say) with `customize` applied.
+pub async fn spawn_app_in(env: TestEnv, customize: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::from_lookup(|_| None).expect("default config");
     config.http_addr = "127.0.0.1:0".into();
     config.redis_url = env.redis_url.clone();
@@ -74,6 +79,11 @@ pub async fn spawn_app_with_workers(workers: usize) -> TestApp {
 impl TestApp {
     /// Starts one more worker on its own Redis connections.
     pub fn start_worker(&mut self) {
+        self.start_worker_with(&[]);
+    }
+
+    /// Starts one more worker with extra `RUSHLINE_*` settings.
+    pub fn start_worker_with(&mut self, settings: &[(&str, &str)]) {
         let (redis, database, namespace) = (
             self.env.redis_url.clone(),
             self.env.database_url.clone(),
@@ -84,10 +94,13 @@ impl TestApp {
             "RUSHLINE_DATABASE_URL" => Some(database.clone()),
             "RUSHLINE_KEY_NAMESPACE" => Some(namespace.clone()),
             "RUSHLINE_SWEEP_MS" => Some("200".into()),
-            _ => None,
+            _ => settings
+                .iter()
+                .find(|(setting, _)| *setting == name)
+                .map(|(_, value)| (*value).to_owned()),
         })
         .expect("worker config");
-        let queue = Queue::new(self.env.queue_config()).expect("worker queue");
+        let queue = Queue::new(config.queue_config()).expect("worker queue");
         let worker = rushline_worker::Worker::new(config, queue, self.env.store.clone());
         self.workers
             .push(tokio::spawn(worker.run(self.worker_shutdown.clone())));

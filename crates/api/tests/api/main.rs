@@ -1,10 +1,15 @@
 //! The API's integration tests: the real server on a random port, real Redis and PostgreSQL,
 //! a database and key namespace per test.
 
+mod admin;
 mod campaigns;
+mod chaos;
 mod concurrency;
 mod helpers;
 mod lifecycle;
+mod metrics;
+mod openapi;
 mod ops;
+mod outages;
 mod recovery;
 mod requests;

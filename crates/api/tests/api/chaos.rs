@@ -1,0 +1,381 @@
+//! The chaos scenario: a spike while workers are SIGKILLed, the API is SIGKILLed and restarted,
+//! PostgreSQL crashes and comes back and Redis crashes and comes back — then all six guarantees
+//! are checked request by request.
+//!
+//! Every process is real and started here: private Redis and PostgreSQL servers
+//! (`rushline_testkit::servers`, loopback only), the `rushline-api` binary and `rushline-worker`
+//! binaries. Redis runs with `appendfsync always`, the setting that makes a Redis crash lose no
+//! acknowledged write (with the shipped `everysec`, README.md states the ~1 s window), so any
+//! lost or doubled request is a violation.
+//!
+//! Clients behave as the contract asks of them: each request carries an `Idempotency-Key` and is
+//! retried with it (to whichever API is up) until it is answered, so a crash between Redis
+//! accepting a request and the `202` reaching the client costs nothing.
+//!
+//! Size: `RUSHLINE_CHAOS_REQUESTS` (default 1,500) requests, spread evenly over
+//! `RUSHLINE_CHAOS_SECS` (default 10) so that faults land all through the spike, against a stock
+//! of a third of them; `RUSHLINE_CHAOS_RUNS` repeats the whole scenario (default 1;
+//! `loadtest/chaos.sh` runs 5).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rand::Rng;
+use reqwest::StatusCode;
+use rushline_domain::CampaignId;
+use rushline_testkit::TestEnv;
+use rushline_testkit::servers::{Fsync, PostgresServer, RedisServer};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::helpers::ADMIN_TOKEN;
+use crate::lifecycle::spawn_api_process_with;
+
+const CAMPAIGN: &str = "chaos";
+const WORKERS: usize = 3;
+
+/// One request as its client saw it.
+#[derive(Debug, Clone)]
+struct Answered {
+    user: String,
+    request_id: String,
+    /// When the client first sent it.
+    sent: Instant,
+    /// When the answer that carried its id arrived.
+    answered: Instant,
+}
+
+/// What the run did, for the report line.
+#[derive(Debug, Default)]
+struct Faults {
+    worker_kills: u32,
+    api_kills: u32,
+    postgres_crashes: u32,
+    redis_crashes: u32,
+}
+
+impl Faults {
+    fn total(&self) -> u32 {
+        self.worker_kills + self.api_kills + self.postgres_crashes + self.redis_crashes
+    }
+}
+
+/// The worker binary beside the API's (cargo builds every workspace binary for the workspace's
+/// tests; run `cargo build -p rushline-worker` first when testing this package alone).
+fn worker_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rushline-api")).with_file_name("rushline-worker")
+}
+
+fn spawn_worker(env: &TestEnv) -> Child {
+    Command::new(worker_binary())
+        .env("RUSHLINE_REDIS_URL", &env.redis_url)
+        .env("RUSHLINE_DATABASE_URL", &env.database_url)
+        .env("RUSHLINE_KEY_NAMESPACE", &env.namespace)
+        .env("RUSHLINE_CLAIM_IDLE_MS", "1500")
+        .env("RUSHLINE_SWEEP_MS", "200")
+        .env("RUSHLINE_BACKEND_TIMEOUT_MS", "1000")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start rushline-worker (cargo build -p rushline-worker)")
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Sends one request, retrying with its idempotency key until an answer carries its id.
+async fn press(
+    client: reqwest::Client,
+    base: watch::Receiver<String>,
+    user: String,
+) -> Option<Answered> {
+    let key = uuid::Uuid::new_v4().to_string();
+    let sent = Instant::now();
+    let deadline = sent + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let url = format!("{}/v1/campaigns/{CAMPAIGN}/requests", base.borrow().clone());
+        let answer = client
+            .post(url)
+            .header("Idempotency-Key", &key)
+            .json(&json!({"user_id": user}))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(response) = answer {
+            let status = response.status();
+            if matches!(status, StatusCode::ACCEPTED | StatusCode::OK)
+                && let Ok(body) = response.json::<Value>().await
+                && let Some(id) = body["request_id"].as_str()
+            {
+                return Some(Answered {
+                    user,
+                    request_id: id.to_owned(),
+                    sent,
+                    answered: Instant::now(),
+                });
+            }
+            assert!(
+                status.is_server_error(),
+                "{user}: a retryable outage gives 5xx, got {status}"
+            );
+        }
+        // The API is down or a backing service is: retry like a client would, shortly.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+async fn run_once(requests: u32, spread: Duration) {
+    let mut redis = RedisServer::start(Fsync::Always).await.expect("redis");
+    let postgres = PostgresServer::start().await.expect("postgres");
+    let env = TestEnv::on(&postgres.admin_url(), &redis.url())
+        .await
+        .expect("env");
+    let client = reqwest::Client::new();
+    let (mut api, base) =
+        spawn_api_process_with(&env, &[("RUSHLINE_BACKEND_TIMEOUT_MS", "1000")]).await;
+    let stock = u64::from(requests / 3).max(1);
+    let created = client
+        .post(format!("{base}/v1/campaigns"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"id": CAMPAIGN, "name": "chaos", "stock": stock}))
+        .send()
+        .await
+        .expect("create campaign");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let mut workers: Vec<Child> = (0..WORKERS).map(|_| spawn_worker(&env)).collect();
+
+    // The spike: every user presses once, at an even pace over `spread`, up to 64 at a time.
+    let (base_tx, base_rx) = watch::channel(base);
+    let answered = Arc::new(Mutex::new(Vec::new()));
+    let load = {
+        let (client, answered) = (client.clone(), answered.clone());
+        let (start, gap) = (tokio::time::Instant::now(), spread / requests.max(1));
+        tokio::spawn(async move {
+            futures::stream::iter(0..requests)
+                .for_each_concurrent(64, |n| {
+                    let (client, base, answered) =
+                        (client.clone(), base_rx.clone(), answered.clone());
+                    async move {
+                        tokio::time::sleep_until(start + gap * n).await;
+                        if let Some(a) = press(client, base, format!("user-{n}")).await {
+                            answered.lock().expect("answers").push(a);
+                        }
+                    }
+                })
+                .await;
+        })
+    };
+
+    // Faults, one every 150–400 ms, until the spike is over.
+    let mut faults = Faults::default();
+    while !load.is_finished() {
+        let pause = rand::rng().random_range(150..400);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        match rand::rng().random_range(0..6) {
+            0..=2 => {
+                let victim = rand::rng().random_range(0..workers.len());
+                kill(&mut workers[victim]);
+                workers[victim] = spawn_worker(&env);
+                faults.worker_kills += 1;
+            }
+            3 => {
+                kill(&mut api);
+                let (restarted, base) =
+                    spawn_api_process_with(&env, &[("RUSHLINE_BACKEND_TIMEOUT_MS", "1000")]).await;
+                api = restarted;
+                base_tx.send_replace(base);
+                faults.api_kills += 1;
+            }
+            4 => {
+                postgres.crash().expect("crash postgres");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                postgres.resume().expect("resume postgres");
+                faults.postgres_crashes += 1;
+            }
+            _ => {
+                redis.kill();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                redis.restart().await.expect("restart redis");
+                faults.redis_crashes += 1;
+            }
+        }
+    }
+    load.await.expect("load task");
+    let answered = std::mem::take(&mut *answered.lock().expect("answers"));
+    assert_eq!(
+        answered.len(),
+        requests as usize,
+        "every client got an answer"
+    );
+
+    // Resolve every request through the API, then wait for the record to hold them all.
+    let base = base_tx.borrow().clone();
+    let mut final_status = HashMap::new();
+    for a in &answered {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let body: Value = client
+                .get(format!("{base}/v1/requests/{}?wait=30", a.request_id))
+                .send()
+                .await
+                .expect("GET request")
+                .json()
+                .await
+                .expect("status json");
+            if body["status"] != "queued" {
+                final_status.insert(a.request_id.clone(), body);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} never final", a.request_id);
+        }
+    }
+    let campaign = CampaignId::parse(CAMPAIGN).expect("campaign id");
+    let queue = rushline_queue::Queue::new(env.queue_config()).expect("queue");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while queue.queue_len(&campaign).await.expect("queue") > 0
+        || queue.log_len(&campaign).await.expect("log") > 0
+    {
+        assert!(Instant::now() < deadline, "decisions never all persisted");
+        // Persistence across processes has no event to await; each poll is two Redis reads.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let violations = check_guarantees(&env, &answered, &final_status, stock, &base, &client).await;
+    println!(
+        "chaos: {} faults injected ({} worker kills, {} API kills, {} PostgreSQL crashes, \
+         {} Redis crashes); {} requests checked; {} violations",
+        faults.total(),
+        faults.worker_kills,
+        faults.api_kills,
+        faults.postgres_crashes,
+        faults.redis_crashes,
+        answered.len(),
+        violations.len()
+    );
+    assert!(violations.is_empty(), "violations: {violations:#?}");
+    assert!(faults.total() > 0, "the run injected no fault");
+
+    kill(&mut api);
+    for worker in &mut workers {
+        kill(worker);
+    }
+    env.cleanup().await.expect("cleanup");
+}
+
+/// Checks the six guarantees; returns one line per violation.
+async fn check_guarantees(
+    env: &TestEnv,
+    answered: &[Answered],
+    final_status: &HashMap<String, Value>,
+    stock: u64,
+    base: &str,
+    client: &reqwest::Client,
+) -> Vec<String> {
+    let mut violations = Vec::new();
+    let rows: Vec<(uuid::Uuid, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT request_id, user_id, status, coupon_code FROM requests WHERE campaign_id = $1",
+    )
+    .bind(CAMPAIGN)
+    .fetch_all(env.store.pool())
+    .await
+    .expect("rows");
+    let recorded: HashMap<String, (String, String, Option<String>)> = rows
+        .iter()
+        .map(|(id, user, status, code)| {
+            (id.to_string(), (user.clone(), status.clone(), code.clone()))
+        })
+        .collect();
+
+    // 1. Never more than stock issued, counted in PostgreSQL.
+    let issued: Vec<_> = rows.iter().filter(|r| r.2 == "issued").collect();
+    if issued.len() as u64 > stock {
+        violations.push(format!("1: {} issued > stock {stock}", issued.len()));
+    }
+    // 2. One issued coupon per user — and, every user pressing once with one key, one row.
+    let mut users = HashSet::new();
+    for (id, user, _, _) in &rows {
+        if !users.insert(user) {
+            violations.push(format!("2/4: user {user} has a second row ({id})"));
+        }
+    }
+    // 3. Unique codes.
+    let mut codes = HashSet::new();
+    for (id, _, _, code) in issued.iter().copied() {
+        match code {
+            Some(code) if codes.insert(code) => {}
+            other => violations.push(format!("3: {id} has code {other:?}")),
+        }
+    }
+    // 4. Every answered request is final and recorded, as the API reports it.
+    for a in answered {
+        let reported = &final_status[&a.request_id];
+        match recorded.get(&a.request_id) {
+            None => violations.push(format!("4: {} ({}) not recorded", a.request_id, a.user)),
+            Some((user, status, code)) => {
+                if reported["status"] != status.as_str()
+                    || reported["coupon_code"].as_str() != code.as_deref()
+                    || user != &a.user
+                {
+                    violations.push(format!(
+                        "4: {} reported {reported}, recorded {status} {code:?}",
+                        a.request_id
+                    ));
+                }
+            }
+        }
+    }
+    // 5. First come, first served: no B issued that was sent after a sold-out A was answered.
+    let earliest_refusal = answered
+        .iter()
+        .filter(|a| final_status[&a.request_id]["status"] == "sold_out")
+        .min_by_key(|a| a.answered);
+    if let Some(refused) = earliest_refusal {
+        for b in answered {
+            if b.sent > refused.answered && final_status[&b.request_id]["status"] == "issued" {
+                violations.push(format!(
+                    "5: {} issued though sent after {} was answered (sold out)",
+                    b.request_id, refused.request_id
+                ));
+            }
+        }
+    }
+    // 6. The record and the API's counts agree once drained.
+    let view: Value = client
+        .get(format!("{base}/v1/campaigns/{CAMPAIGN}"))
+        .send()
+        .await
+        .expect("GET campaign")
+        .json()
+        .await
+        .expect("campaign json");
+    if view["issued"] != issued.len() as u64 || view["remaining"] != stock - issued.len() as u64 {
+        violations.push(format!(
+            "6: API says {view}, record has {} issued",
+            issued.len()
+        ));
+    }
+    violations
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_keeps_every_guarantee() {
+    let number = |name: &str, default: u32| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let requests = number("RUSHLINE_CHAOS_REQUESTS", 1_500);
+    let spread = Duration::from_secs(number("RUSHLINE_CHAOS_SECS", 10).into());
+    for _ in 0..number("RUSHLINE_CHAOS_RUNS", 1) {
+        run_once(requests, spread).await;
+    }
+}
