@@ -1,0 +1,356 @@
+//! `rushline-loadtest`: runs scenarios against a rushline stack on this machine, verifies every
+//! guarantee, writes the report, and exits non-zero when any guarantee was violated.
+//!
+//! `main` only wires: parse flags, connect, run the chosen scenarios, write the report.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use rushline_loadtest::api::Api;
+use rushline_loadtest::monitor::cpu_ticks;
+use rushline_loadtest::report;
+use rushline_loadtest::scenarios::{
+    self, AcceptArgs, Context, DropArgs, ScalingArgs, ScenarioReport,
+};
+use rushline_loadtest::workers::WorkerPool;
+use rushline_queue::{Queue, QueueConfig};
+use sqlx::postgres::PgPoolOptions;
+
+/// Spike traffic against a local rushline, with every guarantee verified.
+#[derive(Debug, Parser)]
+#[command(name = "rushline-loadtest", version)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// The API's base URL (loopback only).
+    #[arg(
+        long,
+        env = "RUSHLINE_LOADTEST_API",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    api_url: String,
+    /// Admin bearer token (to create campaigns).
+    #[arg(
+        long,
+        env = "RUSHLINE_ADMIN_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+    /// PostgreSQL the API persists to (read directly to verify).
+    #[arg(
+        long,
+        env = "RUSHLINE_DATABASE_URL",
+        default_value = "postgres://rushline:rushline@127.0.0.1:5432/rushline",
+        global = true
+    )]
+    database_url: String,
+    /// Redis the API uses (queue depth and memory; optional).
+    #[arg(
+        long,
+        env = "RUSHLINE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true
+    )]
+    redis_url: String,
+    /// The deployment's Redis key namespace, if any.
+    #[arg(long, env = "RUSHLINE_KEY_NAMESPACE", global = true)]
+    key_namespace: Option<String>,
+    /// The API's process id (resident memory, idle CPU).
+    #[arg(long, global = true)]
+    api_pid: Option<u32>,
+    /// Worker processes this run starts and manages (0: workers run elsewhere; the paused
+    /// measurement and S3 are then skipped).
+    #[arg(long, default_value_t = 0, global = true)]
+    workers: usize,
+    /// The worker binary to start.
+    #[arg(long, default_value = "target/release/rushline-worker", global = true)]
+    worker_bin: PathBuf,
+    /// Where the report (report.json, <scenario>.svg, summary.txt, worker logs) is written.
+    #[arg(long, default_value = "loadtest/report", global = true)]
+    report_dir: PathBuf,
+    /// Upper bound on any one blast, seconds.
+    #[arg(long, default_value_t = 600, global = true)]
+    max_seconds: u64,
+    /// Status polls in flight while resolving.
+    #[arg(long, default_value_t = 512, global = true)]
+    resolve_concurrency: usize,
+    /// Seconds to wait for PostgreSQL to hold every answered request before verifying.
+    #[arg(long, default_value_t = 120, global = true)]
+    settle_seconds: u64,
+    /// The stack's status TTL; when ≤ 120 s, S2 waits it out and measures Redis memory again.
+    #[arg(long, env = "RUSHLINE_STATUS_TTL_SECS", global = true)]
+    status_ttl_secs: Option<u64>,
+    /// Hide progress bars.
+    #[arg(long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// A few thousand requests; guarantees only.
+    Smoke(DropFlags),
+    /// Accept rate vs the bare-axum ceiling (C=64, workers paused and running), p99 at half rate.
+    Accept(AcceptFlags),
+    /// S1 concert presale: stock 10,000; 200,000 requests from 180,000 users; C=256.
+    S1(DropFlags),
+    /// S2 sold-out storm: stock 1,000; 500,000 requests.
+    S2(DropFlags),
+    /// S3 worker scaling: 1, 2, 4 workers over a pre-filled queue of 200,000.
+    S3(ScalingFlags),
+    /// S4 many campaigns: 100 campaigns × 2,000 requests.
+    S4(DropFlags),
+    /// accept, S1, S2, S3, S4 in turn, every count multiplied by --scale.
+    All {
+        /// Multiplies every request count (and stock) of every scenario.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
+}
+
+/// Overrides of a drop's defaults.
+#[derive(Debug, Args)]
+struct DropFlags {
+    /// Requests in total.
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Distinct users.
+    #[arg(long)]
+    users: Option<usize>,
+    /// Stock per campaign.
+    #[arg(long)]
+    stock: Option<i64>,
+    /// Campaigns opened at once.
+    #[arg(long)]
+    campaigns: Option<usize>,
+    /// Client tasks (connections).
+    #[arg(long, short = 'c')]
+    concurrency: Option<usize>,
+    /// Share of the extra requests sent as racing retries (0..1).
+    #[arg(long)]
+    racing_share: Option<f64>,
+    /// Multiplies requests, users and stock of the defaults (before the overrides above).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+}
+
+impl DropFlags {
+    fn apply(&self, defaults: DropArgs) -> DropArgs {
+        let base = defaults.scaled(self.scale);
+        DropArgs {
+            requests: self.requests.unwrap_or(base.requests),
+            users: self.users.unwrap_or(base.users),
+            stock: self.stock.unwrap_or(base.stock),
+            campaigns: self.campaigns.unwrap_or(base.campaigns),
+            concurrency: self.concurrency.unwrap_or(base.concurrency),
+            racing_share: self.racing_share.unwrap_or(base.racing_share),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct AcceptFlags {
+    /// Requests per closed-loop measurement.
+    #[arg(long, default_value_t = AcceptArgs::default().requests)]
+    requests: usize,
+    /// Client tasks in closed loop.
+    #[arg(long, short = 'c', default_value_t = AcceptArgs::default().concurrency)]
+    concurrency: usize,
+    /// Seconds of open loop at half the running rate.
+    #[arg(long, default_value_t = AcceptArgs::default().open_seconds)]
+    open_seconds: f64,
+}
+
+#[derive(Debug, Args)]
+struct ScalingFlags {
+    /// Requests pre-filled per worker count.
+    #[arg(long, default_value_t = ScalingArgs::default().requests)]
+    requests: usize,
+    /// Worker counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    worker_counts: Vec<usize>,
+    /// Client tasks for the pre-fill.
+    #[arg(long, short = 'c', default_value_t = ScalingArgs::default().concurrency)]
+    concurrency: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let g = &cli.global;
+    let api = Api::new(&g.api_url, g.admin_token.clone(), 1024)?;
+    anyhow::ensure!(
+        api.ready()
+            .await
+            .with_context(|| format!("reaching {}", g.api_url))?,
+        "{} is not ready (GET /readyz)",
+        g.api_url
+    );
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .connect(&g.database_url)
+        .await
+        .with_context(|| format!("connecting to {}", g.database_url))?;
+    let queue = Queue::new(QueueConfig {
+        namespace: g.key_namespace.clone(),
+        pool_size: 4,
+        ..QueueConfig::new(g.redis_url.clone())
+    })
+    .ok();
+    std::fs::create_dir_all(&g.report_dir)
+        .with_context(|| format!("creating {}", g.report_dir.display()))?;
+    let mut workers = None;
+    if g.workers > 0 {
+        let mut pool = WorkerPool::new(g.worker_bin.clone(), Some(g.report_dir.clone()));
+        pool.set(g.workers).await?;
+        workers = Some(pool);
+    }
+    let mut ctx = Context {
+        api,
+        pool,
+        queue,
+        redis_url: Some(g.redis_url.clone()),
+        api_pid: g.api_pid,
+        workers,
+        running_workers: g.workers,
+        tag: format!("{:06x}", rand::random::<u32>() & 0xff_ffff),
+        progress: !g.quiet,
+        max_duration: Duration::from_secs(g.max_seconds),
+        resolve_concurrency: g.resolve_concurrency,
+        settle: Duration::from_secs(g.settle_seconds),
+        sample_every: Duration::from_millis(250),
+        status_ttl: g
+            .status_ttl_secs
+            .filter(|s| *s <= 120)
+            .map(Duration::from_secs),
+    };
+    let mut reports: Vec<ScenarioReport> = Vec::new();
+    let load_before = scenarios::load_average();
+    match &cli.scenario {
+        Scenario::Smoke(f) => {
+            reports.push(scenarios::smoke(&ctx, &f.apply(DropArgs::smoke())).await?)
+        }
+        Scenario::Accept(f) => {
+            let args = AcceptArgs {
+                requests: f.requests,
+                concurrency: f.concurrency,
+                open_seconds: f.open_seconds,
+                ..AcceptArgs::default()
+            };
+            reports.push(scenarios::accept(&mut ctx, &args).await?);
+        }
+        Scenario::S1(f) => reports.push(scenarios::s1(&ctx, &f.apply(DropArgs::s1())).await?),
+        Scenario::S2(f) => reports.push(scenarios::s2(&ctx, &f.apply(DropArgs::s2())).await?),
+        Scenario::S3(f) => {
+            let args = ScalingArgs {
+                requests: f.requests,
+                workers: f.worker_counts.clone(),
+                concurrency: f.concurrency,
+            };
+            reports.push(scenarios::s3(&mut ctx, &args).await?);
+        }
+        Scenario::S4(f) => reports.push(scenarios::s4(&ctx, &f.apply(DropArgs::s4())).await?),
+        Scenario::All { scale } => {
+            let scale = *scale;
+            let steps: [&str; 5] = ["accept", "s1", "s2", "s3", "s4"];
+            for step in steps {
+                eprintln!("== {step} (scale {scale})");
+                let load_before = scenarios::load_average();
+                let mut report = match step {
+                    "accept" => {
+                        scenarios::accept(&mut ctx, &AcceptArgs::default().scaled(scale)).await?
+                    }
+                    "s1" => scenarios::s1(&ctx, &DropArgs::s1().scaled(scale)).await?,
+                    "s2" => scenarios::s2(&ctx, &DropArgs::s2().scaled(scale)).await?,
+                    "s3" => {
+                        let defaults = ScalingArgs::default();
+                        let args = ScalingArgs {
+                            requests: ((defaults.requests as f64 * scale) as usize).max(100),
+                            ..defaults
+                        };
+                        scenarios::s3(&mut ctx, &args).await?
+                    }
+                    _ => scenarios::s4(&ctx, &DropArgs::s4().scaled(scale)).await?,
+                };
+                for (name, value) in [
+                    ("loadavg_before", load_before),
+                    ("loadavg_after", scenarios::load_average()),
+                ] {
+                    if let Some(value) = value {
+                        report.figures.insert(name.into(), value);
+                    }
+                }
+                eprint!("{}", report::summary(std::slice::from_ref(&report)));
+                reports.push(report);
+            }
+        }
+    }
+    if !matches!(cli.scenario, Scenario::All { .. })
+        && let Some(report) = reports.last_mut()
+    {
+        stamp_load(report, load_before);
+    }
+    if let (Some(pid), Some(last)) = (ctx.api_pid, reports.last_mut()) {
+        idle_cpu(pid, &ctx, last).await;
+    }
+    if let Some(pool) = ctx.workers.as_mut() {
+        pool.set(0).await?;
+    }
+    let written = report::write(&g.report_dir, &reports)?;
+    print!("{}", report::summary(&reports));
+    for path in written {
+        println!("wrote {}", path.display());
+    }
+    let failed = reports.iter().filter(|r| !r.ok()).count();
+    anyhow::ensure!(failed == 0, "{failed} scenario(s) violated a guarantee");
+    Ok(())
+}
+
+/// Records the machine's load average before and after a scenario among its figures.
+fn stamp_load(report: &mut ScenarioReport, before: Option<f64>) {
+    for (name, value) in [
+        ("loadavg_before", before),
+        ("loadavg_after", scenarios::load_average()),
+    ] {
+        if let Some(value) = value {
+            report.figures.insert(name.into(), value);
+        }
+    }
+}
+
+/// CPU share of the API (and managed workers) over 5 idle seconds, as a figure of `report`.
+async fn idle_cpu(api_pid: u32, ctx: &Context, report: &mut ScenarioReport) {
+    let mut pids = vec![("api", api_pid)];
+    if let Some(pool) = &ctx.workers {
+        pids.extend(pool.pids().into_iter().map(|p| ("workers", p)));
+    }
+    let before: Vec<Option<u64>> = pids.iter().map(|(_, p)| cpu_ticks(*p)).collect();
+    let window = Duration::from_secs(5);
+    tokio::time::sleep(window).await;
+    let mut api = 0.0;
+    let mut workers = 0.0;
+    for ((role, pid), before) in pids.iter().zip(before) {
+        if let (Some(a), Some(b)) = (before, cpu_ticks(*pid)) {
+            // Linux reports CPU time in 100 Hz clock ticks.
+            let share = (b - a) as f64 / 100.0 / window.as_secs_f64() * 100.0;
+            if *role == "api" {
+                api += share;
+            } else {
+                workers += share;
+            }
+        }
+    }
+    report.figures.insert("idle_cpu_pct_api".into(), api);
+    report
+        .figures
+        .insert("idle_cpu_pct_workers".into(), workers);
+}

@@ -1,0 +1,213 @@
+//! Drops: smoke, S1 concert presale, S2 sold-out storm, S4 many campaigns.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Context, DropSpec, ScenarioReport, run_drop};
+use crate::LoadError;
+use crate::traffic::{Answer, Load, Mix};
+
+/// The numbers of a drop; every scenario has its defaults and each can be overridden.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DropArgs {
+    /// Requests in total.
+    pub requests: usize,
+    /// Distinct users (requests − users are repeat presses and racing retries).
+    pub users: usize,
+    /// Stock per campaign.
+    pub stock: i64,
+    /// Campaigns opened at once (requests are spread evenly).
+    pub campaigns: usize,
+    /// Client tasks (connections), closed loop.
+    pub concurrency: usize,
+    /// Share of the extra requests sent as racing retries with one `Idempotency-Key`.
+    pub racing_share: f64,
+}
+
+impl DropArgs {
+    /// Smoke: 3,000 requests, 2,600 users over 2 campaigns of 500.
+    pub fn smoke() -> Self {
+        Self {
+            requests: 3_000,
+            users: 2_600,
+            stock: 500,
+            campaigns: 2,
+            concurrency: 32,
+            racing_share: 0.3,
+        }
+    }
+
+    /// S1 concert presale: stock 10,000; 200,000 requests from 180,000 users; C = 256.
+    pub fn s1() -> Self {
+        Self {
+            requests: 200_000,
+            users: 180_000,
+            stock: 10_000,
+            campaigns: 1,
+            concurrency: 256,
+            racing_share: 0.1,
+        }
+    }
+
+    /// S2 sold-out storm: stock 1,000; 500,000 requests (475,000 users); C = 256.
+    pub fn s2() -> Self {
+        Self {
+            requests: 500_000,
+            users: 475_000,
+            stock: 1_000,
+            campaigns: 1,
+            concurrency: 256,
+            racing_share: 0.1,
+        }
+    }
+
+    /// S4 many campaigns: 100 campaigns × 2,000 requests, stock 500 each; C = 256.
+    pub fn s4() -> Self {
+        Self {
+            requests: 200_000,
+            users: 190_000,
+            stock: 500,
+            campaigns: 100,
+            concurrency: 256,
+            racing_share: 0.1,
+        }
+    }
+
+    /// Counts multiplied by `factor` (stock too, so the sold-out point stays where it was).
+    pub fn scaled(self, factor: f64) -> Self {
+        let scale = |n: usize| ((n as f64 * factor).round() as usize).max(1);
+        Self {
+            requests: scale(self.requests),
+            users: scale(self.users),
+            stock: (self.stock as f64 * factor).round().max(1.0) as i64,
+            ..self
+        }
+    }
+
+    fn spec(&self, name: &str) -> DropSpec {
+        DropSpec {
+            name: name.into(),
+            campaigns: self.campaigns,
+            stock: self.stock,
+            mix: Mix {
+                requests: self.requests,
+                users: self.users.min(self.requests),
+                racing_share: self.racing_share,
+            },
+            load: Load::Closed {
+                concurrency: self.concurrency,
+            },
+        }
+    }
+}
+
+fn report(name: &str, description: &str, args: &DropArgs) -> ScenarioReport {
+    ScenarioReport {
+        name: name.into(),
+        description: description.into(),
+        params: serde_json::to_value(args).unwrap_or_default(),
+        ..ScenarioReport::default()
+    }
+}
+
+/// A few thousand requests over two campaigns with every kind of press; checks the guarantees
+/// only (the test suite runs it: it never asserts a speed).
+pub async fn smoke(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadError> {
+    let mut report = report(
+        "smoke",
+        "a few thousand requests, two campaigns, repeats and racing retries; guarantees only",
+        args,
+    );
+    run_drop(ctx, &args.spec("smoke"), &mut report).await?;
+    Ok(report)
+}
+
+/// S1 concert presale: is every request final within 1.5× the time it took to post them all?
+pub async fn s1(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadError> {
+    let mut report = report(
+        "s1",
+        "concert presale: one campaign, 10 % repeat presses, closed loop",
+        args,
+    );
+    run_drop(ctx, &args.spec("s1"), &mut report).await?;
+    Ok(report)
+}
+
+/// S2 sold-out storm: does the accept rate hold once stock is gone, and what does Redis keep
+/// per refused request?
+pub async fn s2(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadError> {
+    let mut report = report(
+        "s2",
+        "sold-out storm: a small stock, a huge crowd; the sold-out fast path must carry it",
+        args,
+    );
+    let before = redis_memory(ctx).await;
+    let run = run_drop(ctx, &args.spec("s2"), &mut report).await?;
+    let after = redis_memory(ctx).await;
+    // Split the blast at the first answer that was decided at once (the fast path took over).
+    let mut records: Vec<_> = run.blast.records.iter().collect();
+    records.sort_unstable_by_key(|r| r.answered_us);
+    let split = records
+        .iter()
+        .position(|r| matches!(r.answer, Answer::Decided(..)));
+    if let Some(split) = split {
+        let rate = |part: &[&crate::traffic::Record]| match (part.first(), part.last()) {
+            (Some(a), Some(b)) if b.answered_us > a.answered_us => {
+                part.len() as f64 / ((b.answered_us - a.answered_us) as f64 / 1e6)
+            }
+            _ => 0.0,
+        };
+        report.figure("rate_before_sold_out", rate(&records[..split]));
+        report.figure("rate_while_sold_out", rate(&records[split..]));
+    }
+    if let (Some(before), Some(after)) = (before, after) {
+        let refused = records.len().saturating_sub(args.stock as usize).max(1);
+        report.figure(
+            "redis_used_memory_growth_mib",
+            (after - before) / 1_048_576.0,
+        );
+        report.figure("redis_bytes_per_request", (after - before) / refused as f64);
+        report.notes.push(
+            "Redis keeps each request's status record for RUSHLINE_STATUS_TTL_SECS after it is \
+             persisted, and each Idempotency-Key for 25 h; redis_used_memory_growth_mib is \
+             measured right after verification, within that TTL. Redis is shared with anything \
+             else running on the machine, so memory figures include their keys."
+                .into(),
+        );
+        if let Some(ttl) = ctx.status_ttl {
+            // Waiting out the TTL is the measurement: nothing announces an expiry.
+            tokio::time::sleep(ttl + Duration::from_secs(5)).await;
+            if let Some(later) = redis_memory(ctx).await {
+                report.figure("redis_growth_after_ttl_mib", (later - before) / 1_048_576.0);
+                report.figure("status_ttl_s", ttl.as_secs_f64());
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// S4 many campaigns opening at once, requests interleaved across them.
+pub async fn s4(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadError> {
+    let mut report = report(
+        "s4",
+        "many campaigns opening at once, requests interleaved across them",
+        args,
+    );
+    run_drop(ctx, &args.spec("s4"), &mut report).await?;
+    Ok(report)
+}
+
+/// Redis `used_memory` in bytes, when Redis is reachable.
+pub async fn redis_memory(ctx: &Context) -> Option<f64> {
+    let client = redis::Client::open(ctx.redis_url.as_deref()?).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|n| n.trim().parse().ok())
+}

@@ -1,0 +1,297 @@
+//! The scenarios of issue 4, each a function from a [`Context`] to a [`ScenarioReport`].
+//!
+//! Most are a *drop* ([`run_drop`]): create campaigns, blast a plan, resolve every id, verify
+//! every guarantee. [`accept`] measures the accept rate against the bare-axum ceiling and the
+//! open-loop latency at half of it; [`scaling`] times decisions over a pre-filled queue with
+//! 1, 2, 4 workers. Counts come from the caller, so every scenario can be scaled down.
+
+pub mod accept;
+pub mod drops;
+pub mod scaling;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rushline_queue::Queue;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::LoadError;
+use crate::api::Api;
+use crate::monitor::{Monitor, Sample, Watch, peak_rates};
+use crate::resolve::{ResolveSummary, resolve};
+use crate::traffic::{
+    Blast, BlastConfig, BlastSummary, Job, Live, Load, Mix, TrafficPoint, blast, plan,
+};
+use crate::verify::{Verdict, verify};
+use crate::workers::WorkerPool;
+
+pub use accept::{AcceptArgs, accept};
+pub use drops::{DropArgs, s1, s2, s4, smoke};
+pub use scaling::{ScalingArgs, s3};
+
+/// Everything a scenario needs to reach the stack.
+pub struct Context {
+    /// The API under test.
+    pub api: Api,
+    /// The record, read directly.
+    pub pool: PgPool,
+    /// Redis (queue depth, memory), when reachable.
+    pub queue: Option<Queue>,
+    /// Redis URL for `INFO memory`, when reachable.
+    pub redis_url: Option<String>,
+    /// The API's process id (resident memory, idle CPU).
+    pub api_pid: Option<u32>,
+    /// Worker processes this run manages; `None` when workers run outside its control.
+    pub workers: Option<WorkerPool>,
+    /// Workers to run when not paused (managed pools only).
+    pub running_workers: usize,
+    /// Keeps campaign ids, users and idempotency keys of this run apart from others.
+    pub tag: String,
+    /// Show progress bars.
+    pub progress: bool,
+    /// Upper bound on any one blast.
+    pub max_duration: Duration,
+    /// Status polls in flight while resolving.
+    pub resolve_concurrency: usize,
+    /// How long to wait for the record to hold every answered request.
+    pub settle: Duration,
+    /// Time between monitor samples (stretched for many campaigns, so watching stays cheap).
+    pub sample_every: Duration,
+    /// The stack's `RUSHLINE_STATUS_TTL_SECS`, when known and short enough (≤ 120 s) to wait
+    /// for: S2 then checks Redis memory again once refused requests' records expired.
+    pub status_ttl: Option<Duration>,
+}
+
+impl Context {
+    /// Campaign id `lt-<tag>-<scenario>-<i>`.
+    pub fn campaign_id(&self, scenario: &str, i: usize) -> String {
+        format!("lt-{}-{scenario}-{i}", self.tag)
+    }
+
+    /// Sets the managed worker count; a no-op (returning false) when workers are external.
+    pub async fn set_workers(&mut self, n: usize) -> Result<bool, LoadError> {
+        match &mut self.workers {
+            Some(pool) => pool.set(n).await.map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    fn watch(&self, campaigns: usize) -> Watch {
+        // One API GET and two Redis reads per campaign per sample: past 25 campaigns, sample
+        // less often rather than load the stack being measured.
+        let stretch = (campaigns / 25).max(1) as u32;
+        Watch {
+            api: self.api.clone(),
+            pool: self.pool.clone(),
+            queue: self.queue.clone(),
+            api_pid: self.api_pid,
+            every: self.sample_every * stretch,
+        }
+    }
+}
+
+/// One scenario's outcome: what the JSON report holds per scenario.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScenarioReport {
+    /// Scenario name (`smoke`, `accept`, `s1` …).
+    pub name: String,
+    /// What it models.
+    pub description: String,
+    /// Its parameters.
+    pub params: serde_json::Value,
+    /// Headline figures (what the summary table prints).
+    pub figures: BTreeMap<String, f64>,
+    /// The main blast.
+    pub blast: Option<BlastSummary>,
+    /// Resolution of every request id.
+    pub resolve: Option<ResolveSummary>,
+    /// The guarantees, checked; `None` when the scenario checks none.
+    pub verdict: Option<Verdict>,
+    /// Things a reader should know (skipped parts, caveats).
+    pub notes: Vec<String>,
+    /// Accept rate and latency per time bucket.
+    pub traffic: Vec<TrafficPoint>,
+    /// Monitor samples.
+    pub samples: Vec<Sample>,
+}
+
+impl ScenarioReport {
+    /// True when no guarantee was violated.
+    pub fn ok(&self) -> bool {
+        self.verdict.as_ref().is_none_or(Verdict::ok)
+    }
+
+    fn figure(&mut self, name: &str, value: f64) {
+        self.figures.insert(name.into(), value);
+    }
+
+    /// Merges another verdict into this report's.
+    fn absorb(&mut self, verdict: Verdict) {
+        match &mut self.verdict {
+            None => self.verdict = Some(verdict),
+            Some(mine) => {
+                mine.campaigns += verdict.campaigns;
+                mine.request_ids += verdict.request_ids;
+                mine.rows += verdict.rows;
+                mine.issued += verdict.issued;
+                mine.settle_seconds += verdict.settle_seconds;
+                mine.violations.extend(verdict.violations);
+            }
+        }
+    }
+}
+
+/// A drop's shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct DropSpec {
+    /// Scenario name.
+    pub name: String,
+    /// Campaigns opened at once.
+    pub campaigns: usize,
+    /// Stock of each campaign.
+    pub stock: i64,
+    /// Users and requests.
+    pub mix: Mix,
+    /// Closed or open loop.
+    pub load: Load,
+}
+
+/// A drop's raw material, for scenarios that look further than the report.
+pub struct DropRun {
+    /// The blast.
+    pub blast: Blast,
+    /// Samples taken from the start of the blast to the end of verification.
+    pub samples: Vec<Sample>,
+}
+
+/// A drop whose campaigns exist and whose monitor runs, not yet blasted.
+pub struct Prepared {
+    campaigns: Arc<Vec<String>>,
+    jobs: Arc<Vec<Job>>,
+    live: Arc<Live>,
+    monitor: Monitor,
+    load: Load,
+    tag: String,
+}
+
+/// A drop that was blasted, not yet resolved.
+pub struct Blasted {
+    blast: Blast,
+    monitor: Monitor,
+}
+
+impl Blasted {
+    /// The blast so far.
+    pub fn blast(&self) -> &Blast {
+        &self.blast
+    }
+}
+
+/// Creates the campaigns, builds the plan and starts the monitor.
+pub async fn prepare(ctx: &Context, spec: &DropSpec) -> Result<Prepared, LoadError> {
+    let campaigns: Vec<String> = (0..spec.campaigns)
+        .map(|i| ctx.campaign_id(&spec.name, i))
+        .collect();
+    for id in &campaigns {
+        ctx.api.create_campaign(id, spec.stock).await?;
+    }
+    let campaigns = Arc::new(campaigns);
+    let tag = format!("{}{}", ctx.tag, spec.name);
+    let jobs = Arc::new(plan(spec.mix, spec.campaigns, &tag, 0x5eed)?);
+    let live = Arc::new(Live::default());
+    let monitor = Monitor::start(ctx.watch(campaigns.len()), campaigns.clone(), live.clone());
+    Ok(Prepared {
+        campaigns,
+        jobs,
+        live,
+        monitor,
+        load: spec.load,
+        tag,
+    })
+}
+
+impl Prepared {
+    /// Sends the plan.
+    pub async fn blast(self, ctx: &Context) -> Result<Blasted, LoadError> {
+        let blast = blast(BlastConfig {
+            api: &ctx.api,
+            campaigns: self.campaigns,
+            jobs: self.jobs,
+            load: self.load,
+            max_duration: ctx.max_duration,
+            live: self.live,
+            progress: ctx.progress,
+            tag: self.tag,
+        })
+        .await?;
+        Ok(Blasted {
+            blast,
+            monitor: self.monitor,
+        })
+    }
+}
+
+/// Resolves every id, verifies every guarantee and fills `report` (blast, resolve, verdict,
+/// traffic, samples, headline figures).
+pub async fn finish(
+    ctx: &Context,
+    blasted: Blasted,
+    report: &mut ScenarioReport,
+) -> Result<DropRun, LoadError> {
+    let Blasted { blast, monitor } = blasted;
+    let resolved = resolve(
+        &ctx.api,
+        &blast,
+        ctx.resolve_concurrency,
+        ctx.settle + Duration::from_secs(60),
+    )
+    .await;
+    let verdict = verify(&ctx.api, &ctx.pool, &blast, &resolved, ctx.settle).await?;
+    let samples = monitor.stop().await;
+    let summary = blast.summary();
+    report.figure("accept_rate", summary.accept_rate);
+    report.figure("p99_ms", summary.latency.p99_ms);
+    if let Some(ratio) = resolved.summary.final_over_post {
+        report.figure("final_over_post", ratio);
+    }
+    if let Some(rss) = samples.iter().filter_map(|s| s.api_rss_kib).max() {
+        report.figure("api_rss_max_mib", rss as f64 / 1024.0);
+    }
+    let (decisions, rows) = peak_rates(&samples, 4);
+    report.figure("peak_issued_per_s", decisions);
+    report.figure("peak_rows_per_s", rows);
+    let bucket = if blast.elapsed > Duration::from_secs(20) {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_millis(250)
+    };
+    report.traffic = blast.timeline(bucket);
+    report.blast = Some(summary);
+    report.resolve = Some(resolved.summary);
+    report.absorb(verdict);
+    report.samples.clone_from(&samples);
+    Ok(DropRun { blast, samples })
+}
+
+/// [`prepare`], blast and [`finish`] in one go.
+pub async fn run_drop(
+    ctx: &Context,
+    spec: &DropSpec,
+    report: &mut ScenarioReport,
+) -> Result<DropRun, LoadError> {
+    let blasted = prepare(ctx, spec).await?.blast(ctx).await?;
+    finish(ctx, blasted, report).await
+}
+
+/// The machine's 1-minute load average (`/proc/loadavg`): the stack shares 2 cores with
+/// whatever else runs, and the figures are only as good as that was quiet.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
