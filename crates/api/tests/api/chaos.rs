@@ -37,6 +37,12 @@ use crate::lifecycle::spawn_api_process_with;
 
 const CAMPAIGN: &str = "chaos";
 const WORKERS: usize = 3;
+/// Fail fast while a backing service is down; few connections, as several processes share a
+/// private PostgreSQL.
+const API_SETTINGS: &[(&str, &str)] = &[
+    ("RUSHLINE_BACKEND_TIMEOUT_MS", "1000"),
+    ("RUSHLINE_DB_MAX_CONNECTIONS", "4"),
+];
 
 /// One request as its client saw it.
 #[derive(Debug, Clone)]
@@ -78,6 +84,7 @@ fn spawn_worker(env: &TestEnv) -> Child {
         .env("RUSHLINE_CLAIM_IDLE_MS", "1500")
         .env("RUSHLINE_SWEEP_MS", "200")
         .env("RUSHLINE_BACKEND_TIMEOUT_MS", "1000")
+        .env("RUSHLINE_DB_MAX_CONNECTIONS", "2")
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -139,8 +146,7 @@ async fn run_once(requests: u32, spread: Duration) {
         .await
         .expect("env");
     let client = reqwest::Client::new();
-    let (mut api, base) =
-        spawn_api_process_with(&env, &[("RUSHLINE_BACKEND_TIMEOUT_MS", "1000")]).await;
+    let (mut api, base) = spawn_api_process_with(&env, API_SETTINGS).await;
     let stock = u64::from(requests / 3).max(1);
     let created = client
         .post(format!("{base}/v1/campaigns"))
@@ -188,8 +194,7 @@ async fn run_once(requests: u32, spread: Duration) {
             }
             3 => {
                 kill(&mut api);
-                let (restarted, base) =
-                    spawn_api_process_with(&env, &[("RUSHLINE_BACKEND_TIMEOUT_MS", "1000")]).await;
+                let (restarted, base) = spawn_api_process_with(&env, API_SETTINGS).await;
                 api = restarted;
                 base_tx.send_replace(base);
                 faults.api_kills += 1;
