@@ -4,14 +4,16 @@
 //!
 //! - this file: the commands (clap derive; the help text is the manual) and what each does;
 //! - [`client`]: the admin API over HTTP, one typed call per action, problem+json kept intact;
-//! - [`render`]: what the operator reads — aligned text, or `--json` for scripts.
+//! - [`render`]: what the operator reads — aligned text, or `--json` for scripts;
+//! - [`recover`]: rebuilding campaigns' Redis state from PostgreSQL.
 //!
 //! Campaign commands and `stats` go through the admin API, the same path and checks as any other
 //! admin client, so the CLI never bypasses the API's rules (close and add-stock keep Redis and
-//! PostgreSQL in step there). `migrate` alone talks to PostgreSQL directly: it is what you run
-//! before any API exists.
+//! PostgreSQL in step there). `migrate` and `recover` talk to PostgreSQL (and Redis) directly:
+//! they are what you run before any API exists, or while Redis is being brought back.
 
 mod client;
+mod recover;
 mod render;
 
 use std::process::ExitCode;
@@ -28,7 +30,8 @@ use crate::render::Format;
 ///
 /// Campaign and stats commands talk to rushline-api's admin endpoints; give its address with
 /// --api (or RUSHLINE_API_URL) and the admin token in RUSHLINE_ADMIN_TOKEN, the same variable the
-/// API reads. `migrate` talks to PostgreSQL directly (RUSHLINE_DATABASE_URL).
+/// API reads. `migrate` talks to PostgreSQL directly (RUSHLINE_DATABASE_URL); `recover` to
+/// PostgreSQL and Redis (RUSHLINE_DATABASE_URL, RUSHLINE_REDIS_URL, RUSHLINE_KEY_NAMESPACE).
 ///
 /// A drop, start to finish:
 ///
@@ -40,6 +43,10 @@ use crate::render::Format;
 ///   rushline campaign add-stock concert-2026 200   # while it is still open
 ///
 ///   rushline campaign close concert-2026     # stop taking requests now
+///
+/// After Redis lost its data:
+///
+///   rushline recover                         # rebuild every campaign from PostgreSQL
 #[derive(Parser)]
 #[command(name = "rushline", version, verbatim_doc_comment)]
 struct Cli {
@@ -90,6 +97,42 @@ enum Command {
             hide_env_values = true
         )]
         database_url: String,
+    },
+    /// Make sure every campaign's Redis state exists, rebuilding it from PostgreSQL.
+    ///
+    /// Run it after Redis lost its data (restarted without its AOF, replaced, flushed). For each
+    /// campaign in PostgreSQL (or only --campaign) it prints whether Redis already held it or it
+    /// was rebuilt — remaining = stock - issued rows, holders reloaded from issued rows, coupon
+    /// sequence continued past every recorded code — and then what Redis holds: stock, issued,
+    /// remaining, holders, queued requests and decided batches not yet persisted (LOG).
+    ///
+    /// The servers rebuild a campaign themselves on first use; this does it for all of them at
+    /// once and shows the result. Safe beside running APIs and workers, and safe to repeat: a
+    /// campaign Redis already holds is left as it is. Requests that were only in the lost Redis
+    /// queue cannot be recovered (see the README's failure model).
+    Recover {
+        /// Only this campaign.
+        #[arg(long)]
+        campaign: Option<String>,
+        /// PostgreSQL URL (the record).
+        #[arg(
+            long,
+            env = "RUSHLINE_DATABASE_URL",
+            default_value = "postgres://rushline:rushline@127.0.0.1:5432/rushline",
+            hide_env_values = true
+        )]
+        database_url: String,
+        /// Redis URL.
+        #[arg(
+            long,
+            env = "RUSHLINE_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379",
+            hide_env_values = true
+        )]
+        redis_url: String,
+        /// Key namespace the servers use (keys start with rushline:<namespace>:).
+        #[arg(long, env = "RUSHLINE_KEY_NAMESPACE")]
+        key_namespace: Option<String>,
     },
 }
 
@@ -184,6 +227,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Campaign(command) => campaign(&client, format, command).await,
         Command::Stats(args) => stats(&client, format, args).await,
         Command::Migrate { database_url } => migrate(&database_url).await,
+        Command::Recover {
+            campaign,
+            database_url,
+            redis_url,
+            key_namespace,
+        } => {
+            let args = recover::Recover {
+                database_url,
+                redis_url,
+                // The servers treat an empty namespace as none; so does this.
+                namespace: key_namespace.filter(|ns| !ns.is_empty()),
+                campaign,
+            };
+            recover::run(args, format).await
+        }
     }
 }
 

@@ -14,13 +14,21 @@ impl CampaignName {
     /// Longest name accepted, in characters.
     pub const MAX_CHARS: usize = 200;
 
-    /// Accepts 1–200 characters.
+    /// Accepts 1–200 characters, none of them NUL.
+    ///
+    /// PostgreSQL's `text` cannot hold U+0000: refused here as bad input rather than left to
+    /// fail the INSERT, which would read as a backend outage (503) for the client's mistake.
     pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
         let value = value.into();
-        if (1..=Self::MAX_CHARS).contains(&value.chars().count()) {
-            Ok(Self(value))
-        } else {
+        if !(1..=Self::MAX_CHARS).contains(&value.chars().count()) {
             Err(ValidationError::new("name", "must be 1-200 characters"))
+        } else if value.contains('\0') {
+            Err(ValidationError::new(
+                "name",
+                "must not contain the NUL character (U+0000)",
+            ))
+        } else {
+            Ok(Self(value))
         }
     }
 
@@ -255,6 +263,7 @@ mod tests {
         assert!(CampaignName::parse("").is_err());
         assert!(CampaignName::parse("é".repeat(200)).is_ok());
         assert!(CampaignName::parse("x".repeat(201)).is_err());
+        assert!(CampaignName::parse("nul \0 inside").is_err());
     }
 
     #[test]

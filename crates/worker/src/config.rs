@@ -1,13 +1,19 @@
 //! Worker configuration from the environment.
 
+use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Where a worker serves `/metrics` unless told otherwise. A second worker on the same machine
+/// needs its own (`scripts/stack` hands out 9091, 9092, …).
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9091";
 
 /// A variable is set to something unusable.
 #[derive(Debug, thiserror::Error)]
-#[error("{name}: {value:?} is not a non-negative integer")]
+#[error("{name}: {value:?} is not {expected}")]
 pub struct ConfigError {
     name: &'static str,
     value: String,
+    expected: &'static str,
 }
 
 /// Everything `rushline-worker` reads at start-up.
@@ -41,6 +47,9 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `RUSHLINE_LOG_FORMAT`: `json` for machines.
     pub log_json: bool,
+    /// `RUSHLINE_WORKER_METRICS_ADDR`: where `GET /metrics` is served (port 0 picks a free port;
+    /// `off` = `None`, not served).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -71,11 +80,23 @@ impl Config {
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
             match lookup(name).filter(|v| !v.is_empty()) {
                 None => Ok(default),
-                Some(value) => value.parse().map_err(|_| ConfigError { name, value }),
+                Some(value) => value.parse().map_err(|_| ConfigError {
+                    name,
+                    value,
+                    expected: "a non-negative integer",
+                }),
             }
         };
         let ms = |name: &'static str, default: u64| {
             number(name, default).map(|v| Duration::from_millis(v.max(1)))
+        };
+        let metrics_addr = match text("RUSHLINE_WORKER_METRICS_ADDR", DEFAULT_METRICS_ADDR) {
+            off if off.eq_ignore_ascii_case("off") => None,
+            addr => Some(addr.parse().map_err(|_| ConfigError {
+                name: "RUSHLINE_WORKER_METRICS_ADDR",
+                value: addr,
+                expected: "`off` or an address like 127.0.0.1:9091",
+            })?),
         };
         Ok(Self {
             redis_url: text("RUSHLINE_REDIS_URL", "redis://127.0.0.1:6379"),
@@ -98,6 +119,7 @@ impl Config {
             shutdown_grace: ms("RUSHLINE_SHUTDOWN_GRACE_MS", 10_000)?,
             db_max_connections: number("RUSHLINE_DB_MAX_CONNECTIONS", 8)?.clamp(1, 1000) as u32,
             log_json: text("RUSHLINE_LOG_FORMAT", "pretty") == "json",
+            metrics_addr,
         })
     }
 }

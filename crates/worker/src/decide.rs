@@ -10,11 +10,13 @@
 use std::collections::BTreeSet;
 
 use rushline_domain::CampaignId;
-use rushline_queue::{DecideOutcome, Warmed};
+use rushline_queue::{DecideOutcome, WarmError, Warmed};
+use rushline_store::StoreError;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
 use crate::backoff::Backoff;
+use crate::telemetry::{self, Backend};
 use crate::wake::Pending;
 
 /// Decides until `token` is cancelled. `pending` says which campaigns may have queued requests;
@@ -40,7 +42,7 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
                         // PostgreSQL is behind: leave the requests queued (the queue's bound
                         // sheds new ones at the API) until a sweep finds the log shorter.
                         tracing::warn!(campaign = %campaign, queued = outcome.left, "decision log full; deciding paused until persistence catches up");
-                        metrics::counter!("rushline_decide_paused_total").increment(1);
+                        metrics::counter!(telemetry::DECIDE_PAUSED).increment(1);
                     }
                     Ok(outcome) => {
                         backoff.reset();
@@ -53,6 +55,7 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
                     }
                     Err(e) => {
                         tracing::warn!(campaign = %campaign, error = %e, "deciding failed; retrying");
+                        telemetry::backend_error(backend_of(&e), "deciding");
                         pending.add(campaign);
                         tokio::select! {
                             () = token.cancelled() => return,
@@ -89,10 +92,20 @@ fn record(outcome: &DecideOutcome) {
     if outcome.decided == 0 {
         return;
     }
-    metrics::counter!("rushline_decisions_total", "outcome" => "issued").increment(outcome.issued);
-    metrics::counter!("rushline_decisions_total", "outcome" => "sold_out")
-        .increment(outcome.sold_out);
-    metrics::counter!("rushline_decisions_total", "outcome" => "duplicate")
-        .increment(outcome.duplicate);
-    metrics::histogram!("rushline_decide_batch_size").record(outcome.decided as f64);
+    for (outcome, count) in [
+        ("issued", outcome.issued),
+        ("sold_out", outcome.sold_out),
+        ("duplicate", outcome.duplicate),
+    ] {
+        metrics::counter!(telemetry::DECISIONS, "outcome" => outcome).increment(count);
+    }
+    metrics::histogram!(telemetry::DECIDE_BATCH).record(outcome.decided as f64);
+}
+
+/// Deciding reads PostgreSQL only to warm a campaign; every other failure is Redis's.
+fn backend_of(error: &anyhow::Error) -> Backend {
+    match error.downcast_ref::<WarmError<StoreError>>() {
+        Some(WarmError::Source(_)) => Backend::Postgres,
+        _ => Backend::Redis,
+    }
 }

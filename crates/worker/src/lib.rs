@@ -11,6 +11,8 @@
 //! 3. [`persist`] — copies the log into PostgreSQL in one transaction per batch, undoes in Redis
 //!    what the record refuses, acknowledges; takes over entries of dead workers.
 //!
+//! [`telemetry`] names the metrics the loops record and serves them on `GET /metrics`.
+//!
 //! [`Worker::run`] wires them and owns shutdown: the decide loop stops first (after its call in
 //! flight), then the persist loop drains what is left within the grace period.
 
@@ -18,6 +20,7 @@ pub mod backoff;
 pub mod config;
 pub mod decide;
 pub mod persist;
+pub mod telemetry;
 pub mod wake;
 
 use std::sync::Arc;

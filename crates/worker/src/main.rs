@@ -1,7 +1,7 @@
 //! `rushline-worker`: see the library docs for the layout.
 
 use anyhow::Context;
-use rushline_worker::{Config, Worker};
+use rushline_worker::{Config, Worker, telemetry};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -20,9 +20,17 @@ async fn main() -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let metrics = match config.metrics_addr {
+        Some(addr) => telemetry::start(addr, shutdown.clone()).await,
+        None => None,
+    };
     let worker = Worker::connect(config).await?;
     tracing::info!(consumer = %worker.consumer(), "rushline-worker started");
     worker.run(shutdown).await;
+    if let Some(metrics) = metrics {
+        // Cancelled with the same token: it has stopped or is finishing its last scrape.
+        let _ = metrics.await;
+    }
     Ok(())
 }
 

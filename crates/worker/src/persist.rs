@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Context;
 use crate::backoff::Backoff;
+use crate::telemetry::{self, Backend};
 use crate::wake::Pending;
 
 /// The loop gave up on a batch because the hard-stop deadline passed; it stays pending in Redis.
@@ -65,12 +66,12 @@ pub async fn run(ctx: Context, pending: Pending, sweeps: Pending, token: Cancell
 
 /// Reads and persists every entry of `campaign` that no consumer has seen yet.
 async fn persist_new(ctx: &Context, campaign: &CampaignId) -> Result<(), Abandoned> {
-    retry(ctx, "clearing log flag", || {
+    retry(ctx, Backend::Redis, "clearing log flag", || {
         ctx.queue.clear_log_flag(campaign)
     })
     .await?;
     loop {
-        let entries = retry(ctx, "reading log", || {
+        let entries = retry(ctx, Backend::Redis, "reading log", || {
             ctx.queue
                 .read_log(campaign, &ctx.consumer, ctx.config.persist_entries)
         })
@@ -85,7 +86,7 @@ async fn persist_new(ctx: &Context, campaign: &CampaignId) -> Result<(), Abandon
 /// Takes over and persists entries another consumer left pending too long.
 async fn persist_stale(ctx: &Context, campaign: &CampaignId) -> Result<(), Abandoned> {
     loop {
-        let entries = retry(ctx, "claiming stale log entries", || {
+        let entries = retry(ctx, Backend::Redis, "claiming stale log entries", || {
             ctx.queue.claim_stale(
                 campaign,
                 &ctx.consumer,
@@ -112,12 +113,15 @@ async fn persist_entries(
         .iter()
         .flat_map(|e| e.decisions.iter().cloned())
         .collect();
-    let persisted: Persisted = retry(ctx, "writing decisions to PostgreSQL", || {
-        ctx.store.persist(campaign, &decisions)
-    })
+    let persisted: Persisted = retry(
+        ctx,
+        Backend::Postgres,
+        "writing decisions to PostgreSQL",
+        || ctx.store.persist(campaign, &decisions),
+    )
     .await?;
-    metrics::counter!("rushline_persisted_rows_total").increment(persisted.inserted);
-    metrics::histogram!("rushline_persist_batch_size").record(decisions.len() as f64);
+    metrics::counter!(telemetry::PERSISTED_ROWS).increment(persisted.inserted);
+    metrics::histogram!(telemetry::PERSIST_BATCH).record(decisions.len() as f64);
     if !persisted.refused.is_empty() {
         let rollbacks: Vec<Rollback> = persisted
             .refused
@@ -130,21 +134,26 @@ async fn persist_entries(
                 holder: r.holder,
             })
             .collect();
-        let undone = retry(ctx, "undoing refused decisions", || {
+        let undone = retry(ctx, Backend::Redis, "undoing refused decisions", || {
             ctx.queue.rollback(campaign, &rollbacks)
         })
         .await?;
         tracing::warn!(campaign = %campaign, refused = rollbacks.len(), undone, "record refused decisions; Redis brought in line");
-        metrics::counter!("rushline_rollbacks_total").increment(undone);
+        metrics::counter!(telemetry::ROLLBACKS).increment(undone);
     }
-    retry(ctx, "acknowledging log entries", || {
+    retry(ctx, Backend::Redis, "acknowledging log entries", || {
         ctx.queue.ack(campaign, entries)
     })
     .await
 }
 
-/// Retries `op` with backoff until it succeeds or the hard-stop token fires.
-async fn retry<T, E, F, Fut>(ctx: &Context, what: &str, mut op: F) -> Result<T, Abandoned>
+/// Retries `op` (a call to `backend`) with backoff until it succeeds or the hard-stop token fires.
+async fn retry<T, E, F, Fut>(
+    ctx: &Context,
+    backend: Backend,
+    what: &'static str,
+    mut op: F,
+) -> Result<T, Abandoned>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
@@ -156,8 +165,7 @@ where
             Ok(value) => return Ok(value),
             Err(e) => {
                 tracing::warn!(error = %e, "{what} failed; retrying");
-                metrics::counter!("rushline_backend_errors_total", "step" => what.to_owned())
-                    .increment(1);
+                telemetry::backend_error(backend, what);
             }
         }
         tokio::select! {

@@ -61,6 +61,8 @@ fn spawn_worker(env: &TestEnv) -> Child {
         .env("RUSHLINE_SWEEP_MS", "200")
         .env("RUSHLINE_DECIDE_BATCH", "64")
         .env("RUSHLINE_PERSIST_ENTRIES", "4")
+        // Several workers on one host: no fixed metrics port to fight over.
+        .env("RUSHLINE_WORKER_METRICS_ADDR", "off")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

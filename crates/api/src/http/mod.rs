@@ -7,6 +7,7 @@
 //! - [`ops`]: health, readiness, metrics.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' attributes.
 //! - [`extract`]: extractors that reject as problem+json, and the admin guard.
+//! - [`request_id`]: the `X-Request-Id` on every request's span and response.
 //! - [`problem`]: [`ApiError`], rendered as RFC 9457 problem details.
 
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod extract;
 pub mod openapi;
 pub mod ops;
 pub mod problem;
+pub mod request_id;
 pub mod requests;
 pub mod stats;
 
@@ -27,6 +29,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub use problem::ApiError;
@@ -38,6 +41,10 @@ use crate::telemetry;
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// The whole router, state applied.
+///
+/// Layers run outermost (last added) first: an unusable `X-Request-Id` is dropped, the id layer
+/// sets one, the trace span records it, and it is copied onto the response — every response,
+/// problem+json and panics included.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(requests::router())
@@ -51,9 +58,22 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(record_latency))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-        }))
+        .layer(PropagateRequestIdLayer::new(request_id::X_REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                tracing::info_span!(
+                    "http",
+                    request_id = %request_id::of(req),
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(
+            request_id::X_REQUEST_ID,
+            MakeRequestUuid,
+        ))
+        .layer(middleware::map_request(request_id::drop_unusable))
         .with_state(state)
 }
 

@@ -34,7 +34,10 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     info(
         title = "rushline",
         description = "Spike-traffic coupon issuing: requests are accepted into a queue at once \
-            (202), decided first come, first served, and recorded in PostgreSQL.",
+            (202), decided first come, first served, and recorded in PostgreSQL. Every response \
+            carries an `X-Request-Id` header: the request's own when it sent one of 1-128 \
+            printable ASCII characters, a generated UUID otherwise; the server's logs carry the \
+            same id.",
         license(name = "MIT OR Apache-2.0"),
     ),
     paths(
@@ -94,8 +97,8 @@ pub struct NewCampaign {
     /// Generated when absent.
     #[schema(pattern = "^[a-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     id: Option<String>,
-    /// Display name.
-    #[schema(min_length = 1, max_length = 200)]
+    /// Display name: 1–200 characters, any but U+0000 (which PostgreSQL's text cannot hold).
+    #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$")]
     name: String,
     /// Coupons to issue.
     #[schema(minimum = 1, maximum = 100_000_000)]

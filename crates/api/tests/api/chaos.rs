@@ -85,6 +85,8 @@ fn spawn_worker(env: &TestEnv) -> Child {
         .env("RUSHLINE_SWEEP_MS", "200")
         .env("RUSHLINE_BACKEND_TIMEOUT_MS", "1000")
         .env("RUSHLINE_DB_MAX_CONNECTIONS", "2")
+        // Several workers on one host: no fixed metrics port to fight over.
+        .env("RUSHLINE_WORKER_METRICS_ADDR", "off")
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
