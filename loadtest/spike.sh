@@ -3,9 +3,10 @@
 # machine and writes the report to loadtest/report/.
 #
 #   SCALE=0.25 loadtest/spike.sh      multiply every request count (default 1 = issue 4's sizes)
+#   SCENARIO=s2                       run one scenario (smoke, accept, s1, s2, s3, s4; default all)
 #   WORKERS=2                         worker processes while not paused/scaling (default 2)
 #   SKIP_BUILD=1                      use the release binaries already in target/release
-#   KEEP_DB=1                         keep the run's database afterwards (default: dropped)
+#   KEEP_DB=1                         keep the run's database and Redis keys (default: dropped)
 #   RUSHLINE_SKIP_INSTALL=1           use the Redis/PostgreSQL already running (see scripts/setup)
 #
 # What it does: scripts/setup (Redis + PostgreSQL), a release build, a database of its own
@@ -69,6 +70,13 @@ cleanup() {
             fi
             sleep 0.5
         done
+        # The run's own Redis namespace (idempotency keys would otherwise stay 25 h).
+        if command -v redis-cli >/dev/null 2>&1; then
+            redis-cli -u "${RUSHLINE_REDIS_URL:-redis://127.0.0.1:6379}" --scan \
+                --pattern "rushline:$RUSHLINE_KEY_NAMESPACE:*" |
+                xargs -r -n 500 redis-cli -u "${RUSHLINE_REDIS_URL:-redis://127.0.0.1:6379}" unlink \
+                    >/dev/null || true
+        fi
     fi
 }
 trap cleanup INT TERM EXIT
@@ -93,6 +101,6 @@ target/release/rushline-loadtest \
     --workers "$WORKERS" \
     --worker-bin target/release/rushline-worker \
     --report-dir "$REPORT_DIR" \
-    all --scale "$SCALE" || status=$?
+    "${SCENARIO:-all}" --scale "$SCALE" || status=$?
 echo "report: $REPORT_DIR/report.json, $REPORT_DIR/*.svg, $REPORT_DIR/summary.txt"
 exit "$status"

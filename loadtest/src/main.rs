@@ -168,6 +168,9 @@ struct AcceptFlags {
     /// Seconds of open loop at half the running rate.
     #[arg(long, default_value_t = AcceptArgs::default().open_seconds)]
     open_seconds: f64,
+    /// Multiplies requests (and the open-loop time by its square root) after the flags above.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +184,9 @@ struct ScalingFlags {
     /// Client tasks for the pre-fill.
     #[arg(long, short = 'c', default_value_t = ScalingArgs::default().concurrency)]
     concurrency: usize,
+    /// Multiplies the pre-filled requests.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
 }
 
 #[tokio::main]
@@ -219,6 +225,7 @@ async fn main() -> anyhow::Result<()> {
         pool,
         queue,
         redis_url: Some(g.redis_url.clone()),
+        key_namespace: g.key_namespace.clone(),
         api_pid: g.api_pid,
         workers,
         running_workers: g.workers,
@@ -245,14 +252,15 @@ async fn main() -> anyhow::Result<()> {
                 concurrency: f.concurrency,
                 open_seconds: f.open_seconds,
                 ..AcceptArgs::default()
-            };
+            }
+            .scaled(f.scale);
             reports.push(scenarios::accept(&mut ctx, &args).await?);
         }
         Scenario::S1(f) => reports.push(scenarios::s1(&ctx, &f.apply(DropArgs::s1())).await?),
         Scenario::S2(f) => reports.push(scenarios::s2(&ctx, &f.apply(DropArgs::s2())).await?),
         Scenario::S3(f) => {
             let args = ScalingArgs {
-                requests: f.requests,
+                requests: ((f.requests as f64 * f.scale) as usize).max(100),
                 workers: f.worker_counts.clone(),
                 concurrency: f.concurrency,
             };

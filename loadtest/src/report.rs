@@ -90,6 +90,19 @@ pub fn summary(reports: &[ScenarioReport]) -> String {
                 );
             }
         }
+        if let Some(verdict) = report
+            .verdict
+            .as_ref()
+            .filter(|v| v.recorded_without_answer > 0)
+        {
+            let _ = writeln!(
+                out,
+                "         observed: {} requests recorded although their client got no request id \
+                 (error status or failure), e.g. {:?}",
+                verdict.recorded_without_answer,
+                verdict.recorded_without_answer_ids.first()
+            );
+        }
         for note in &report.notes {
             let _ = writeln!(out, "         note: {note}");
         }

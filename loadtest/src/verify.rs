@@ -45,6 +45,13 @@ pub struct Verdict {
     pub issued: usize,
     /// Seconds waited for the record to settle.
     pub settle_seconds: f64,
+    /// Rows recorded for requests whose client got no request id (an error status such as
+    /// `503`, or a transport failure): accepted and decided although the client was told
+    /// otherwise. Not one of the six guarantees, but a client retrying without an
+    /// `Idempotency-Key` would send the same press twice.
+    pub recorded_without_answer: usize,
+    /// Up to 50 of those request ids.
+    pub recorded_without_answer_ids: Vec<Uuid>,
     /// Everything that failed; empty means every guarantee held.
     pub violations: Vec<Violation>,
 }
@@ -106,6 +113,13 @@ pub async fn verify(
     verdict.rows = rows.len();
     verdict.issued = rows.iter().filter(|r| r.status == "issued").count();
     let by_id: HashMap<Uuid, &Row> = rows.iter().map(|r| (r.request_id, r)).collect();
+    let unanswered: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| !ids.contains(&r.request_id))
+        .map(|r| r.request_id)
+        .collect();
+    verdict.recorded_without_answer = unanswered.len();
+    verdict.recorded_without_answer_ids = unanswered.into_iter().take(MAX_IDS).collect();
     let mut violations = Vec::new();
     check_stock(pool, &rows, &campaigns, &mut violations).await?;
     check_one_per_user(&rows, &mut violations);

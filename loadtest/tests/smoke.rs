@@ -61,6 +61,7 @@ async fn smoke_holds_every_guarantee() {
             .expect("database"),
         queue: Some(Queue::new(env.queue_config()).expect("queue")),
         redis_url: Some(env.redis_url.clone()),
+        key_namespace: Some(env.namespace.clone()),
         api_pid: None,
         workers: None,
         running_workers: 0,

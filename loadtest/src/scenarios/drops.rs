@@ -142,9 +142,16 @@ pub async fn s2(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadEr
         "sold-out storm: a small stock, a huge crowd; the sold-out fast path must carry it",
         args,
     );
+    if let Some(ttl) = ctx.status_ttl {
+        // Let earlier scenarios' status records expire first, so the baseline is the floor
+        // (waiting out the TTL is the measurement: nothing announces an expiry).
+        tokio::time::sleep(ttl + Duration::from_secs(5)).await;
+    }
     let before = redis_memory(ctx).await;
+    let keys_before = namespace_keys(ctx).await;
     let run = run_drop(ctx, &args.spec("s2"), &mut report).await?;
     let after = redis_memory(ctx).await;
+    let keys_after = namespace_keys(ctx).await;
     // Split the blast at the first answer that was decided at once (the fast path took over).
     let mut records: Vec<_> = run.blast.records.iter().collect();
     records.sort_unstable_by_key(|r| r.answered_us);
@@ -175,13 +182,19 @@ pub async fn s2(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadEr
              else running on the machine, so memory figures include their keys."
                 .into(),
         );
-        if let Some(ttl) = ctx.status_ttl {
-            // Waiting out the TTL is the measurement: nothing announces an expiry.
-            tokio::time::sleep(ttl + Duration::from_secs(5)).await;
-            if let Some(later) = redis_memory(ctx).await {
-                report.figure("redis_growth_after_ttl_mib", (later - before) / 1_048_576.0);
-                report.figure("status_ttl_s", ttl.as_secs_f64());
-            }
+    }
+    if let (Some(before), Some(after)) = (keys_before, keys_after) {
+        report.figure("redis_keys_before", before as f64);
+        report.figure("redis_keys_after", after as f64);
+    }
+    if let Some(ttl) = ctx.status_ttl {
+        tokio::time::sleep(ttl + Duration::from_secs(5)).await;
+        report.figure("status_ttl_s", ttl.as_secs_f64());
+        if let (Some(before), Some(later)) = (before, redis_memory(ctx).await) {
+            report.figure("redis_growth_after_ttl_mib", (later - before) / 1_048_576.0);
+        }
+        if let Some(later) = namespace_keys(ctx).await {
+            report.figure("redis_keys_after_ttl", later as f64);
         }
     }
     Ok(report)
@@ -196,6 +209,34 @@ pub async fn s4(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadEr
     );
     run_drop(ctx, &args.spec("s4"), &mut report).await?;
     Ok(report)
+}
+
+/// Keys under the deployment's namespace (`SCAN … MATCH rushline:<ns>:*`), when Redis is
+/// reachable. Unlike `used_memory`, this counts only rushline's own keys in a shared Redis.
+pub async fn namespace_keys(ctx: &Context) -> Option<u64> {
+    let client = redis::Client::open(ctx.redis_url.as_deref()?).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let pattern = match &ctx.key_namespace {
+        Some(ns) => format!("rushline:{ns}:*"),
+        None => "rushline:*".into(),
+    };
+    let (mut cursor, mut count) = (0u64, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        count += keys.len() as u64;
+        if next == 0 {
+            return Some(count);
+        }
+        cursor = next;
+    }
 }
 
 /// Redis `used_memory` in bytes, when Redis is reachable.

@@ -39,8 +39,10 @@ pub struct Context {
     pub pool: PgPool,
     /// Redis (queue depth, memory), when reachable.
     pub queue: Option<Queue>,
-    /// Redis URL for `INFO memory`, when reachable.
+    /// Redis URL for `INFO memory` and key counts, when reachable.
     pub redis_url: Option<String>,
+    /// The deployment's key namespace (keys start with `rushline:<namespace>:`).
+    pub key_namespace: Option<String>,
     /// The API's process id (resident memory, idle CPU).
     pub api_pid: Option<u32>,
     /// Worker processes this run manages; `None` when workers run outside its control.
@@ -137,6 +139,9 @@ impl ScenarioReport {
                 mine.rows += verdict.rows;
                 mine.issued += verdict.issued;
                 mine.settle_seconds += verdict.settle_seconds;
+                mine.recorded_without_answer += verdict.recorded_without_answer;
+                mine.recorded_without_answer_ids
+                    .extend(verdict.recorded_without_answer_ids);
                 mine.violations.extend(verdict.violations);
             }
         }
