@@ -49,8 +49,13 @@ pub enum ApiError {
     /// 503: shed to protect the service; retry later.
     #[error("{0}")]
     Overloaded(String),
-    /// 503: Redis or PostgreSQL is unreachable or failing.
-    #[error("a backing service is unavailable")]
+    /// 503: Redis or PostgreSQL is unreachable, failing or too slow. When a slow accept timed
+    /// out, Redis may still have queued the request, so the detail tells clients how to retry
+    /// without pressing twice.
+    #[error(
+        "a backing service is unavailable or too slow; retry after Retry-After seconds, with the \
+         same Idempotency-Key so that a request that did get through is not queued twice"
+    )]
     Unavailable(#[source] anyhow::Error),
     /// 500: a bug. Logged, never shown.
     #[error("internal error")]
