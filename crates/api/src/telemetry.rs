@@ -10,6 +10,7 @@
 //! | `rushline_persistence_lag_seconds` | gauge | `campaign` | age of the oldest decision not yet in PostgreSQL |
 //! | `rushline_backend_errors_total` | counter | `backend` (`redis`, `postgres`) | failed backing-service calls |
 //! | `rushline_waiters` | gauge | — | callers parked on `?wait=` |
+//! | `rushline_pool_connections` | gauge | `backend`, `state` (`in_use`, `idle`) | connection-pool usage |
 //!
 //! Queue depth is refreshed on every scrape of `/metrics` and whenever a campaign's stats are
 //! read, so it is as fresh as the scrape without a background task.
@@ -39,6 +40,8 @@ pub const PERSISTENCE_LAG: &str = "rushline_persistence_lag_seconds";
 pub const BACKEND_ERRORS: &str = "rushline_backend_errors_total";
 /// Parked `?wait=` callers.
 pub const WAITERS: &str = "rushline_waiters";
+/// Pooled connections by `backend` and `state` (`in_use`, `idle`).
+pub const POOL_CONNECTIONS: &str = "rushline_pool_connections";
 
 /// Latency buckets (seconds): the hot path answers in about a millisecond, `?wait=` up to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -101,6 +104,10 @@ fn describe() {
     );
     describe_counter!(BACKEND_ERRORS, "Failed Redis or PostgreSQL calls.");
     describe_gauge!(WAITERS, "Callers parked on ?wait=.");
+    describe_gauge!(
+        POOL_CONNECTIONS,
+        "Pooled Redis / PostgreSQL connections, in use or idle."
+    );
 }
 
 /// A backing service.

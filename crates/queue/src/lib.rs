@@ -147,6 +147,15 @@ impl Queue {
         &self.config
     }
 
+    /// Pooled connections: (in use, idle).
+    pub fn pool_usage(&self) -> (usize, usize) {
+        let status = self.pool.status();
+        (
+            status.size.saturating_sub(status.available),
+            status.available,
+        )
+    }
+
     /// `PING`: is Redis reachable?
     pub async fn ping(&self) -> Result<(), QueueError> {
         self.run(|mut conn| async move {

@@ -48,15 +48,18 @@ impl Store {
         after: Option<&CampaignId>,
         limit: i64,
     ) -> Result<Vec<StoredCampaign>, StoreError> {
-        let rows: Vec<CampaignRow> = sqlx::query_as(
-            "SELECT id, name, stock, issued, opens_at, closes_at, code_key FROM campaigns
-             WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
-        )
-        .bind(after.map(CampaignId::as_str))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(CampaignRow::into_stored).collect()
+        self.bounded(async {
+            let rows: Vec<CampaignRow> = sqlx::query_as(
+                "SELECT id, name, stock, issued, opens_at, closes_at, code_key FROM campaigns
+                 WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
+            )
+            .bind(after.map(CampaignId::as_str))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter().map(CampaignRow::into_stored).collect()
+        })
+        .await
     }
 
     /// Closes the campaign at `at` unless it closed earlier; a campaign that has not opened by
@@ -67,23 +70,26 @@ impl Store {
         id: &CampaignId,
         at: DateTime<Utc>,
     ) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>, StoreError> {
-        let window: Option<(DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "UPDATE campaigns
-             SET closes_at = LEAST(COALESCE(closes_at, $2), $2), opens_at = LEAST(opens_at, $2)
-             WHERE id = $1
-             RETURNING opens_at, closes_at",
-        )
-        .bind(id.as_str())
-        .bind(at)
-        .fetch_optional(&self.pool)
-        .await?;
-        window
-            .map(|(opens, closes)| {
-                closes
-                    .map(|closes| (opens, closes))
-                    .ok_or_else(|| StoreError::corrupt(format!("campaign {id} still open")))
-            })
-            .transpose()
+        self.bounded(async {
+            let window: Option<(DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+                "UPDATE campaigns
+                 SET closes_at = LEAST(COALESCE(closes_at, $2), $2), opens_at = LEAST(opens_at, $2)
+                 WHERE id = $1
+                 RETURNING opens_at, closes_at",
+            )
+            .bind(id.as_str())
+            .bind(at)
+            .fetch_optional(&self.pool)
+            .await?;
+            window
+                .map(|(opens, closes)| {
+                    closes
+                        .map(|closes| (opens, closes))
+                        .ok_or_else(|| StoreError::corrupt(format!("campaign {id} still open")))
+                })
+                .transpose()
+        })
+        .await
     }
 
     /// Adds `add` coupons to a campaign that has not closed by `now`, within [`Stock::MAX`].
@@ -93,62 +99,71 @@ impl Store {
         add: u64,
         now: DateTime<Utc>,
     ) -> Result<StockAdded, StoreError> {
-        let add = i64::try_from(add).map_err(StoreError::corrupt)?;
-        let added: Option<i64> = sqlx::query_scalar(
-            "UPDATE campaigns SET stock = stock + $2
-             WHERE id = $1 AND stock + $2 <= $3 AND (closes_at IS NULL OR closes_at > $4)
-             RETURNING stock",
-        )
-        .bind(id.as_str())
-        .bind(add)
-        .bind(Stock::MAX as i64)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let Some(stock) = added {
-            return Ok(StockAdded::Added(stock.max(0) as u64));
-        }
-        let found: Option<(i64, Option<DateTime<Utc>>)> =
-            sqlx::query_as("SELECT stock, closes_at FROM campaigns WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(match found {
-            None => StockAdded::NotFound,
-            Some((_, Some(closes))) if closes <= now => StockAdded::Closed,
-            Some((stock, _)) => StockAdded::OverCap(stock.max(0) as u64),
+        self.bounded(async {
+            let add = i64::try_from(add).map_err(StoreError::corrupt)?;
+            let added: Option<i64> = sqlx::query_scalar(
+                "UPDATE campaigns SET stock = stock + $2
+                 WHERE id = $1 AND stock + $2 <= $3 AND (closes_at IS NULL OR closes_at > $4)
+                 RETURNING stock",
+            )
+            .bind(id.as_str())
+            .bind(add)
+            .bind(Stock::MAX as i64)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(stock) = added {
+                return Ok(StockAdded::Added(stock.max(0) as u64));
+            }
+            let found: Option<(i64, Option<DateTime<Utc>>)> =
+                sqlx::query_as("SELECT stock, closes_at FROM campaigns WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok(match found {
+                None => StockAdded::NotFound,
+                Some((_, Some(closes))) if closes <= now => StockAdded::Closed,
+                Some((stock, _)) => StockAdded::OverCap(stock.max(0) as u64),
+            })
         })
+        .await
     }
 
     /// Takes back an addition Redis refused (the campaign sold out or closed meanwhile), so the
     /// record does not promise stock no request can get. Never below what is issued: the
     /// constraint refuses, and the error says so.
     pub async fn withdraw_stock(&self, id: &CampaignId, amount: u64) -> Result<(), StoreError> {
-        let amount = i64::try_from(amount).map_err(StoreError::corrupt)?;
-        sqlx::query("UPDATE campaigns SET stock = stock - $2 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(amount)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.bounded(async {
+            let amount = i64::try_from(amount).map_err(StoreError::corrupt)?;
+            sqlx::query("UPDATE campaigns SET stock = stock - $2 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(amount)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Persisted rows of the campaign, by status. Counts the campaign's rows: its cost grows with
     /// them, so callers use it for operator reads, never on the hot path.
     pub async fn recorded_counts(&self, id: &CampaignId) -> Result<RecordedCounts, StoreError> {
-        let (issued, sold_out, duplicate): (i64, i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE status = 'issued'),
-                    count(*) FILTER (WHERE status = 'sold_out'),
-                    count(*) FILTER (WHERE status = 'duplicate')
-             FROM requests WHERE campaign_id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(RecordedCounts {
-            issued: issued.max(0) as u64,
-            sold_out: sold_out.max(0) as u64,
-            duplicate: duplicate.max(0) as u64,
+        self.bounded(async {
+            let (issued, sold_out, duplicate): (i64, i64, i64) = sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE status = 'issued'),
+                        count(*) FILTER (WHERE status = 'sold_out'),
+                        count(*) FILTER (WHERE status = 'duplicate')
+                 FROM requests WHERE campaign_id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(RecordedCounts {
+                issued: issued.max(0) as u64,
+                sold_out: sold_out.max(0) as u64,
+                duplicate: duplicate.max(0) as u64,
+            })
         })
+        .await
     }
 }

@@ -55,40 +55,46 @@ impl Store {
         spec: &CampaignSpec,
         code_key: &str,
     ) -> Result<StoredCampaign, StoreError> {
-        let inserted = sqlx::query(
-            "INSERT INTO campaigns (id, name, stock, opens_at, closes_at, code_key)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(spec.id.as_str())
-        .bind(spec.name.as_str())
-        .bind(spec.stock.get() as i64)
-        .bind(spec.opens_at)
-        .bind(spec.closes_at)
-        .bind(code_key)
-        .execute(&self.pool)
-        .await;
-        match inserted {
-            Ok(_) => Ok(StoredCampaign {
-                spec: spec.clone(),
-                issued: 0,
-                code_key: code_key.to_owned(),
-            }),
-            Err(sqlx::Error::Database(e)) if e.constraint() == Some("campaigns_pkey") => {
-                Err(StoreError::Conflict)
+        self.bounded(async {
+            let inserted = sqlx::query(
+                "INSERT INTO campaigns (id, name, stock, opens_at, closes_at, code_key)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(spec.id.as_str())
+            .bind(spec.name.as_str())
+            .bind(spec.stock.get() as i64)
+            .bind(spec.opens_at)
+            .bind(spec.closes_at)
+            .bind(code_key)
+            .execute(&self.pool)
+            .await;
+            match inserted {
+                Ok(_) => Ok(StoredCampaign {
+                    spec: spec.clone(),
+                    issued: 0,
+                    code_key: code_key.to_owned(),
+                }),
+                Err(sqlx::Error::Database(e)) if e.constraint() == Some("campaigns_pkey") => {
+                    Err(StoreError::Conflict)
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        }
+        })
+        .await
     }
 
     /// The campaign, or `None`.
     pub async fn campaign(&self, id: &CampaignId) -> Result<Option<StoredCampaign>, StoreError> {
-        let row: Option<CampaignRow> = sqlx::query_as(
-            "SELECT id, name, stock, issued, opens_at, closes_at, code_key FROM campaigns WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| r.into_stored()).transpose()
+        self.bounded(async {
+            let row: Option<CampaignRow> = sqlx::query_as(
+                "SELECT id, name, stock, issued, opens_at, closes_at, code_key FROM campaigns WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| r.into_stored()).transpose()
+        })
+        .await
     }
 
     /// What a Redis warm-up of the campaign needs, or `None` when it does not exist.
@@ -96,32 +102,35 @@ impl Store {
         &self,
         id: &CampaignId,
     ) -> Result<Option<CampaignSnapshot>, StoreError> {
-        let Some(row) = sqlx::query_as::<_, CampaignRow>(
-            "SELECT id, name, stock, issued, opens_at, closes_at, code_key FROM campaigns WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let max_seq: Option<i64> = sqlx::query_scalar(
-            "SELECT max(coupon_seq) FROM requests WHERE campaign_id = $1 AND coupon_seq IS NOT NULL",
-        )
-        .bind(id.as_str())
-        .fetch_one(&self.pool)
-        .await?;
-        let stored = row.into_stored()?;
-        let stock = stored.spec.stock.get();
-        Ok(Some(CampaignSnapshot {
-            name: stored.spec.name.as_str().to_owned(),
-            stock,
-            opens_at: stored.spec.opens_at,
-            closes_at: stored.spec.closes_at,
-            issued: stored.issued,
-            next_seq: max_seq.unwrap_or(-1) + 1 + stock as i64,
-            code_key: stored.code_key,
-        }))
+        self.bounded(async {
+            let Some(row) = sqlx::query_as::<_, CampaignRow>(
+                "SELECT id, name, stock, issued, opens_at, closes_at, code_key FROM campaigns WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let max_seq: Option<i64> = sqlx::query_scalar(
+                "SELECT max(coupon_seq) FROM requests WHERE campaign_id = $1 AND coupon_seq IS NOT NULL",
+            )
+            .bind(id.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+            let stored = row.into_stored()?;
+            let stock = stored.spec.stock.get();
+            Ok(Some(CampaignSnapshot {
+                name: stored.spec.name.as_str().to_owned(),
+                stock,
+                opens_at: stored.spec.opens_at,
+                closes_at: stored.spec.closes_at,
+                issued: stored.issued,
+                next_seq: max_seq.unwrap_or(-1) + 1 + stock as i64,
+                code_key: stored.code_key,
+            }))
+        })
+        .await
     }
 
     /// One page of the campaign's coupon holders, in user order, after `after`.
@@ -131,24 +140,27 @@ impl Store {
         after: Option<&UserId>,
         limit: i64,
     ) -> Result<Vec<(UserId, RequestId)>, StoreError> {
-        let rows: Vec<(String, Uuid)> = sqlx::query_as(
-            "SELECT user_id, request_id FROM requests
-             WHERE campaign_id = $1 AND status = 'issued' AND ($2::text IS NULL OR user_id > $2)
-             ORDER BY user_id LIMIT $3",
-        )
-        .bind(id.as_str())
-        .bind(after.map(UserId::as_str))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(user, request)| {
-                Ok((
-                    UserId::parse(user).map_err(StoreError::corrupt)?,
-                    request.into(),
-                ))
-            })
-            .collect()
+        self.bounded(async {
+            let rows: Vec<(String, Uuid)> = sqlx::query_as(
+                "SELECT user_id, request_id FROM requests
+                 WHERE campaign_id = $1 AND status = 'issued' AND ($2::text IS NULL OR user_id > $2)
+                 ORDER BY user_id LIMIT $3",
+            )
+            .bind(id.as_str())
+            .bind(after.map(UserId::as_str))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.into_iter()
+                .map(|(user, request)| {
+                    Ok((
+                        UserId::parse(user).map_err(StoreError::corrupt)?,
+                        request.into(),
+                    ))
+                })
+                .collect()
+        })
+        .await
     }
 }
 

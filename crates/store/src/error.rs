@@ -12,6 +12,9 @@ pub enum StoreError {
     /// Applying migrations failed.
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// PostgreSQL did not answer within the store's timeout (hung or overloaded).
+    #[error("postgres did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// A stored row does not hold a valid domain value.
     #[error("corrupt row: {0}")]
     Corrupt(String),

@@ -30,10 +30,19 @@ pub use persist::{Persisted, Refusal};
 /// The migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
+/// Bound on one operation of a store built with [`Store::from_pool`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A handle on the record: a connection pool, cheap to clone.
+///
+/// Every operation but [`Store::migrate`] is bounded by the store's timeout, from acquiring a
+/// connection to the last row: a PostgreSQL that hangs (not down, just not answering) surfaces
+/// as [`StoreError::Timeout`], never as a caller stuck forever. A transaction cut short is
+/// dropped, which rolls it back; every write here is safe to retry.
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    timeout: Duration,
 }
 
 impl Store {
@@ -44,17 +53,32 @@ impl Store {
         max_connections: u32,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        let pool = PgPoolOptions::new()
+        let connecting = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(timeout)
-            .connect(url)
-            .await?;
-        Ok(Self { pool })
+            .connect(url);
+        let pool = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| StoreError::Timeout(timeout))??;
+        Ok(Self { pool, timeout })
     }
 
-    /// Wraps an existing pool.
+    /// Wraps an existing pool; operations are bounded by [`DEFAULT_TIMEOUT`].
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Runs `operation` under the store's timeout.
+    pub(crate) async fn bounded<T>(
+        &self,
+        operation: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout, operation)
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))?
     }
 
     /// The pool, for callers that need raw access (tests, audits).
@@ -71,7 +95,10 @@ impl Store {
 
     /// `SELECT 1`: is PostgreSQL reachable?
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.bounded(async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
     }
 }

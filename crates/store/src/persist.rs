@@ -56,8 +56,18 @@ struct Row<'a> {
 
 impl Store {
     /// Records `decisions` (all of `campaign`) in one transaction. Idempotent: persisting the same
-    /// batch again inserts nothing and refuses nothing new.
+    /// batch again inserts nothing and refuses nothing new — so a transaction cut short by the
+    /// store's timeout (rolled back when dropped) is simply retried.
     pub async fn persist(
+        &self,
+        campaign: &CampaignId,
+        decisions: &[Decision],
+    ) -> Result<Persisted, StoreError> {
+        self.bounded(self.persist_unbounded(campaign, decisions))
+            .await
+    }
+
+    async fn persist_unbounded(
         &self,
         campaign: &CampaignId,
         decisions: &[Decision],

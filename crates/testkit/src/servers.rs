@@ -204,6 +204,35 @@ impl PostgresServer {
         Ok(())
     }
 
+    /// SIGSTOP to the postmaster and every backend: connections stay open, nothing answers —
+    /// a hung database, not a dead one.
+    pub fn freeze(&self) -> anyhow::Result<()> {
+        self.signal_all("-STOP")
+    }
+
+    /// SIGCONT: undoes [`PostgresServer::freeze`].
+    pub fn thaw(&self) -> anyhow::Result<()> {
+        self.signal_all("-CONT")
+    }
+
+    fn signal_all(&self, signal: &str) -> anyhow::Result<()> {
+        let pidfile = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .context("reading postmaster.pid (is the server running?)")?;
+        let postmaster = pidfile
+            .lines()
+            .next()
+            .context("empty postmaster.pid")?
+            .trim();
+        let children = Command::new("pgrep").args(["-P", postmaster]).output()?;
+        let mut pids = vec![postmaster.to_owned()];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        run(Command::new("kill").arg(signal).args(&pids))
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }

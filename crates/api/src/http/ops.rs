@@ -81,6 +81,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 )]
 async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!(telemetry::WAITERS).set(state.waiters.len() as f64);
+    record_pool_usage(&state);
     if let Err(e) = refresh_queue_depths(&state).await {
         telemetry::backend_error(Backend::Redis);
         tracing::warn!(error = %e, "refreshing queue depths for /metrics");
@@ -92,6 +93,23 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
         )],
         telemetry::metrics().render(),
     )
+}
+
+/// Connection-pool usage, read from the pools themselves (no I/O).
+fn record_pool_usage(state: &AppState) {
+    let (redis_in_use, redis_idle) = state.queue.pool_usage();
+    let postgres = state.store.pool();
+    let postgres_idle = postgres.num_idle();
+    let postgres_in_use = (postgres.size() as usize).saturating_sub(postgres_idle);
+    for (backend, in_use, idle) in [
+        ("redis", redis_in_use, redis_idle),
+        ("postgres", postgres_in_use, postgres_idle),
+    ] {
+        metrics::gauge!(telemetry::POOL_CONNECTIONS, "backend" => backend, "state" => "in_use")
+            .set(in_use as f64);
+        metrics::gauge!(telemetry::POOL_CONNECTIONS, "backend" => backend, "state" => "idle")
+            .set(idle as f64);
+    }
 }
 
 /// Most campaigns whose queue depth one scrape refreshes: bounds the scrape's cost (one pipelined

@@ -94,6 +94,21 @@ async fn metrics_cover_outcomes_latency_and_queue_depth() {
     .expect(&text);
     assert_eq!(value(depth), 3.0, "{depth}");
     assert!(text.contains("# TYPE rushline_http_request_duration_seconds histogram"));
+    // Pool usage: the scrape itself used Redis and the app holds PostgreSQL connections.
+    for backend in ["redis", "postgres"] {
+        let total: f64 = ["in_use", "idle"]
+            .iter()
+            .map(|state| {
+                let labels = [
+                    format!("backend=\"{backend}\""),
+                    format!("state=\"{state}\""),
+                ];
+                let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+                value(sample(&text, "rushline_pool_connections", &labels).expect(&text))
+            })
+            .sum();
+        assert!(total >= 1.0, "{backend} pool: {text}");
+    }
     app.stop().await;
 }
 

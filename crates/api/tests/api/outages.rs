@@ -8,7 +8,7 @@ use rushline_testkit::TestEnv;
 use rushline_testkit::servers::{Fsync, PostgresServer, RedisServer};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_problem, spawn_app_in};
+use crate::helpers::{TestApp, assert_problem, spawn_app_in, spawn_app_with};
 
 /// Posts one request per user, all at once, and returns their ids (each answered `202`, or
 /// `200` when decided at once because stock is gone).
@@ -240,5 +240,84 @@ async fn past_its_bounds_the_buffer_sheds_with_503_and_loses_nothing() {
 
     postgres.resume().expect("start postgres");
     assert_all_final_and_recorded(&app, &campaign, &ids).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_postgres_times_out_while_the_hot_path_keeps_accepting() {
+    let postgres = PostgresServer::start().await.expect("postgres");
+    let env = TestEnv::on(&postgres.admin_url(), &rushline_testkit::redis_url())
+        .await
+        .expect("env");
+    let app = spawn_app_in(env, |config| {
+        config.backend_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let campaign = app.open_campaign(10).await;
+    // Open a pool connection or two first, so the hang is met on established connections.
+    readiness_becomes(&app, StatusCode::OK, Duration::from_secs(10)).await;
+
+    let new_campaign = serde_json::json!({"name": "during the hang", "stock": 1});
+    postgres.freeze().expect("SIGSTOP postgres");
+    let started = Instant::now();
+    let answers = tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::join!(
+            app.client.get(app.url("/readyz")).send(),
+            app.create_campaign(&new_campaign),
+            app.issue(&campaign, "user-1"),
+        )
+    })
+    .await;
+    let elapsed = started.elapsed();
+    postgres.thaw().expect("SIGCONT postgres");
+    let (ready, created, accepted) = answers.expect("the API hung on a hung PostgreSQL");
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "answered after {elapsed:?}"
+    );
+    assert_eq!(
+        ready.expect("GET /readyz").status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_problem(created, StatusCode::SERVICE_UNAVAILABLE).await;
+    // The hot path needs Redis only: a warm campaign keeps accepting.
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+
+    readiness_becomes(&app, StatusCode::OK, Duration::from_secs(30)).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_postgres_call_that_never_answers_times_out() {
+    let app = spawn_app_with(|_| {}).await;
+    let campaign = app.open_campaign(10).await;
+    let id = rushline_domain::CampaignId::parse(campaign.as_str()).expect("campaign id");
+    let store =
+        rushline_store::Store::connect(&app.env.database_url, 2, Duration::from_millis(300))
+            .await
+            .expect("store");
+    // Another session holds the campaign's row: the close below waits on the lock, as it would
+    // on a PostgreSQL that stopped answering mid-statement.
+    let mut blocker = app.store.pool().begin().await.expect("begin");
+    sqlx::query("SELECT 1 FROM campaigns WHERE id = $1 FOR UPDATE")
+        .bind(campaign.as_str())
+        .execute(&mut *blocker)
+        .await
+        .expect("lock the row");
+    let started = Instant::now();
+    let closed = tokio::time::timeout(
+        Duration::from_secs(20),
+        store.close_campaign(&id, chrono::Utc::now()),
+    )
+    .await
+    .expect("the store call hung");
+    assert!(
+        matches!(closed, Err(rushline_store::StoreError::Timeout(_))),
+        "{closed:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    blocker.rollback().await.expect("rollback");
+    // Nothing was half-done: the timed-out close rolled back, the campaign is still open.
+    assert_eq!(app.campaign(&campaign).await["status"], "open");
     app.stop().await;
 }
