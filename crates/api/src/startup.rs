@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accept::Acceptor;
 use crate::config::Config;
-use crate::state::AppState;
+use crate::state::{AppState, Parts};
 use crate::waiters::Waiters;
 use crate::{http, telemetry};
 
@@ -51,14 +51,14 @@ impl Application {
             shutdown.clone(),
         ));
         let acceptor = Acceptor::spawn(queue.clone(), config.accept_batch, config.accept_in_flight);
-        let state = AppState {
+        let state = AppState::new(Parts {
             config: Arc::new(config),
             queue,
             store,
             acceptor,
             waiters,
             shutdown,
-        };
+        });
         Ok(Self { listener, state })
     }
 

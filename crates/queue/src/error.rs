@@ -30,6 +30,22 @@ impl QueueError {
         }
     }
 
+    /// Whether the connection the call ran on should be replaced: it broke, or a call on it did
+    /// not finish in time (a reply may still be on its way). Redis's own error replies and
+    /// rushline's parsing errors leave it usable.
+    pub(crate) fn breaks_connection(&self) -> bool {
+        match self {
+            Self::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_unrecoverable_error()
+            }
+            Self::Timeout | Self::Pool(_) => true,
+            Self::Protocol(_) | Self::Config(_) => false,
+        }
+    }
+
     pub(crate) fn protocol(what: impl Into<String>) -> Self {
         Self::Protocol(what.into())
     }

@@ -38,9 +38,13 @@ pub mod status;
 pub mod warm;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
+use redis::aio::MultiplexedConnection;
+use tokio::time::Instant;
 
 pub use accept::{AcceptItem, AcceptOutcome};
 pub use admin::{CloseOutcome, PipelineStats, RefusalTally, StockOutcome};
@@ -103,12 +107,21 @@ impl QueueConfig {
 ///
 /// Commands go through a pool of multiplexed connections; nothing blocking ever runs on them
 /// (blocking reads and subscriptions get dedicated connections in [`notify`]).
+///
+/// Every handler clones it (through the API's state), so everything but the pool (itself an
+/// `Arc`) sits behind an `Arc`: a clone is a few reference counts, never a string copy.
+///
+/// Each call takes one of `pool_size` connections round-robin, kept checked out between calls
+/// while busy (`Conns`): a pool checkout costs a Redis round trip of its own (deadpool-redis
+/// sends `UNWATCH` + `PING` to recycle a connection), which the profile showed doubling the
+/// round trips of every single-command call and of every accept group.
 #[derive(Clone)]
 pub struct Queue {
     pool: Pool,
-    client: redis::Client,
-    keys: Keys,
-    config: QueueConfig,
+    conns: Arc<Conns>,
+    client: Arc<redis::Client>,
+    keys: Arc<Keys>,
+    config: Arc<QueueConfig>,
 }
 
 impl Queue {
@@ -130,10 +143,11 @@ impl Queue {
             .create_pool(Some(Runtime::Tokio1))
             .map_err(|e| QueueError::Config(e.to_string()))?;
         Ok(Self {
+            conns: Arc::new(Conns::new(config.pool_size)),
             pool,
-            client,
-            keys,
-            config,
+            client: Arc::new(client),
+            keys: Arc::new(keys),
+            config: Arc::new(config),
         })
     }
 
@@ -165,18 +179,102 @@ impl Queue {
         .await
     }
 
-    /// Runs `op` on a pooled connection under the configured timeout.
+    /// Runs `op` on one of the process's connections under the configured timeout.
+    ///
+    /// When a call finds its connection broken (I/O, dropped, timed out), every held connection
+    /// is let go — they almost always share the cause (Redis restarted) — so the next calls
+    /// connect afresh through the pool; Redis answering with an error keeps them.
     pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Result<T, QueueError>
     where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, QueueError>>,
     {
         let work = async {
-            let conn = self.pool.get().await.map_err(QueueError::from_pool)?;
+            let conn = self.conns.pick().checkout(&self.pool).await?;
             op(conn).await
         };
-        tokio::time::timeout(self.config.timeout, work)
+        let result = tokio::time::timeout(self.config.timeout, work)
             .await
-            .map_err(|_| QueueError::Timeout)?
+            .unwrap_or(Err(QueueError::Timeout));
+        if let Err(e) = &result
+            && e.breaks_connection()
+        {
+            self.conns.release_all();
+        }
+        result
+    }
+}
+
+/// A held connection unused for this long goes back through the pool, whose recycling check
+/// (`PING`) proves it alive before the next call, as before; under load no connection ever idles
+/// this long, so the hot path never pays that round trip.
+const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
+
+/// The connections a process's Redis calls go through: `pool_size` slots, each holding one
+/// pooled multiplexed connection checked out (so the pool counts it as in use), whose handle is
+/// cloned for every call. Multiplexing lets any number of calls share a slot at once.
+struct Conns {
+    slots: Box<[Slot]>,
+    next: AtomicUsize,
+}
+
+impl Conns {
+    fn new(size: usize) -> Self {
+        Self {
+            slots: (0..size.max(1)).map(|_| Slot::default()).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    fn pick(&self) -> &Slot {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        &self.slots[i]
+    }
+
+    /// Lets every held connection go, taking each out of the pool (it is not reused). Never
+    /// waits: a slot locked right now is being filled afresh, or its next failure releases it,
+    /// and waiting could stretch the failed call past its timeout.
+    fn release_all(&self) {
+        for slot in &self.slots {
+            if let Ok(mut held) = slot.held.try_lock()
+                && let Some(held) = held.take()
+            {
+                drop(deadpool_redis::Connection::take(held.conn));
+            }
+        }
+    }
+}
+
+/// One slot: empty until first used, after a failure or after idling. The lock is held only to
+/// clone the handle, or while filling an empty slot (callers of that slot wait for it rather than
+/// each checking out a connection of their own).
+#[derive(Default)]
+struct Slot {
+    held: tokio::sync::Mutex<Option<Held>>,
+}
+
+struct Held {
+    conn: deadpool_redis::Connection,
+    used: Instant,
+}
+
+impl Slot {
+    /// A handle on this slot's connection, checked out of the pool first if the slot is empty
+    /// or its connection idled past [`REVALIDATE_AFTER`].
+    async fn checkout(&self, pool: &Pool) -> Result<MultiplexedConnection, QueueError> {
+        let mut held = self.held.lock().await;
+        let now = Instant::now();
+        match held.as_mut() {
+            Some(h) if now.duration_since(h.used) < REVALIDATE_AFTER => {
+                h.used = now;
+                return Ok(MultiplexedConnection::clone(&h.conn));
+            }
+            // Back to the pool: the checkout below recycles (pings) it or opens another.
+            _ => *held = None,
+        }
+        let conn = pool.get().await.map_err(QueueError::from_pool)?;
+        let handle = MultiplexedConnection::clone(&conn);
+        *held = Some(Held { conn, used: now });
+        Ok(handle)
     }
 }

@@ -27,7 +27,7 @@ impl Queue {
     /// A subscriber on this Redis.
     pub fn subscriber(&self) -> Subscriber {
         Subscriber {
-            client: self.client.clone(),
+            client: (*self.client).clone(),
             timeout: self.config.timeout,
         }
     }

@@ -29,7 +29,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 pub use problem::ApiError;
@@ -71,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::new(
             request_id::X_REQUEST_ID,
-            MakeRequestUuid,
+            request_id::MakeRandomUuid,
         ))
         .layer(middleware::map_request(request_id::drop_unusable))
         .with_state(state)
