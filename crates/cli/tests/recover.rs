@@ -3,8 +3,7 @@
 
 use std::process::Output;
 
-use chrono::Utc;
-use rushline_domain::{CampaignId, CampaignName, CampaignSpec, Stock};
+use rushline_domain::CampaignId;
 use rushline_queue::Queue;
 use rushline_testkit::TestEnv;
 use serde_json::Value;
@@ -13,17 +12,7 @@ use uuid::Uuid;
 
 async fn create_campaign(env: &TestEnv, id: &str, stock: u64) -> CampaignId {
     let id = CampaignId::parse(id).unwrap();
-    let spec = CampaignSpec {
-        id: id.clone(),
-        name: CampaignName::parse("recover test").unwrap(),
-        stock: Stock::new(stock).unwrap(),
-        opens_at: Utc::now(),
-        closes_at: None,
-    };
-    env.store
-        .create_campaign(&spec, "test-code-key")
-        .await
-        .unwrap();
+    env.create_open_campaign(&id, stock).await.unwrap();
     id
 }
 

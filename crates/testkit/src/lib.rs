@@ -12,7 +12,7 @@ pub mod servers;
 use std::time::Duration;
 
 use anyhow::Context;
-use rushline_domain::CampaignId;
+use rushline_domain::{CampaignId, CampaignName, CampaignSpec, Stock};
 use rushline_queue::QueueConfig;
 use rushline_store::Store;
 use sqlx::{Connection, Executor, PgConnection};
@@ -87,6 +87,30 @@ impl TestEnv {
             admin_url,
             database,
         })
+    }
+
+    /// A command for one of rushline's binaries, pointed at this test's database, Redis and
+    /// namespace (tests add their own tuning on top).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+        let mut command = std::process::Command::new(program);
+        command
+            .env("RUSHLINE_REDIS_URL", &self.redis_url)
+            .env("RUSHLINE_DATABASE_URL", &self.database_url)
+            .env("RUSHLINE_KEY_NAMESPACE", &self.namespace);
+        command
+    }
+
+    /// Records an open campaign `id` with `stock` in PostgreSQL (Redis is warmed on first use).
+    pub async fn create_open_campaign(&self, id: &CampaignId, stock: u64) -> anyhow::Result<()> {
+        let spec = CampaignSpec {
+            id: id.clone(),
+            name: CampaignName::parse("test campaign")?,
+            stock: Stock::new(stock)?,
+            opens_at: chrono::Utc::now(),
+            closes_at: None,
+        };
+        self.store.create_campaign(&spec, "test-code-key").await?;
+        Ok(())
     }
 
     /// Queue configuration for this test's namespace.

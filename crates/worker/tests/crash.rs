@@ -3,8 +3,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chrono::Utc;
-use rushline_domain::{CampaignId, CampaignName, CampaignSpec, RequestId, Stock, UserId};
+use rushline_domain::{CampaignId, RequestId, UserId};
 use rushline_queue::{AcceptItem, AcceptOutcome, Queue};
 use rushline_testkit::TestEnv;
 
@@ -21,17 +20,7 @@ async fn queued_campaign(
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     ))
     .unwrap();
-    let spec = CampaignSpec {
-        id: id.clone(),
-        name: CampaignName::parse("crash test").unwrap(),
-        stock: Stock::new(stock).unwrap(),
-        opens_at: Utc::now(),
-        closes_at: None,
-    };
-    env.store
-        .create_campaign(&spec, "test-code-key")
-        .await
-        .unwrap();
+    env.create_open_campaign(&id, stock).await.unwrap();
     queue.warm(&id, &env.store).await.unwrap();
     let mut ids = Vec::new();
     let items: Vec<AcceptItem> = (0..requests)
@@ -53,10 +42,7 @@ async fn queued_campaign(
 }
 
 fn spawn_worker(env: &TestEnv) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_rushline-worker"))
-        .env("RUSHLINE_REDIS_URL", &env.redis_url)
-        .env("RUSHLINE_DATABASE_URL", &env.database_url)
-        .env("RUSHLINE_KEY_NAMESPACE", &env.namespace)
+    env.command(env!("CARGO_BIN_EXE_rushline-worker"))
         .env("RUSHLINE_CLAIM_IDLE_MS", "1500")
         .env("RUSHLINE_SWEEP_MS", "200")
         .env("RUSHLINE_DECIDE_BATCH", "64")

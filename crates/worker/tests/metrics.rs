@@ -4,8 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use chrono::Utc;
-use rushline_domain::{CampaignId, CampaignName, CampaignSpec, RequestId, Stock, UserId};
+use rushline_domain::{CampaignId, RequestId, UserId};
 use rushline_queue::{AcceptItem, AcceptOutcome, Queue};
 use rushline_testkit::TestEnv;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -19,17 +18,7 @@ async fn queued_campaign(env: &TestEnv, queue: &Queue, stock: u64, users: usize)
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     ))
     .unwrap();
-    let spec = CampaignSpec {
-        id: id.clone(),
-        name: CampaignName::parse("metrics test").unwrap(),
-        stock: Stock::new(stock).unwrap(),
-        opens_at: Utc::now(),
-        closes_at: None,
-    };
-    env.store
-        .create_campaign(&spec, "test-code-key")
-        .await
-        .unwrap();
+    env.create_open_campaign(&id, stock).await.unwrap();
     queue.warm(&id, &env.store).await.unwrap();
     let items: Vec<AcceptItem> = (0..users)
         .chain([0])
@@ -46,10 +35,7 @@ async fn queued_campaign(env: &TestEnv, queue: &Queue, stock: u64, users: usize)
 
 /// Starts the worker with metrics on a free port and returns it with the address it logged.
 async fn spawn_worker(env: &TestEnv) -> (Child, String) {
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_rushline-worker"))
-        .env("RUSHLINE_REDIS_URL", &env.redis_url)
-        .env("RUSHLINE_DATABASE_URL", &env.database_url)
-        .env("RUSHLINE_KEY_NAMESPACE", &env.namespace)
+    let mut worker = Command::from(env.command(env!("CARGO_BIN_EXE_rushline-worker")))
         .env("RUSHLINE_WORKER_METRICS_ADDR", "127.0.0.1:0")
         .env("RUSHLINE_SWEEP_MS", "200")
         .env("RUSHLINE_DECIDE_BATCH", "4")

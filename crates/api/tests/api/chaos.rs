@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,10 +77,7 @@ fn worker_binary() -> PathBuf {
 }
 
 fn spawn_worker(env: &TestEnv) -> Child {
-    Command::new(worker_binary())
-        .env("RUSHLINE_REDIS_URL", &env.redis_url)
-        .env("RUSHLINE_DATABASE_URL", &env.database_url)
-        .env("RUSHLINE_KEY_NAMESPACE", &env.namespace)
+    env.command(worker_binary())
         .env("RUSHLINE_CLAIM_IDLE_MS", "1500")
         .env("RUSHLINE_SWEEP_MS", "200")
         .env("RUSHLINE_BACKEND_TIMEOUT_MS", "1000")

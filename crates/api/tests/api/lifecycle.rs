@@ -20,12 +20,10 @@ pub async fn spawn_api_process(env: &TestEnv) -> (Child, String) {
 
 /// Like [`spawn_api_process`], with extra `RUSHLINE_*` settings.
 pub async fn spawn_api_process_with(env: &TestEnv, settings: &[(&str, &str)]) -> (Child, String) {
-    let mut api = Command::new(env!("CARGO_BIN_EXE_rushline-api"))
+    let mut api = env
+        .command(env!("CARGO_BIN_EXE_rushline-api"))
         .envs(settings.iter().copied())
         .env("RUSHLINE_HTTP_ADDR", "127.0.0.1:0")
-        .env("RUSHLINE_DATABASE_URL", &env.database_url)
-        .env("RUSHLINE_REDIS_URL", &env.redis_url)
-        .env("RUSHLINE_KEY_NAMESPACE", &env.namespace)
         .env("RUSHLINE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("RUSHLINE_LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
