@@ -10,6 +10,30 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, assert_problem, spawn_app_in, spawn_app_with};
 
+/// The API (no workers yet) on a private Redis of this test's own, which it may crash or hang.
+async fn on_private_redis(
+    fsync: Fsync,
+    customize: impl FnOnce(&mut rushline_api::Config),
+) -> (RedisServer, TestApp) {
+    let redis = RedisServer::start(fsync).await.expect("redis");
+    let env = TestEnv::on(&rushline_testkit::admin_database_url(), &redis.url())
+        .await
+        .expect("env");
+    (redis, spawn_app_in(env, customize).await)
+}
+
+/// The API (no workers yet) on a private PostgreSQL of this test's own, which it may crash or
+/// hang.
+async fn on_private_postgres(
+    customize: impl FnOnce(&mut rushline_api::Config),
+) -> (PostgresServer, TestApp) {
+    let postgres = PostgresServer::start().await.expect("postgres");
+    let env = TestEnv::on(&postgres.admin_url(), &rushline_testkit::redis_url())
+        .await
+        .expect("env");
+    (postgres, spawn_app_in(env, customize).await)
+}
+
 /// Posts one request per user, all at once, and returns their ids (each answered `202`, or
 /// `200` when decided at once because stock is gone).
 async fn accepted(app: &TestApp, campaign: &str, users: std::ops::Range<u32>) -> Vec<String> {
@@ -73,11 +97,7 @@ async fn readiness_becomes(app: &TestApp, want: StatusCode, limit: Duration) {
 async fn a_redis_crash_sheds_with_503_then_everything_resumes() {
     // `appendfsync always`: every acknowledged write survives the SIGKILL, so every 202 must
     // come back (with the shipped `everysec`, the README states the ~1 s window).
-    let mut redis = RedisServer::start(Fsync::Always).await.expect("redis");
-    let env = TestEnv::on(&rushline_testkit::admin_database_url(), &redis.url())
-        .await
-        .expect("env");
-    let mut app = spawn_app_in(env, |config| {
+    let (mut redis, mut app) = on_private_redis(Fsync::Always, |config| {
         config.backend_timeout = Duration::from_millis(500);
     })
     .await;
@@ -110,11 +130,7 @@ async fn a_redis_crash_sheds_with_503_then_everything_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_redis_times_out_instead_of_hanging_the_api() {
-    let redis = RedisServer::start(Fsync::EverySec).await.expect("redis");
-    let env = TestEnv::on(&rushline_testkit::admin_database_url(), &redis.url())
-        .await
-        .expect("env");
-    let app = spawn_app_in(env, |config| {
+    let (redis, app) = on_private_redis(Fsync::EverySec, |config| {
         config.backend_timeout = Duration::from_millis(300);
     })
     .await;
@@ -155,11 +171,7 @@ async fn a_hung_redis_times_out_instead_of_hanging_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_is_buffered_in_redis_and_caught_up() {
-    let postgres = PostgresServer::start().await.expect("postgres");
-    let env = TestEnv::on(&postgres.admin_url(), &rushline_testkit::redis_url())
-        .await
-        .expect("env");
-    let mut app = spawn_app_in(env, |config| {
+    let (postgres, mut app) = on_private_postgres(|config| {
         config.backend_timeout = Duration::from_millis(500);
     })
     .await;
@@ -199,12 +211,8 @@ async fn a_postgres_outage_is_buffered_in_redis_and_caught_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_its_bounds_the_buffer_sheds_with_503_and_loses_nothing() {
-    let postgres = PostgresServer::start().await.expect("postgres");
-    let env = TestEnv::on(&postgres.admin_url(), &rushline_testkit::redis_url())
-        .await
-        .expect("env");
     // Tiny bounds: 2 log entries of at most 5 decisions, and 10 queued requests.
-    let mut app = spawn_app_in(env, |config| {
+    let (postgres, mut app) = on_private_postgres(|config| {
         config.backend_timeout = Duration::from_millis(500);
         config.max_queue = 10;
         config.max_log_entries = 2;
@@ -245,11 +253,7 @@ async fn past_its_bounds_the_buffer_sheds_with_503_and_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_postgres_times_out_while_the_hot_path_keeps_accepting() {
-    let postgres = PostgresServer::start().await.expect("postgres");
-    let env = TestEnv::on(&postgres.admin_url(), &rushline_testkit::redis_url())
-        .await
-        .expect("env");
-    let app = spawn_app_in(env, |config| {
+    let (postgres, app) = on_private_postgres(|config| {
         config.backend_timeout = Duration::from_millis(300);
     })
     .await;
