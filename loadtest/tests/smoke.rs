@@ -17,13 +17,12 @@ const ADMIN_TOKEN: &str = "loadtest-admin-token";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_holds_every_guarantee() {
     let env = TestEnv::new().await.expect("test environment");
-    let mut config = Config::from_lookup(|_| None).expect("default config");
-    config.http_addr = "127.0.0.1:0".into();
-    config.redis_url = env.redis_url.clone();
-    config.database_url = env.database_url.clone();
-    config.key_namespace = Some(env.namespace.clone());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.db_max_connections = 4;
+    let config = Config::from_lookup(env.settings(&[
+        ("RUSHLINE_HTTP_ADDR", "127.0.0.1:0"),
+        ("RUSHLINE_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("RUSHLINE_DB_MAX_CONNECTIONS", "4"),
+    ]))
+    .expect("config");
     let shutdown = CancellationToken::new();
     let app = Application::build(config, shutdown.clone())
         .await
@@ -34,19 +33,9 @@ async fn smoke_holds_every_guarantee() {
     let worker_shutdown = CancellationToken::new();
     let mut workers = Vec::new();
     for _ in 0..3 {
-        let (redis, database, namespace) = (
-            env.redis_url.clone(),
-            env.database_url.clone(),
-            env.namespace.clone(),
-        );
-        let config = rushline_worker::Config::from_lookup(|name| match name {
-            "RUSHLINE_REDIS_URL" => Some(redis.clone()),
-            "RUSHLINE_DATABASE_URL" => Some(database.clone()),
-            "RUSHLINE_KEY_NAMESPACE" => Some(namespace.clone()),
-            "RUSHLINE_SWEEP_MS" => Some("200".into()),
-            _ => None,
-        })
-        .expect("worker config");
+        let config =
+            rushline_worker::Config::from_lookup(env.settings(&[("RUSHLINE_SWEEP_MS", "200")]))
+                .expect("worker config");
         let queue = Queue::new(env.queue_config()).expect("worker queue");
         let worker = rushline_worker::Worker::new(config, queue, env.store.clone());
         workers.push(tokio::spawn(worker.run(worker_shutdown.clone())));

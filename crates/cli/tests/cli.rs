@@ -24,13 +24,12 @@ struct Api {
 
 async fn spawn_api() -> Api {
     let env = TestEnv::new().await.expect("test environment");
-    let mut config = Config::from_lookup(|_| None).expect("default config");
-    config.http_addr = "127.0.0.1:0".into();
-    config.redis_url = env.redis_url.clone();
-    config.database_url = env.database_url.clone();
-    config.key_namespace = Some(env.namespace.clone());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.db_max_connections = 4;
+    let config = Config::from_lookup(env.settings(&[
+        ("RUSHLINE_HTTP_ADDR", "127.0.0.1:0"),
+        ("RUSHLINE_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("RUSHLINE_DB_MAX_CONNECTIONS", "4"),
+    ]))
+    .expect("config");
     let shutdown = CancellationToken::new();
     let app = Application::build(config, shutdown.clone())
         .await

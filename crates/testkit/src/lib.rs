@@ -89,6 +89,24 @@ impl TestEnv {
         })
     }
 
+    /// The `RUSHLINE_*` settings that point a program at this test's database, Redis and
+    /// namespace, then `extra`: a lookup for the API's and the worker's `Config::from_lookup`,
+    /// the in-process twin of [`TestEnv::command`].
+    pub fn settings<'a>(
+        &'a self,
+        extra: &'a [(&str, &str)],
+    ) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| match name {
+            "RUSHLINE_REDIS_URL" => Some(self.redis_url.clone()),
+            "RUSHLINE_DATABASE_URL" => Some(self.database_url.clone()),
+            "RUSHLINE_KEY_NAMESPACE" => Some(self.namespace.clone()),
+            _ => extra
+                .iter()
+                .find(|(setting, _)| *setting == name)
+                .map(|(_, value)| (*value).to_owned()),
+        }
+    }
+
     /// A command for one of rushline's binaries, pointed at this test's database, Redis and
     /// namespace (tests add their own tuning on top).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {

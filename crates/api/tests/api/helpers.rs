@@ -38,13 +38,12 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
 
 /// The API in `env` (a test's private servers, say) with `customize` applied.
 pub async fn spawn_app_in(env: TestEnv, customize: impl FnOnce(&mut Config)) -> TestApp {
-    let mut config = Config::from_lookup(|_| None).expect("default config");
-    config.http_addr = "127.0.0.1:0".into();
-    config.redis_url = env.redis_url.clone();
-    config.database_url = env.database_url.clone();
-    config.key_namespace = Some(env.namespace.clone());
-    config.admin_token = Some(ADMIN_TOKEN.into());
-    config.db_max_connections = 4;
+    let mut config = Config::from_lookup(env.settings(&[
+        ("RUSHLINE_HTTP_ADDR", "127.0.0.1:0"),
+        ("RUSHLINE_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("RUSHLINE_DB_MAX_CONNECTIONS", "4"),
+    ]))
+    .expect("config");
     customize(&mut config);
     let shutdown = CancellationToken::new();
     let app = Application::build(config, shutdown.clone())
@@ -84,22 +83,9 @@ impl TestApp {
 
     /// Starts one more worker with extra `RUSHLINE_*` settings.
     pub fn start_worker_with(&mut self, settings: &[(&str, &str)]) {
-        let (redis, database, namespace) = (
-            self.env.redis_url.clone(),
-            self.env.database_url.clone(),
-            self.env.namespace.clone(),
-        );
-        let config = rushline_worker::Config::from_lookup(|name| match name {
-            "RUSHLINE_REDIS_URL" => Some(redis.clone()),
-            "RUSHLINE_DATABASE_URL" => Some(database.clone()),
-            "RUSHLINE_KEY_NAMESPACE" => Some(namespace.clone()),
-            "RUSHLINE_SWEEP_MS" => Some("200".into()),
-            _ => settings
-                .iter()
-                .find(|(setting, _)| *setting == name)
-                .map(|(_, value)| (*value).to_owned()),
-        })
-        .expect("worker config");
+        let settings = [&[("RUSHLINE_SWEEP_MS", "200")], settings].concat();
+        let config = rushline_worker::Config::from_lookup(self.env.settings(&settings))
+            .expect("worker config");
         let queue = Queue::new(config.queue_config()).expect("worker queue");
         let worker = rushline_worker::Worker::new(config, queue, self.env.store.clone());
         self.workers

@@ -60,12 +60,11 @@ pub async fn spawn_api_process_with(env: &TestEnv, settings: &[(&str, &str)]) ->
 async fn replicas_starting_together_migrate_an_empty_database_once() {
     let env = TestEnv::unmigrated().await.unwrap();
     let builds = (0..4).map(|_| {
-        let mut config = Config::from_lookup(|_| None).unwrap();
-        config.http_addr = "127.0.0.1:0".into();
-        config.database_url = env.database_url.clone();
-        config.redis_url = env.redis_url.clone();
-        config.key_namespace = Some(env.namespace.clone());
-        config.db_max_connections = 2;
+        let config = Config::from_lookup(env.settings(&[
+            ("RUSHLINE_HTTP_ADDR", "127.0.0.1:0"),
+            ("RUSHLINE_DB_MAX_CONNECTIONS", "2"),
+        ]))
+        .unwrap();
         Application::build(config, CancellationToken::new())
     });
     for app in futures::future::join_all(builds).await {
@@ -169,14 +168,9 @@ fn start_workers(env: &TestEnv, n: usize) -> (CancellationToken, Vec<tokio::task
     let stop = CancellationToken::new();
     let workers = (0..n)
         .map(|_| {
-            let config = rushline_worker::Config::from_lookup(|name| match name {
-                "RUSHLINE_REDIS_URL" => Some(env.redis_url.clone()),
-                "RUSHLINE_DATABASE_URL" => Some(env.database_url.clone()),
-                "RUSHLINE_KEY_NAMESPACE" => Some(env.namespace.clone()),
-                "RUSHLINE_SWEEP_MS" => Some("200".into()),
-                _ => None,
-            })
-            .expect("worker config");
+            let config =
+                rushline_worker::Config::from_lookup(env.settings(&[("RUSHLINE_SWEEP_MS", "200")]))
+                    .expect("worker config");
             let queue = rushline_queue::Queue::new(config.queue_config()).expect("queue");
             let worker = rushline_worker::Worker::new(config, queue, env.store.clone());
             tokio::spawn(worker.run(stop.clone()))
