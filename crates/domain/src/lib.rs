@@ -13,7 +13,8 @@
 //! - [`request`]: what a client posts ([`IssueRequest`]) and reads back ([`AcceptedView`],
 //!   [`RequestView`]); [`RequestStatus`] is the request's state machine (`queued` → one final
 //!   status, never changed afterwards).
-//! - [`coupon`]: [`CouponCode`], the human-friendly `RL-XXXX-XXXX` code an issued request holds.
+//! - [`coupon`]: [`CouponCode`], the human-friendly `RL-XXXX-XXXX` code an issued request holds,
+//!   minted by [`CouponCode::mint`] from the campaign's key and its coupon sequence number.
 //! - [`record`]: [`CampaignRecord`], the interface Redis state is rebuilt through.
 //! - [`timefmt`]: RFC 3339 UTC rendering shared by every JSON shape.
 

@@ -10,7 +10,9 @@
 --   {"OK", decided, issued, sold_out, duplicate, left_in_queue}.
 --
 -- Decision rule, per request in queue order: the user already holds a coupon -> duplicate;
--- stock left -> issued with the next coupon code; otherwise sold_out.
+-- stock left -> issued with the campaign's next coupon sequence number; otherwise sold_out.
+-- Writes per request: the status record "status\tcampaign\tuser\tseq\tms" (seq empty unless
+-- issued) and the log line "request_id\tuser\tstatus\t\tms\tseq" (code field left empty).
 --
 -- Atomic: popping, deciding, writing each final status and appending the batch to the log happen
 -- in one script, so no moment exists in which a request has left the queue without a recorded
@@ -19,44 +21,28 @@
 -- (guarantee 5) and stock can never go below zero (guarantee 1); the holders hash makes a
 -- second coupon for a user impossible (guarantee 2).
 --
--- Coupon codes: a 4-round Feistel network over 40 bits, keyed by the campaign's secret, applied
--- to the campaign's coupon sequence number. A permutation, so distinct sequence numbers give
--- distinct codes (guarantee 3); without the key a code reveals nothing about the others.
--- `seq` only ever grows (a rollback never reuses one).
+-- Coupon codes are not computed here: they were most of this script's time (four SHA-1s each),
+-- and Redis is the one serial resource. Readers mint them in Rust (rushline_queue::codes,
+-- CouponCode::mint) from the campaign's secret `key` in the meta hash and the sequence number
+-- recorded here: a 4-round Feistel network over 40 bits, a permutation, so distinct sequence
+-- numbers give distinct codes (guarantee 3), and without the key a code reveals nothing about the
+-- others. Uniqueness rests only on each number being handed out once, which stays here, atomic:
+-- `seq` only ever grows (a rollback never reuses one; a rebuild continues past every number that
+-- may have been handed out, see CampaignSnapshot::next_seq). Records written by older versions of
+-- this script hold the code itself ("RL-…"); readers take those as they stand.
 
 local meta, queue, holders, log, dirty = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local status_prefix, batch = ARGV[1], tonumber(ARGV[2])
 local work_channel, decided_channel, campaign = ARGV[3], ARGV[4], ARGV[5]
 local max_log = tonumber(ARGV[6])
 
-local state = redis.call('HMGET', meta, 'ready', 'remaining', 'issued', 'seq', 'key', 'sold_out')
+local state = redis.call('HMGET', meta, 'ready', 'remaining', 'issued', 'seq', 'sold_out')
 if state[1] ~= '1' then return {'M'} end
 if redis.call('XLEN', log) >= max_log then return {'F', redis.call('LLEN', queue)} end
-local remaining, issued, seq, key = tonumber(state[2]), tonumber(state[3]), tonumber(state[4]), state[5]
+local remaining, issued, seq = tonumber(state[2]), tonumber(state[3]), tonumber(state[4])
 
 local items = redis.call('LPOP', queue, batch)
 if not items then return {'OK', 0, 0, 0, 0, 0} end
-
--- The coupon code is most of a decision's cost (four SHA-1s and the text around them), so the
--- per-round hash prefixes are built once per batch and each code is assembled in a single
--- concatenation. The result is exactly the original definition:
---   round r: f = first 5 hex digits of sha1(key .. ':' .. r .. ':' .. right); left, right = right, left xor f
---   code = 'RL-' .. base32(left, 4 digits) .. '-' .. base32(right, 4 digits), most significant first.
-local digit = {}
-for d = 0, 31 do digit[d] = string.sub('0123456789ABCDEFGHJKMNPQRSTVWXYZ', d + 1, d + 1) end
-local round_prefix = {key .. ':1:', key .. ':2:', key .. ':3:', key .. ':4:'}
-local sha1hex, sub, floor, bxor = redis.sha1hex, string.sub, math.floor, bit.bxor
-local function coupon_code(n)
-  local left, right = floor(n / 1048576) % 1048576, n % 1048576
-  for round = 1, 4 do
-    local f = tonumber(sub(sha1hex(round_prefix[round] .. right), 1, 5), 16)
-    left, right = right, bxor(left, f)
-  end
-  return 'RL-' .. digit[floor(left / 32768) % 32] .. digit[floor(left / 1024) % 32]
-    .. digit[floor(left / 32) % 32] .. digit[left % 32] .. '-'
-    .. digit[floor(right / 32768) % 32] .. digit[floor(right / 1024) % 32]
-    .. digit[floor(right / 32) % 32] .. digit[right % 32]
-end
 
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
@@ -66,14 +52,13 @@ for i = 1, #items do
   local item = items[i]
   local tab = string.find(item, '\t', 1, true)
   local rid, user = string.sub(item, 1, tab - 1), string.sub(item, tab + 1)
-  local status, code, code_seq = 's', '', ''
+  local status, code_seq = 's', ''
   if redis.call('HEXISTS', holders, user) == 1 then
     status = 'd'
     n_duplicate = n_duplicate + 1
   elseif remaining > 0 then
     status = 'i'
     code_seq = seq
-    code = coupon_code(seq)
     seq = seq + 1
     remaining = remaining - 1
     issued = issued + 1
@@ -82,15 +67,15 @@ for i = 1, #items do
   else
     n_sold_out = n_sold_out + 1
   end
-  redis.call('SET', status_prefix .. rid, status .. '\t' .. campaign .. '\t' .. user .. '\t' .. code .. '\t' .. now)
-  lines[i] = rid .. '\t' .. user .. '\t' .. status .. '\t' .. code .. '\t' .. now .. '\t' .. code_seq
+  redis.call('SET', status_prefix .. rid, status .. '\t' .. campaign .. '\t' .. user .. '\t' .. code_seq .. '\t' .. now)
+  lines[i] = rid .. '\t' .. user .. '\t' .. status .. '\t\t' .. now .. '\t' .. code_seq
   ids[i] = rid
 end
 
 redis.call('HSET', meta, 'remaining', remaining, 'issued', issued, 'seq', seq)
 -- The refusal tallies are kept only while exact (present since the campaign was built from an
 -- empty record; see warm_finish.lua); otherwise stats read them from PostgreSQL.
-if state[6] then
+if state[5] then
   redis.call('HINCRBY', meta, 'sold_out', n_sold_out)
   redis.call('HINCRBY', meta, 'duplicate', n_duplicate)
 end

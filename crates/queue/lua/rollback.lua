@@ -2,8 +2,9 @@
 --
 -- KEYS[1] meta   KEYS[2] holders
 -- ARGV[1] status key prefix ("...{tag}:r:")
--- ARGV[2..] 5-tuples: request_id, user_id, code it was issued, new status ("d" or "s"),
---           holder request id in PostgreSQL ("" when the user holds nothing there)
+-- ARGV[2..] 6-tuples: request_id, user_id, code it was issued, coupon seq that code was minted
+--           from ("" when unknown), new status ("d" or "s"), holder request id in PostgreSQL
+--           ("" when the user holds nothing there)
 --
 -- Returns the number of decisions undone.
 --
@@ -13,20 +14,25 @@
 -- the coupon Redis took back is the one the recorded holder has. "s" — PostgreSQL has no stock
 -- left for it: the coupon is un-issued and Redis's stock set to zero, so it stops issuing what
 -- cannot be recorded.
--- Idempotent: a decision is undone only while its status record still says issued with that code,
--- so a worker that crashed after committing the refusal and runs this again changes nothing.
+-- Idempotent: a decision is undone only while its status record still says issued with that
+-- coupon, so a worker that crashed after committing the refusal and runs this again changes
+-- nothing. The record names the coupon by its sequence number (decide.lua) or, when an older
+-- decide.lua wrote it, by its code; either matches. The coupon field is compared whole, never
+-- searched for: a campaign or user id may itself look like a number.
 
 local meta, holders, prefix = KEYS[1], KEYS[2], ARGV[1]
 local undone = 0
-for i = 2, #ARGV, 5 do
-  local rid, user, code, new_status, holder = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+for i = 2, #ARGV, 6 do
+  local rid, user, code, seq = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local new_status, holder = ARGV[i + 4], ARGV[i + 5]
   local key = prefix .. rid
   local record = redis.call('GET', key)
-  local expected_head = 'i\t'
-  if record and string.sub(record, 1, 2) == expected_head and string.find(record, '\t' .. code .. '\t', 1, true) then
-    -- record = "i\tcampaign\tuser\tcode\tms": keep everything but the status and the code.
-    local rest = string.sub(record, 3)
-    local campaign, _user, _code, ms = string.match(rest, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+  -- record = "i\tcampaign\tuser\tcoupon\tms": keep everything but the status and the coupon.
+  local campaign, _user, coupon, ms = nil, nil, nil, nil
+  if record then
+    campaign, _user, coupon, ms = string.match(record, '^i\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
+  end
+  if coupon and (coupon == code or (seq ~= '' and coupon == seq)) then
     redis.call('SET', key, new_status .. '\t' .. campaign .. '\t' .. user .. '\t\t' .. ms, 'KEEPTTL')
     if new_status ~= 'd' then
       redis.call('HINCRBY', meta, 'issued', -1)

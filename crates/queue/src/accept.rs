@@ -6,7 +6,7 @@ use rushline_domain::{
     CampaignId, IdempotencyKey, RequestId, RequestStatus, RequestView, UserId, timefmt,
 };
 
-use crate::record::{array, int, parse_status, text};
+use crate::record::{StatusRecord, array, int, parse_status, text};
 use crate::{Queue, QueueError, scripts};
 
 /// One request to accept.
@@ -33,7 +33,7 @@ pub enum AcceptOutcome {
         decided_at: DateTime<Utc>,
     },
     /// The idempotency key was used before with this user: the earlier request, and its status
-    /// record when Redis still has it (else read PostgreSQL).
+    /// record when Redis still has it and can mint its coupon code (else read PostgreSQL).
     Replay {
         /// The earlier request.
         request_id: RequestId,
@@ -86,15 +86,49 @@ impl Queue {
         let reply: Value = self
             .run(|mut conn| async move { Ok(invocation.invoke_async(&mut conn).await?) })
             .await?;
-        let outcomes = array(&reply)?;
-        if outcomes.len() != items.len() {
+        let replies = array(&reply)?;
+        if replies.len() != items.len() {
             return Err(QueueError::protocol("accept reply length"));
         }
-        outcomes.iter().map(parse_outcome).collect()
+        let mut outcomes = Vec::with_capacity(replies.len());
+        for reply in replies {
+            outcomes.push(match parse_outcome(reply)? {
+                Parsed::Outcome(outcome) => outcome,
+                Parsed::Replay { request_id, record } => AcceptOutcome::Replay {
+                    request_id,
+                    view: self.replay_view(record).await,
+                },
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// The view of a replayed request's status record. The script has already run, so nothing
+    /// here may fail the group: a record whose code cannot be minted (the campaign's key is gone
+    /// from Redis, or reading it failed) counts as not in Redis, and the caller reads PostgreSQL.
+    async fn replay_view(&self, record: Option<StatusRecord>) -> Option<RequestView> {
+        let record = record?;
+        let request_id = record.view.request_id;
+        match self.status_view(record).await {
+            Ok(view) => Some(view),
+            Err(e) => {
+                tracing::warn!(request_id = %request_id, error = %e, "replayed request's coupon code not mintable from Redis; reading the record instead");
+                None
+            }
+        }
     }
 }
 
-fn parse_outcome(value: &Value) -> Result<AcceptOutcome, QueueError> {
+/// A script reply element decoded, short of the work a replayed status record may still need.
+enum Parsed {
+    Outcome(AcceptOutcome),
+    Replay {
+        request_id: RequestId,
+        record: Option<StatusRecord>,
+    },
+}
+
+fn parse_outcome(value: &Value) -> Result<Parsed, QueueError> {
     let fields = array(value)?;
     let kind = fields
         .first()
@@ -105,7 +139,7 @@ fn parse_outcome(value: &Value) -> Result<AcceptOutcome, QueueError> {
             .ok_or_else(|| QueueError::protocol("outcome time"))?)?;
         timefmt::from_millis(ms).ok_or_else(|| QueueError::protocol("outcome time"))
     };
-    Ok(match text(kind)? {
+    Ok(Parsed::Outcome(match text(kind)? {
         "Q" => AcceptOutcome::Queued,
         "S" => AcceptOutcome::Decided {
             status: RequestStatus::SoldOut,
@@ -121,11 +155,11 @@ fn parse_outcome(value: &Value) -> Result<AcceptOutcome, QueueError> {
                 .ok_or_else(|| QueueError::protocol("replay id"))?;
             let request_id =
                 RequestId::parse(text(rid)?).map_err(|_| QueueError::protocol("replay id"))?;
-            let view = match fields.get(2) {
+            let record = match fields.get(2) {
                 Some(Value::Nil) | None => None,
                 Some(record) => Some(parse_status(request_id, text(record)?)?),
             };
-            AcceptOutcome::Replay { request_id, view }
+            return Ok(Parsed::Replay { request_id, record });
         }
         "U" => AcceptOutcome::KeyReused,
         "M" => AcceptOutcome::Unknown,
@@ -133,5 +167,5 @@ fn parse_outcome(value: &Value) -> Result<AcceptOutcome, QueueError> {
         "C" => AcceptOutcome::Closed,
         "O" => AcceptOutcome::Overloaded,
         other => return Err(QueueError::protocol(format!("accept outcome {other:?}"))),
-    })
+    }))
 }

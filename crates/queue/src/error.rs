@@ -1,7 +1,10 @@
 //! The queue crate's error type.
 
+use rushline_domain::CampaignId;
+
 /// Why a Redis operation failed. Every variant means "Redis is unavailable or misbehaving" to
-/// callers: the API answers 503, workers back off and retry.
+/// callers: the API answers 503 (after trying PostgreSQL, for reads it can serve), workers back
+/// off and retry.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     /// Redis answered with an error or the connection broke.
@@ -19,6 +22,11 @@ pub enum QueueError {
     /// Invalid configuration (URL, namespace).
     #[error("redis configuration: {0}")]
     Config(String),
+    /// A record holds a coupon sequence number, but Redis no longer holds the campaign's code key
+    /// to mint its code with: the campaign's state was lost and is not rebuilt yet (a warm-up
+    /// restores it from PostgreSQL). Readers answer from PostgreSQL meanwhile.
+    #[error("campaign {0} has no coupon code key in Redis (state lost, not rebuilt yet)")]
+    CodeKeyMissing(CampaignId),
 }
 
 impl QueueError {
@@ -42,7 +50,7 @@ impl QueueError {
                     || e.is_unrecoverable_error()
             }
             Self::Timeout | Self::Pool(_) => true,
-            Self::Protocol(_) | Self::Config(_) => false,
+            Self::Protocol(_) | Self::Config(_) | Self::CodeKeyMissing(_) => false,
         }
     }
 

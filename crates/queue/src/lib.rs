@@ -10,7 +10,9 @@
 //!    when stock is gone).
 //! 2. [`decide`] — the worker. `lua/decide.lua` pops a batch off the queue and decides each
 //!    request in FIFO order, writing final status records and appending the batch to the
-//!    campaign's decision log (a Redis Stream) in the same atomic step.
+//!    campaign's decision log (a Redis Stream) in the same atomic step. An issued request gets
+//!    the campaign's next coupon sequence number; its code is minted from that number outside
+//!    Redis by whoever reads it ([`codes`]).
 //! 3. [`log`] — the worker's persister reads the log through a consumer group, writes PostgreSQL,
 //!    then acknowledges with `lua/ack.lua`; entries of a dead consumer are claimed after an idle
 //!    time. `lua/rollback.lua` undoes decisions PostgreSQL refused.
@@ -27,6 +29,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod codes;
 pub mod decide;
 pub mod error;
 pub mod keys;
@@ -121,6 +124,7 @@ pub struct Queue {
     conns: Arc<Conns>,
     client: Arc<redis::Client>,
     keys: Arc<Keys>,
+    code_keys: Arc<codes::CodeKeys>,
     config: Arc<QueueConfig>,
 }
 
@@ -147,6 +151,7 @@ impl Queue {
             pool,
             client: Arc::new(client),
             keys: Arc::new(keys),
+            code_keys: Arc::default(),
             config: Arc::new(config),
         })
     }

@@ -5,6 +5,11 @@
 //! `ack.lua` acknowledges and deletes it. A consumer that dies leaves its entries pending; after
 //! they have been idle for a while any persister takes them over with `XAUTOCLAIM` and persists
 //! them again — harmless, because the insert is idempotent.
+//!
+//! Issued lines carry their coupon's sequence number; the code is minted here with the
+//! campaign's key (see [`crate::codes`]), so a [`Decision`] always holds its code. The key is
+//! found *before* entries are taken: a read that took entries and then failed would leave them
+//! pending on this consumer, out of reach until claimed as stale.
 
 use std::time::Duration;
 
@@ -32,6 +37,9 @@ pub struct Rollback {
     pub user_id: UserId,
     /// The code Redis issued it.
     pub coupon_code: CouponCode,
+    /// The sequence number that code was minted from, when known (the status record may hold
+    /// either; the undo matches both).
+    pub coupon_seq: Option<i64>,
     /// What the record says instead: `duplicate` or `sold_out`.
     pub new_status: RequestStatus,
     /// The request that holds the user's coupon in PostgreSQL, if any.
@@ -54,12 +62,16 @@ impl Queue {
     }
 
     /// Takes up to `count` entries no consumer has seen yet; they become pending on `consumer`.
+    ///
+    /// Fails with [`QueueError::CodeKeyMissing`], taking nothing, while the campaign's code key
+    /// is gone from Redis (a warm-up brings it back).
     pub async fn read_log(
         &self,
         campaign: &CampaignId,
         consumer: &str,
         count: usize,
     ) -> Result<Vec<LogEntry>, QueueError> {
+        let code_key = self.require_code_key(campaign).await?;
         let log = self.keys.campaign(campaign).log;
         let reply = self
             .run(|mut conn| async move {
@@ -107,7 +119,7 @@ impl Queue {
             let parts = array(stream)?;
             if let Some(items) = parts.get(1) {
                 for item in array(items)? {
-                    entries.push(parse_entry(item)?);
+                    entries.push(parse_entry(item, &code_key)?);
                 }
             }
         }
@@ -115,7 +127,7 @@ impl Queue {
     }
 
     /// Takes over up to `count` entries that have been pending on any consumer for at least
-    /// `min_idle` (their consumer is presumed dead).
+    /// `min_idle` (their consumer is presumed dead). Needs the code key as [`Queue::read_log`].
     pub async fn claim_stale(
         &self,
         campaign: &CampaignId,
@@ -123,6 +135,7 @@ impl Queue {
         min_idle: Duration,
         count: usize,
     ) -> Result<Vec<LogEntry>, QueueError> {
+        let code_key = self.require_code_key(campaign).await?;
         let log = self.keys.campaign(campaign).log;
         let reply = self
             .run(|mut conn| async move {
@@ -149,7 +162,7 @@ impl Queue {
         let mut entries = Vec::new();
         if let Some(items) = parts.get(1) {
             for item in array(items)? {
-                entries.push(parse_entry(item)?);
+                entries.push(parse_entry(item, &code_key)?);
             }
         }
         if let Some(deleted) = parts.get(2) {
@@ -207,6 +220,7 @@ impl Queue {
                 .arg(r.request_id.to_string())
                 .arg(r.user_id.as_str())
                 .arg(r.coupon_code.as_str())
+                .arg(r.coupon_seq.map(|seq| seq.to_string()).unwrap_or_default())
                 .arg(status_code(r.new_status))
                 .arg(r.holder.map(|h| h.to_string()).unwrap_or_default());
         }
@@ -255,7 +269,7 @@ impl Queue {
     }
 }
 
-fn parse_entry(item: &Value) -> Result<LogEntry, QueueError> {
+fn parse_entry(item: &Value, code_key: &str) -> Result<LogEntry, QueueError> {
     let parts = array(item)?;
     let id = text(
         parts
@@ -270,7 +284,7 @@ fn parse_entry(item: &Value) -> Result<LogEntry, QueueError> {
                 && text(name)? == "d"
             {
                 for line in text(value)?.split('\n').filter(|l| !l.is_empty()) {
-                    decisions.push(parse_decision(line)?);
+                    decisions.push(parse_decision(line, code_key)?);
                 }
             }
         }

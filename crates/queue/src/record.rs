@@ -3,10 +3,16 @@
 //! Fields are tab-separated: user ids cannot contain control characters, campaign ids, codes and
 //! numbers cannot contain tabs, so no escaping is needed.
 //!
-//! - status record (`…:r:<id>`): `status \t campaign \t user \t code \t decided_ms`
+//! - status record (`…:r:<id>`): `status \t campaign \t user \t coupon \t decided_ms`
 //!   with `status` one of `q i s d` and the last two empty until they apply;
 //! - decision log line: `request_id \t user \t status \t code \t decided_ms \t coupon_seq`,
 //!   lines joined by `\n`, one stream entry per decided batch.
+//!
+//! An issued request's coupon is recorded by its sequence number: `decide.lua` writes the number
+//! (decimal) in a status record's `coupon` field and leaves a log line's `code` empty beside its
+//! `coupon_seq`; readers mint the code from it with the campaign's key ([`CouponCode::mint`],
+//! see [`crate::codes`]). A field holding `RL-…` is a code minted by an older `decide.lua`
+//! (records and log entries written before an upgrade) and is read as it stands.
 
 use redis::Value;
 use rushline_domain::{
@@ -50,8 +56,43 @@ fn code_field(raw: &str, field: &str) -> Result<Option<CouponCode>, QueueError> 
     }
 }
 
-/// Decodes a status record into the view `GET /v1/requests/{id}` returns.
-pub fn parse_status(request_id: RequestId, raw: &str) -> Result<RequestView, QueueError> {
+/// A status record's coupon field: empty, a code (older `decide.lua`), or a sequence number.
+enum StoredCoupon {
+    None,
+    Code(CouponCode),
+    Seq(u64),
+}
+
+fn coupon_field(raw: &str, field: &str) -> Result<StoredCoupon, QueueError> {
+    if field.is_empty() {
+        Ok(StoredCoupon::None)
+    } else if field.starts_with("RL-") {
+        CouponCode::parse(field)
+            .map(StoredCoupon::Code)
+            .map_err(|_| bad("coupon code", raw))
+    } else if field.bytes().all(|b| b.is_ascii_digit()) {
+        field
+            .parse()
+            .map(StoredCoupon::Seq)
+            .map_err(|_| bad("coupon seq", raw))
+    } else {
+        Err(bad("coupon code", raw))
+    }
+}
+
+/// A decoded status record: the view `GET /v1/requests/{id}` returns, short of its coupon code
+/// when the record holds the coupon's sequence number instead (`coupon_seq`); the code is then
+/// `CouponCode::mint(campaign key, coupon_seq)` (see [`Queue::request_status`](crate::Queue::request_status)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRecord {
+    /// The view; `coupon_code` is `None` while `coupon_seq` is `Some`.
+    pub view: RequestView,
+    /// The sequence number to mint the code from, when the record holds one.
+    pub coupon_seq: Option<u64>,
+}
+
+/// Decodes a status record.
+pub fn parse_status(request_id: RequestId, raw: &str) -> Result<StatusRecord, QueueError> {
     let mut fields = raw.split('\t');
     let (Some(status), Some(campaign), Some(user), Some(code), Some(ms)) = (
         fields.next(),
@@ -68,18 +109,30 @@ pub fn parse_status(request_id: RequestId, raw: &str) -> Result<RequestView, Que
         let ms: i64 = ms.parse().map_err(|_| bad("status record time", raw))?;
         Some(timefmt::from_millis(ms).ok_or_else(|| bad("status record time", raw))?)
     };
-    Ok(RequestView {
-        request_id,
-        campaign_id: CampaignId::parse(campaign).map_err(|_| bad("status record campaign", raw))?,
-        user_id: UserId::parse(user).map_err(|_| bad("status record user", raw))?,
-        status: status_from_code(status)?,
-        coupon_code: code_field(raw, code)?,
-        decided_at,
+    let status = status_from_code(status)?;
+    let (coupon_code, coupon_seq) = match coupon_field(raw, code)? {
+        StoredCoupon::None => (None, None),
+        StoredCoupon::Code(code) => (Some(code), None),
+        StoredCoupon::Seq(seq) if status == RequestStatus::Issued => (None, Some(seq)),
+        StoredCoupon::Seq(_) => return Err(bad("coupon seq on a record not issued", raw)),
+    };
+    Ok(StatusRecord {
+        view: RequestView {
+            request_id,
+            campaign_id: CampaignId::parse(campaign)
+                .map_err(|_| bad("status record campaign", raw))?,
+            user_id: UserId::parse(user).map_err(|_| bad("status record user", raw))?,
+            status,
+            coupon_code,
+            decided_at,
+        },
+        coupon_seq,
     })
 }
 
-/// Decodes one decision log line.
-pub fn parse_decision(line: &str) -> Result<Decision, QueueError> {
+/// Decodes one decision log line of the campaign whose code key is `code_key`: an issued line
+/// with an empty code and a sequence number gets its code minted from them.
+pub fn parse_decision(line: &str, code_key: &str) -> Result<Decision, QueueError> {
     let f: Vec<&str> = line.split('\t').collect();
     let [rid, user, status, code, ms, seq] = f.as_slice() else {
         return Err(bad("log line", line));
@@ -89,16 +142,28 @@ pub fn parse_decision(line: &str) -> Result<Decision, QueueError> {
         return Err(bad("log line status", line));
     }
     let ms: i64 = ms.parse().map_err(|_| bad("log line time", line))?;
+    let coupon_seq: Option<i64> = if seq.is_empty() {
+        None
+    } else {
+        Some(seq.parse().map_err(|_| bad("log line seq", line))?)
+    };
+    let coupon_code = match (code_field(line, code)?, coupon_seq) {
+        (Some(code), _) => Some(code),
+        (None, Some(seq)) if status == RequestStatus::Issued => {
+            let seq = u64::try_from(seq).map_err(|_| bad("log line seq", line))?;
+            Some(CouponCode::mint(code_key, seq))
+        }
+        (None, _) if status == RequestStatus::Issued => {
+            return Err(bad("issued log line without a coupon", line));
+        }
+        (None, _) => None,
+    };
     Ok(Decision {
         request_id: RequestId::parse(rid).map_err(|_| bad("log line id", line))?,
         user_id: UserId::parse(*user).map_err(|_| bad("log line user", line))?,
         status,
-        coupon_code: code_field(line, code)?,
-        coupon_seq: if seq.is_empty() {
-            None
-        } else {
-            Some(seq.parse().map_err(|_| bad("log line seq", line))?)
-        },
+        coupon_code,
+        coupon_seq,
         decided_at: timefmt::from_millis(ms).ok_or_else(|| bad("log line time", line))?,
     })
 }
@@ -140,30 +205,74 @@ pub(crate) fn array(value: &Value) -> Result<&[Value], QueueError> {
 mod tests {
     use super::*;
 
+    const KEY: &str = "test-code-key";
+
     #[test]
     fn status_records_decode() {
         let campaign = CampaignId::parse("c1").unwrap();
         let id = RequestId::new_for(&campaign);
         let queued = parse_status(id, "q\tc1\tu 1\t\t").unwrap();
-        assert_eq!(queued.status, RequestStatus::Queued);
-        assert_eq!(queued.decided_at, None);
-        let issued = parse_status(id, "i\tc1\tu 1\tRL-7K3M-Q9XD\t1796119201234").unwrap();
-        assert_eq!(issued.coupon_code.unwrap().as_str(), "RL-7K3M-Q9XD");
+        assert_eq!(queued.view.status, RequestStatus::Queued);
+        assert_eq!((queued.view.decided_at, queued.coupon_seq), (None, None));
         assert!(parse_status(id, "x\tc1\tu\t\t").is_err());
         assert!(parse_status(id, "i\tc1").is_err());
+    }
+
+    #[test]
+    fn issued_records_hold_a_sequence_number_or_an_old_code() {
+        let campaign = CampaignId::parse("c1").unwrap();
+        let id = RequestId::new_for(&campaign);
+        let issued = parse_status(id, "i\tc1\tu 1\t1048576\t1796119201234").unwrap();
+        assert_eq!(
+            (issued.view.coupon_code, issued.coupon_seq),
+            (None, Some(1 << 20))
+        );
+        assert!(issued.view.decided_at.is_some());
+        // Written by decide.lua before minting left Redis (or a rolling upgrade's old worker).
+        let old = parse_status(id, "i\tc1\tu 1\tRL-7K3M-Q9XD\t1796119201234").unwrap();
+        assert_eq!(old.view.coupon_code.unwrap().as_str(), "RL-7K3M-Q9XD");
+        assert_eq!(old.coupon_seq, None);
+        // A campaign or user made of digits is never mistaken for the coupon field.
+        let digits = parse_status(id, "i\t123\t456\t7\t5").unwrap();
+        assert_eq!(
+            (digits.view.campaign_id.as_str(), digits.coupon_seq),
+            ("123", Some(7))
+        );
+        for bad in [
+            "s\tc1\tu\t7\t5",
+            "i\tc1\tu\t-7\t5",
+            "i\tc1\tu\tRL-7K3M\t5",
+            "i\tc1\tu\t99999999999999999999999\t5",
+        ] {
+            assert!(parse_status(id, bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
     fn log_lines_decode() {
         let campaign = CampaignId::parse("c1").unwrap();
         let id = RequestId::new_for(&campaign);
-        let d = parse_decision(&format!("{id}\tu\ti\tRL-0000-0001\t5\t7")).unwrap();
-        assert_eq!(d.coupon_seq, Some(7));
-        let d = parse_decision(&format!("{id}\tu\ts\t\t5\t")).unwrap();
+        let d = parse_decision(&format!("{id}\tu\ts\t\t5\t"), KEY).unwrap();
         assert_eq!(
             (d.status, d.coupon_code, d.coupon_seq),
             (RequestStatus::SoldOut, None, None)
         );
-        assert!(parse_decision(&format!("{id}\tu\tq\t\t5\t")).is_err());
+        assert!(parse_decision(&format!("{id}\tu\tq\t\t5\t"), KEY).is_err());
+        assert!(parse_decision(&format!("{id}\tu\ti\t\t5\t"), KEY).is_err());
+    }
+
+    #[test]
+    fn issued_log_lines_mint_their_code_unless_they_carry_one() {
+        let campaign = CampaignId::parse("c1").unwrap();
+        let id = RequestId::new_for(&campaign);
+        let d = parse_decision(&format!("{id}\tu\ti\t\t5\t7"), KEY).unwrap();
+        assert_eq!(d.coupon_seq, Some(7));
+        assert_eq!(d.coupon_code, Some(CouponCode::mint(KEY, 7)));
+        let old = parse_decision(&format!("{id}\tu\ti\tRL-0000-0001\t5\t7"), KEY).unwrap();
+        assert_eq!(
+            (old.coupon_code.unwrap().as_str(), old.coupon_seq),
+            ("RL-0000-0001", Some(7))
+        );
+        assert!(parse_decision(&format!("{id}\tu\ti\t\t5\t-1"), KEY).is_err());
     }
 }

@@ -25,6 +25,13 @@ pub struct CampaignState {
 
 impl Queue {
     /// The request's status record, if Redis still has it.
+    ///
+    /// An issued record holding its coupon's sequence number gets its code minted with the
+    /// campaign's key (cached: no extra round trip after a process's first read of a campaign).
+    /// Should Redis hold the record but no longer the key, this fails with
+    /// [`QueueError::CodeKeyMissing`] rather than answering `None`: callers then read
+    /// PostgreSQL as for any Redis failure, and one that finds nothing there too must not say
+    /// "no such request" (the request exists; it is not persisted yet).
     pub async fn request_status(&self, id: RequestId) -> Result<Option<RequestView>, QueueError> {
         let key = self.keys.status(&id);
         let raw: Option<String> =
@@ -32,7 +39,10 @@ impl Queue {
                 Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
             })
             .await?;
-        raw.map(|raw| parse_status(id, &raw)).transpose()
+        match raw {
+            None => Ok(None),
+            Some(raw) => Ok(Some(self.status_view(parse_status(id, &raw)?).await?)),
+        }
     }
 
     /// The campaign's state, or `None` when it is not warm in Redis.

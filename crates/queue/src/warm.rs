@@ -47,14 +47,12 @@ impl Queue {
         campaign: &CampaignId,
         record: &R,
     ) -> Result<Warmed, WarmError<R::Error>> {
-        if record
-            .snapshot(campaign)
-            .await
-            .map_err(WarmError::Source)?
-            .is_none()
-        {
+        let Some(snapshot) = record.snapshot(campaign).await.map_err(WarmError::Source)? else {
             return Ok(Warmed::NotFound);
-        }
+        };
+        // The record's key is the one Redis holds or is about to (it never changes), so codes
+        // can be minted without the first `HGET`.
+        self.remember_code_key(campaign, &snapshot.code_key);
         let keys = self.keys.campaign(campaign);
         let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
         loop {

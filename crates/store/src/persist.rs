@@ -33,6 +33,9 @@ pub struct Refusal {
     pub user_id: UserId,
     /// The code Redis had issued it.
     pub coupon_code: CouponCode,
+    /// The sequence number the code was minted from, as the decision carried it (Redis's status
+    /// record may name the coupon by either; the undo needs both).
+    pub coupon_seq: Option<i64>,
     /// The status the record holds instead (`duplicate` or `sold_out`).
     pub recorded: RequestStatus,
     /// The request holding the user's coupon in the record, if any.
@@ -142,6 +145,7 @@ fn refusal(
             .coupon_code
             .clone()
             .ok_or_else(|| StoreError::corrupt("issued decision without a code"))?,
+        coupon_seq: decision.coupon_seq,
         recorded,
         holder,
     })

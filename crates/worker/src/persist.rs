@@ -130,6 +130,7 @@ async fn persist_entries(
                 request_id: r.request_id,
                 user_id: r.user_id.clone(),
                 coupon_code: r.coupon_code.clone(),
+                coupon_seq: r.coupon_seq,
                 new_status: r.recorded,
                 holder: r.holder,
             })
