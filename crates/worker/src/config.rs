@@ -27,6 +27,9 @@ pub struct Config {
     pub key_namespace: Option<String>,
     /// `RUSHLINE_DECIDE_BATCH`: requests one decide script call takes.
     pub decide_batch: usize,
+    /// `RUSHLINE_DECIDE_IN_FLIGHT`: decide calls one campaign may have in flight at once from
+    /// this worker, so Redis has the next batch in hand while a reply travels back.
+    pub decide_in_flight: usize,
     /// `RUSHLINE_MAX_LOG_ENTRIES`: per-campaign decided batches waiting for PostgreSQL past which
     /// this worker stops deciding the campaign until persistence catches up.
     pub max_log_entries: u64,
@@ -106,6 +109,7 @@ impl Config {
             ),
             key_namespace: lookup("RUSHLINE_KEY_NAMESPACE").filter(|v| !v.is_empty()),
             decide_batch: number("RUSHLINE_DECIDE_BATCH", 256)?.clamp(1, 4096) as usize,
+            decide_in_flight: number("RUSHLINE_DECIDE_IN_FLIGHT", 2)?.clamp(1, 16) as usize,
             max_log_entries: number(
                 "RUSHLINE_MAX_LOG_ENTRIES",
                 rushline_queue::DEFAULT_MAX_LOG_ENTRIES,

@@ -7,7 +7,9 @@
 //! call in progress and stops. A campaign whose decision log is at its bound (PostgreSQL is
 //! behind) is skipped until the next sweep: Redis never buffers without limit.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
 
 use rushline_domain::CampaignId;
 use rushline_queue::{DecideOutcome, WarmError, Warmed};
@@ -24,7 +26,9 @@ use crate::wake::Pending;
 pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: CancellationToken) {
     let mut backoff = Backoff::default();
     loop {
-        let mut campaigns = pending.take();
+        // Each campaign with work, and how many requests its last call left queued (0: unknown).
+        let mut campaigns: BTreeMap<CampaignId, u64> =
+            pending.take().into_iter().map(|c| (c, 0)).collect();
         if campaigns.is_empty() {
             tokio::select! {
                 () = token.cancelled() => return,
@@ -32,12 +36,12 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
             }
         }
         while !campaigns.is_empty() {
-            let mut busy = BTreeSet::new();
-            for campaign in campaigns {
+            let mut busy = BTreeMap::new();
+            for (campaign, backlog) in campaigns {
                 if token.is_cancelled() {
                     return;
                 }
-                match decide_batch(&ctx, &campaign).await {
+                match decide_round(&ctx, &campaign, backlog).await {
                     Ok(outcome) if outcome.log_full => {
                         // PostgreSQL is behind: leave the requests queued (the queue's bound
                         // sheds new ones at the API) until a sweep finds the log shorter.
@@ -50,7 +54,7 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
                             persist.add(campaign.clone());
                         }
                         if outcome.left > 0 {
-                            busy.insert(campaign);
+                            busy.insert(campaign, outcome.left);
                         }
                     }
                     Err(e) => {
@@ -66,6 +70,57 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
             }
             campaigns = busy;
         }
+    }
+}
+
+/// One turn of `campaign`: a single call while its backlog is unknown or fits one batch, else up
+/// to `decide_in_flight` calls at once, so Redis starts the next batch while the previous reply
+/// travels back. Concurrent calls are as safe as concurrent workers: each script pops the
+/// queue's head atomically, so decisions still follow queue order. Outcomes are summed; `left`
+/// is the smallest any call saw (the last one Redis ran).
+async fn decide_round(
+    ctx: &Context,
+    campaign: &CampaignId,
+    backlog: u64,
+) -> anyhow::Result<DecideOutcome> {
+    let batch = ctx.config.decide_batch as u64;
+    let calls = backlog
+        .div_ceil(batch)
+        .clamp(1, ctx.config.decide_in_flight as u64) as usize;
+    if calls == 1 {
+        return decide_batch(ctx, campaign).await;
+    }
+    let outcomes = join_all((0..calls).map(|_| decide_batch(ctx, campaign))).await;
+    let mut total = DecideOutcome {
+        left: u64::MAX,
+        ..DecideOutcome::default()
+    };
+    let mut first_error = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(o) => {
+                total.decided += o.decided;
+                total.issued += o.issued;
+                total.sold_out += o.sold_out;
+                total.duplicate += o.duplicate;
+                total.left = total.left.min(o.left);
+                total.log_full |= o.log_full;
+            }
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    // A full log stops the campaign only when nothing at all was decided this turn.
+    total.log_full &= total.decided == 0;
+    match first_error {
+        // What the other calls decided is in the log already; persist it before retrying.
+        Some(e) if total.decided > 0 => {
+            tracing::warn!(campaign = %campaign, error = %e, "one of the concurrent decide calls failed");
+            telemetry::backend_error(backend_of(&e), "deciding");
+            total.left = total.left.max(1);
+            Ok(total)
+        }
+        Some(e) => Err(e),
+        None => Ok(total),
     }
 }
 
