@@ -6,6 +6,8 @@
 #   SCENARIO=s2                       run one scenario (smoke, accept, s1, s2, s3, s4; default all)
 #   WORKERS=2                         worker processes while not paused/scaling (default 2)
 #   SKIP_BUILD=1                      use the release binaries already in target/release
+#   BIN_DIR=/some/release             take the binaries from there instead (implies SKIP_BUILD):
+#                                     runs two builds back to back for a before/after comparison
 #   KEEP_DB=1                         keep the run's database and Redis keys (default: dropped)
 #   RUSHLINE_SKIP_INSTALL=1           use the Redis/PostgreSQL already running (see scripts/setup)
 #
@@ -27,7 +29,8 @@ if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
     # shellcheck disable=SC1091
     . "$HOME/.cargo/env"
 fi
-if [ -z "${SKIP_BUILD:-}" ]; then cargo build --release --locked --bins; fi
+BIN_DIR="${BIN_DIR:-target/release}"
+if [ -z "${SKIP_BUILD:-}" ] && [ "$BIN_DIR" = target/release ]; then cargo build --release --locked --bins; fi
 
 # A free loopback port: bash's /dev/tcp fails to connect where nothing listens.
 port=""
@@ -81,7 +84,7 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-target/release/rushline-api >"$REPORT_DIR/api.log" 2>&1 &
+"$BIN_DIR/rushline-api" >"$REPORT_DIR/api.log" 2>&1 &
 api_pid=$!
 for _ in $(seq 1 300); do
     if curl -fsS "http://$RUSHLINE_HTTP_ADDR/readyz" >/dev/null 2>&1; then break; fi
@@ -95,11 +98,11 @@ done
 echo "rushline-api on http://$RUSHLINE_HTTP_ADDR (pid $api_pid), database $database, scale $SCALE"
 
 status=0
-target/release/rushline-loadtest \
+"$BIN_DIR/rushline-loadtest" \
     --api-url "http://$RUSHLINE_HTTP_ADDR" \
     --api-pid "$api_pid" \
     --workers "$WORKERS" \
-    --worker-bin target/release/rushline-worker \
+    --worker-bin "$BIN_DIR/rushline-worker" \
     --report-dir "$REPORT_DIR" \
     "${SCENARIO:-all}" --scale "$SCALE" || status=$?
 echo "report: $REPORT_DIR/report.json, $REPORT_DIR/*.svg, $REPORT_DIR/summary.txt"

@@ -17,7 +17,8 @@
 //! 5. [`verify`] waits for the record to settle, then checks the six guarantees of
 //!    `CONTRACT.md` against PostgreSQL (read directly) and the API, naming offending requests.
 //! 6. [`ceiling`] runs a bare axum server in-process answering every POST like rushline's `202`,
-//!    measured with the same client settings, so accept rates are reported as a ratio of it.
+//!    measured with the same client settings, so accept rates are reported as a ratio of it;
+//!    [`cpu`] says how much CPU each process spent per request in each of those blasts.
 //! 7. [`report`] writes one JSON object per scenario and an SVG chart; [`workers`] starts and
 //!    stops `rushline-worker` processes when the run manages them (pause, scaling).
 //!
@@ -25,6 +26,7 @@
 
 pub mod api;
 pub mod ceiling;
+pub mod cpu;
 pub mod error;
 pub mod monitor;
 pub mod report;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use super::{Context, DropSpec, ScenarioReport, finish, prepare};
 use crate::LoadError;
 use crate::ceiling::Ceiling;
+use crate::cpu::CpuSnapshot;
 use crate::traffic::{BlastConfig, Live, Load, Mix, blast, plan};
 
 /// The accept measurement's numbers.
@@ -73,10 +74,15 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
     };
     let mut body_len = 0;
     if ctx.set_workers(0).await? {
-        let paused = prepare(ctx, &closed("accp", args.requests, args.concurrency))
-            .await?
-            .blast(ctx)
-            .await?;
+        let prepared = prepare(ctx, &closed("accp", args.requests, args.concurrency)).await?;
+        let cpu = CpuSnapshot::take(ctx).await;
+        let paused = prepared.blast(ctx).await?;
+        cpu_figures(
+            &mut report,
+            CpuSnapshot::take(ctx).await - cpu,
+            args.requests,
+            "paused",
+        );
         ctx.set_workers(ctx.running_workers).await?;
         let mut part = ScenarioReport::default();
         let run = finish(ctx, paused, &mut part).await?;
@@ -90,10 +96,15 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
             .push("workers are not managed by this run: the paused measurement was skipped".into());
     }
     let mut part = ScenarioReport::default();
-    let blasted = prepare(ctx, &closed("accr", args.requests, args.concurrency))
-        .await?
-        .blast(ctx)
-        .await?;
+    let prepared = prepare(ctx, &closed("accr", args.requests, args.concurrency)).await?;
+    let cpu = CpuSnapshot::take(ctx).await;
+    let blasted = prepared.blast(ctx).await?;
+    cpu_figures(
+        &mut report,
+        CpuSnapshot::take(ctx).await - cpu,
+        args.requests,
+        "running",
+    );
     let run = finish(ctx, blasted, &mut part).await?;
     body_len = body_len.max(run.blast.accept_body_len);
     let running_rate = part.figures["accept_rate"];
@@ -114,6 +125,7 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
 
     let ceiling = Ceiling::start(body_len.max(1)).await?;
     let target = ctx.api.with_base(&ceiling.base())?;
+    let cpu = CpuSnapshot::take(ctx).await;
     let ceiling_blast = blast(BlastConfig {
         api: &target,
         campaigns: Arc::new(vec!["ceiling".into()]),
@@ -133,6 +145,13 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
     })
     .await?;
     drop(ceiling);
+    // The client's line here is the load generator with the ceiling server inside it.
+    cpu_figures(
+        &mut report,
+        CpuSnapshot::take(ctx).await - cpu,
+        args.requests,
+        "ceiling",
+    );
     let ceiling_rate = ceiling_blast.summary().accept_rate;
     report.figure("ceiling_rate", ceiling_rate);
     report.figure("ceiling_body_bytes", body_len as f64);
@@ -176,4 +195,10 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
         report.absorb(verdict);
     }
     Ok(report)
+}
+
+fn cpu_figures(report: &mut ScenarioReport, used: CpuSnapshot, requests: usize, label: &str) {
+    for (name, value) in used.per_request(requests, label) {
+        report.figure(&name, value);
+    }
 }

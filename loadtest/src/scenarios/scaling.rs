@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::{Context, DropSpec, ScenarioReport, finish, prepare};
 use crate::LoadError;
+use crate::cpu::CpuSnapshot;
 use crate::monitor::issued_rows;
 use crate::traffic::{Load, Mix};
 
@@ -73,6 +74,7 @@ pub async fn s3(ctx: &mut Context, args: &ScalingArgs) -> Result<ScenarioReport,
             .iter()
             .filter(|r| r.answer.request_id().is_some())
             .count() as i64;
+        let cpu = CpuSnapshot::take(ctx).await;
         let started = Instant::now();
         ctx.set_workers(n).await?;
         let deadline = started + ctx.settle + Duration::from_secs(300);
@@ -86,6 +88,12 @@ pub async fn s3(ctx: &mut Context, args: &ScalingArgs) -> Result<ScenarioReport,
             }
             // A bounded poll: the drain has no event the client could await.
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // CPU per request from the workers' start to the last persisted row (plus the poll's
+        // last 50 ms at most); the workers started after the first snapshot, so all theirs counts.
+        let used = CpuSnapshot::take(ctx).await - cpu;
+        for (name, value) in used.per_request(accepted.max(0) as usize, &name) {
+            report.figure(&name, value);
         }
         let mut part = ScenarioReport::default();
         finish(ctx, blasted, &mut part).await?;
