@@ -208,3 +208,56 @@ async fn sequential_requests_are_served_first_come_first_served() {
     assert_eq!(statuses, expected);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deep_queue_decided_by_pipelined_calls_keeps_queue_order() {
+    // 600 requests queued one after another with no worker running; then three workers with
+    // small batches and four decide calls in flight each, so a dozen calls race for the queue.
+    // Every call pops the head atomically: exactly the first `stock` in queue order are issued,
+    // with distinct codes, and the record agrees.
+    const QUEUED: usize = 600;
+    const STOCK: u64 = 250;
+    let mut app = crate::helpers::spawn_app().await;
+    let campaign = app.open_campaign(STOCK).await;
+    let mut ids = Vec::with_capacity(QUEUED);
+    for n in 0..QUEUED {
+        let response = app.issue(&campaign, &format!("deep-{n}")).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body: Value = response.json().await.unwrap();
+        ids.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    for _ in 0..3 {
+        app.start_worker_with(&[
+            ("RUSHLINE_DECIDE_BATCH", "8"),
+            ("RUSHLINE_DECIDE_IN_FLIGHT", "4"),
+        ]);
+    }
+    let mut codes = HashSet::new();
+    for (position, id) in ids.iter().enumerate() {
+        let status = app.final_status(id).await;
+        let expected = if position < STOCK as usize {
+            "issued"
+        } else {
+            "sold_out"
+        };
+        assert_eq!(
+            status["status"], expected,
+            "request {position} in queue order"
+        );
+        if expected == "issued" {
+            assert!(codes.insert(status["coupon_code"].as_str().unwrap().to_owned()));
+        }
+    }
+    app.drained(&campaign).await;
+    let id = CampaignId::parse(campaign.clone()).unwrap();
+    let audit = rushline_testkit::audit(&app.store, &id).await.unwrap();
+    audit.assert_guarantees();
+    assert_eq!(audit.issued_rows, STOCK as i64);
+    assert_eq!(
+        rushline_testkit::recorded_rows(&app.store, &id)
+            .await
+            .unwrap(),
+        QUEUED as i64
+    );
+    app.stop().await;
+}
