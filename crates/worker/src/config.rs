@@ -56,7 +56,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// How this worker reaches Redis (a small pool: the loops run one call at a time each).
+    /// How this worker reaches Redis: a small pool of multiplexed connections (the persist loop
+    /// runs one call at a time, the decide loop up to `decide_in_flight`, pipelined).
     pub fn queue_config(&self) -> rushline_queue::QueueConfig {
         rushline_queue::QueueConfig {
             namespace: self.key_namespace.clone(),

@@ -3,8 +3,9 @@
 //! Each call of `decide.lua` atomically pops a batch, decides it and appends it to the
 //! campaign's decision log, so this loop never holds a request outside Redis: a SIGKILL at any
 //! line loses nothing and decides nothing twice. Campaigns with work are served round-robin, one
-//! batch each, so one hot campaign cannot starve the others. On shutdown the loop finishes the
-//! call in progress and stops. A campaign whose decision log is at its bound (PostgreSQL is
+//! turn each (one batch, or `decide_in_flight` batches at once while the queue is deep), so one
+//! hot campaign cannot starve the others. On shutdown the loop finishes the calls in progress and
+//! stops. A campaign whose decision log is at its bound (PostgreSQL is
 //! behind) is skipped until the next sweep: Redis never buffers without limit.
 
 use std::collections::BTreeMap;
