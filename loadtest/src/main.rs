@@ -109,6 +109,14 @@ enum Scenario {
     S3(ScalingFlags),
     /// S4 many campaigns: 100 campaigns × 2,000 requests.
     S4(DropFlags),
+    /// Serves the ceiling in this process until standard input closes (the accept scenario
+    /// starts it as a child to measure a ceiling in a process of its own).
+    #[command(hide = true)]
+    CeilingServer {
+        /// Response body size in bytes.
+        #[arg(long)]
+        body_len: usize,
+    },
     /// accept, S1, S2, S3, S4 in turn, every count multiplied by --scale.
     All {
         /// Multiplies every request count (and stock) of every scenario.
@@ -192,6 +200,9 @@ struct ScalingFlags {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Scenario::CeilingServer { body_len } = cli.scenario {
+        return Ok(rushline_loadtest::ceiling::serve_until_stdin_closes(body_len.max(1)).await?);
+    }
     let g = &cli.global;
     let api = Api::new(&g.api_url, g.admin_token.clone(), 1024)?;
     anyhow::ensure!(
@@ -267,6 +278,8 @@ async fn main() -> anyhow::Result<()> {
             reports.push(scenarios::s3(&mut ctx, &args).await?);
         }
         Scenario::S4(f) => reports.push(scenarios::s4(&ctx, &f.apply(DropArgs::s4())).await?),
+        // Served before anything was set up.
+        Scenario::CeilingServer { .. } => {}
         Scenario::All { scale } => {
             let scale = *scale;
             let steps: [&str; 5] = ["accept", "s1", "s2", "s3", "s4"];

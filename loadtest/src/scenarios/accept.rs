@@ -7,8 +7,9 @@ use serde::Serialize;
 
 use super::{Context, DropSpec, ScenarioReport, finish, prepare};
 use crate::LoadError;
-use crate::ceiling::Ceiling;
+use crate::ceiling::{Ceiling, CeilingProcess};
 use crate::cpu::CpuSnapshot;
+use crate::monitor::cpu_ticks;
 use crate::traffic::{BlastConfig, Live, Load, Mix, blast, plan};
 
 /// The accept measurement's numbers.
@@ -124,26 +125,8 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
     }
 
     let ceiling = Ceiling::start(body_len.max(1)).await?;
-    let target = ctx.api.with_base(&ceiling.base())?;
     let cpu = CpuSnapshot::take(ctx).await;
-    let ceiling_blast = blast(BlastConfig {
-        api: &target,
-        campaigns: Arc::new(vec!["ceiling".into()]),
-        jobs: Arc::new(plan(
-            closed("ceil", args.requests, args.concurrency).mix,
-            1,
-            &format!("{}ceil", ctx.tag),
-            1,
-        )?),
-        load: Load::Closed {
-            concurrency: args.concurrency,
-        },
-        max_duration: ctx.max_duration,
-        live: Arc::new(Live::default()),
-        progress: ctx.progress,
-        tag: format!("{}ceil", ctx.tag),
-    })
-    .await?;
+    let ceiling_rate = blast_ceiling(ctx, args, &ceiling.base(), "ceil").await?;
     drop(ceiling);
     // The client's line here is the load generator with the ceiling server inside it.
     cpu_figures(
@@ -152,7 +135,6 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
         args.requests,
         "ceiling",
     );
-    let ceiling_rate = ceiling_blast.summary().accept_rate;
     report.figure("ceiling_rate", ceiling_rate);
     report.figure("ceiling_body_bytes", body_len as f64);
     report.figure("ratio_running", running_rate / ceiling_rate.max(1e-9));
@@ -164,6 +146,34 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
          rushline runs in its own processes beside Redis, PostgreSQL and the workers"
             .into(),
     );
+
+    // The same server in a process of its own, as rushline's API is: for comparison only.
+    match CeilingProcess::spawn(body_len.max(1)).await {
+        Ok(process) => {
+            let server_cpu = process.pid().and_then(cpu_ticks);
+            let cpu = CpuSnapshot::take(ctx).await;
+            let rate = blast_ceiling(ctx, args, process.base(), "ceip").await?;
+            let used = CpuSnapshot::take(ctx).await - cpu;
+            let n = args.requests.max(1) as f64;
+            if let Some(client) = used.client {
+                report.figure("cpu_us_per_req_ceiling_process_client", client * 1e6 / n);
+            }
+            if let (Some(before), Some(after)) = (server_cpu, process.pid().and_then(cpu_ticks)) {
+                // Linux reports process CPU time in 100 Hz clock ticks.
+                let seconds = after.saturating_sub(before) as f64 / 100.0;
+                report.figure("cpu_us_per_req_ceiling_process_server", seconds * 1e6 / n);
+            }
+            drop(process);
+            report.figure("ceiling_process_rate", rate);
+            report.figure("ratio_running_vs_process", running_rate / rate.max(1e-9));
+            if let Some(&paused) = report.figures.get("accept_rate_paused") {
+                report.figure("ratio_paused_vs_process", paused / rate.max(1e-9));
+            }
+        }
+        Err(e) => report
+            .notes
+            .push(format!("the ceiling in its own process did not start: {e}")),
+    }
 
     // Open loop at half the running rate: latency from the intended send time.
     let rate = (running_rate / 2.0).max(1.0);
@@ -195,6 +205,37 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
         report.absorb(verdict);
     }
     Ok(report)
+}
+
+/// One closed-loop blast at a ceiling server (`base`), with the accept measurement's client
+/// settings; its accept rate.
+async fn blast_ceiling(
+    ctx: &Context,
+    args: &AcceptArgs,
+    base: &str,
+    name: &str,
+) -> Result<f64, LoadError> {
+    let target = ctx.api.with_base(base)?;
+    let tag = format!("{}{name}", ctx.tag);
+    let blasted = blast(BlastConfig {
+        api: &target,
+        campaigns: Arc::new(vec!["ceiling".into()]),
+        jobs: Arc::new(plan(
+            closed(name, args.requests, args.concurrency).mix,
+            1,
+            &tag,
+            1,
+        )?),
+        load: Load::Closed {
+            concurrency: args.concurrency,
+        },
+        max_duration: ctx.max_duration,
+        live: Arc::new(Live::default()),
+        progress: ctx.progress,
+        tag,
+    })
+    .await?;
+    Ok(blasted.summary().accept_rate)
 }
 
 fn cpu_figures(report: &mut ScenarioReport, used: CpuSnapshot, requests: usize, label: &str) {
