@@ -184,6 +184,39 @@ impl Queue {
         .await
     }
 
+    /// Every key of this deployment (under [`Keys::root`]), sorted, each once: for tests that
+    /// wipe a namespace and for the load test's key counts. `SCAN`, not `KEYS`, so a shared Redis
+    /// holding millions of other keys is never blocked; each step is bounded by the timeout.
+    pub async fn deployment_keys(&self) -> Result<Vec<String>, QueueError> {
+        let pattern = format!("{}*", self.keys.root());
+        let mut cursor: u64 = 0;
+        let mut keys = Vec::new();
+        loop {
+            let pattern = pattern.as_str();
+            let (next, batch): (u64, Vec<String>) = self
+                .run(|mut conn| async move {
+                    Ok(redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(10_000)
+                        .query_async(&mut conn)
+                        .await?)
+                })
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        // SCAN may return a key more than once.
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
+
     /// Runs `op` on one of the process's connections under the configured timeout.
     ///
     /// When a call finds its connection broken (I/O, dropped, timed out), every held connection

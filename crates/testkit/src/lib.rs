@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rushline_domain::{CampaignId, CampaignName, CampaignSpec, Stock};
-use rushline_queue::QueueConfig;
+use rushline_queue::{Queue, QueueConfig};
 use rushline_store::Store;
 use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
@@ -143,36 +143,16 @@ impl TestEnv {
     /// Deletes every Redis key of this test's namespace at once (simulates Redis losing its
     /// data).
     ///
-    /// `SCAN`, not `KEYS`: a shared Redis may hold millions of other keys (a load test's), and
-    /// `KEYS` would block it and time out. The keys are collected first and deleted by one `DEL`,
-    /// which is atomic: deleting them batch by batch while workers run would let a warm-up
+    /// The keys are collected first ([`Queue::deployment_keys`], a `SCAN`) and deleted by one
+    /// `DEL`, which is atomic: deleting them batch by batch while workers run would let a warm-up
     /// rebuild part of the state between two batches, which no real data loss does.
     pub async fn flush_redis(&self) -> anyhow::Result<u64> {
-        let client = redis::Client::open(self.redis_url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let pattern = format!("rushline:{}:*", self.namespace);
-        let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(10_000)
-                .query_async(&mut conn)
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = Queue::new(self.queue_config())?.deployment_keys().await?;
         if keys.is_empty() {
             return Ok(0);
         }
+        let client = redis::Client::open(self.redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
         Ok(redis::cmd("DEL")
             .arg(&keys)
             .query_async::<u64>(&mut conn)

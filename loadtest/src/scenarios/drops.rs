@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::{Context, DropSpec, ScenarioReport, run_drop};
 use crate::LoadError;
+use crate::monitor::redis_info;
 use crate::traffic::{Answer, Load, Mix};
 
 /// The numbers of a drop; every scenario has its defaults and each can be overridden.
@@ -211,44 +212,18 @@ pub async fn s4(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadEr
     Ok(report)
 }
 
-/// Keys under the deployment's namespace (`SCAN … MATCH rushline:<ns>:*`), when Redis is
-/// reachable. Unlike `used_memory`, this counts only rushline's own keys in a shared Redis.
+/// Keys under the deployment's namespace, when Redis is reachable. Unlike `used_memory`, this
+/// counts only rushline's own keys in a shared Redis.
 pub async fn namespace_keys(ctx: &Context) -> Option<u64> {
-    let client = redis::Client::open(ctx.redis_url.as_deref()?).ok()?;
-    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-    let pattern = match &ctx.key_namespace {
-        Some(ns) => format!("rushline:{ns}:*"),
-        None => "rushline:*".into(),
-    };
-    let (mut cursor, mut count) = (0u64, 0u64);
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut conn)
-            .await
-            .ok()?;
-        count += keys.len() as u64;
-        if next == 0 {
-            return Some(count);
-        }
-        cursor = next;
-    }
+    let keys = ctx.queue.as_ref()?.deployment_keys().await.ok()?;
+    Some(keys.len() as u64)
 }
 
 /// Redis `used_memory` in bytes, when Redis is reachable.
 pub async fn redis_memory(ctx: &Context) -> Option<f64> {
-    let client = redis::Client::open(ctx.redis_url.as_deref()?).ok()?;
-    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut conn)
-        .await
-        .ok()?;
-    info.lines()
+    redis_info(ctx.redis_url.as_deref(), "memory")
+        .await?
+        .lines()
         .find_map(|line| line.strip_prefix("used_memory:"))
         .and_then(|n| n.trim().parse().ok())
 }
