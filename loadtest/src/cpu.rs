@@ -7,7 +7,7 @@
 
 use std::ops::Sub;
 
-use crate::monitor::cpu_ticks;
+use crate::monitor::{cpu_seconds, redis_info};
 use crate::scenarios::Context;
 
 /// Cumulative CPU seconds (user + system) of each part, where readable.
@@ -25,20 +25,19 @@ pub struct CpuSnapshot {
     pub machine: Option<f64>,
 }
 
-/// Linux reports process CPU time in 100 Hz clock ticks.
+/// `/proc/stat` counts in 100 Hz clock ticks.
 const TICKS_PER_SECOND: f64 = 100.0;
 
 impl CpuSnapshot {
     /// Reads every part now.
     pub async fn take(ctx: &Context) -> Self {
-        let seconds = |pid: u32| cpu_ticks(pid).map(|t| t as f64 / TICKS_PER_SECOND);
         let workers = ctx
             .workers
             .as_ref()
-            .map(|pool| pool.pids().into_iter().filter_map(&seconds).sum::<f64>());
+            .map(|pool| pool.pids().into_iter().filter_map(cpu_seconds).sum::<f64>());
         Self {
-            client: seconds(std::process::id()),
-            api: ctx.api_pid.and_then(seconds),
+            client: cpu_seconds(std::process::id()),
+            api: ctx.api_pid.and_then(cpu_seconds),
             workers,
             redis: redis_cpu_seconds(ctx).await,
             machine: machine_busy_seconds(),
@@ -80,14 +79,7 @@ impl Sub for CpuSnapshot {
 
 /// `used_cpu_user + used_cpu_sys` of the Redis server, in seconds.
 async fn redis_cpu_seconds(ctx: &Context) -> Option<f64> {
-    let client = redis::Client::open(ctx.redis_url.as_deref()?).ok()?;
-    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(&mut conn)
-        .await
-        .ok()?;
-    parse_redis_cpu(&info)
+    parse_redis_cpu(&redis_info(ctx.redis_url.as_deref(), "cpu").await?)
 }
 
 fn parse_redis_cpu(info: &str) -> Option<f64> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use rushline_loadtest::api::Api;
-use rushline_loadtest::monitor::cpu_ticks;
+use rushline_loadtest::monitor::cpu_seconds;
 use rushline_loadtest::report;
 use rushline_loadtest::scenarios::{
     self, AcceptArgs, Context, DropArgs, ScalingArgs, ScenarioReport,
@@ -354,15 +354,14 @@ async fn idle_cpu(api_pid: u32, ctx: &Context, report: &mut ScenarioReport) {
     if let Some(pool) = &ctx.workers {
         pids.extend(pool.pids().into_iter().map(|p| ("workers", p)));
     }
-    let before: Vec<Option<u64>> = pids.iter().map(|(_, p)| cpu_ticks(*p)).collect();
+    let before: Vec<Option<f64>> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
     let window = Duration::from_secs(5);
     tokio::time::sleep(window).await;
     let mut api = 0.0;
     let mut workers = 0.0;
     for ((role, pid), before) in pids.iter().zip(before) {
-        if let (Some(a), Some(b)) = (before, cpu_ticks(*pid)) {
-            // Linux reports CPU time in 100 Hz clock ticks.
-            let share = (b - a) as f64 / 100.0 / window.as_secs_f64() * 100.0;
+        if let (Some(a), Some(b)) = (before, cpu_seconds(*pid)) {
+            let share = (b - a) / window.as_secs_f64() * 100.0;
             if *role == "api" {
                 api += share;
             } else {

@@ -156,6 +156,22 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|kib| kib.parse().ok())
 }
 
+/// One section of Redis's `INFO`, when Redis is reachable.
+pub async fn redis_info(redis_url: Option<&str>, section: &str) -> Option<String> {
+    let client = redis::Client::open(redis_url?).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn)
+        .await
+        .ok()
+}
+
+/// CPU time (user + system) `pid` has used, in seconds: Linux counts it in 100 Hz clock ticks.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_ticks(pid).map(|ticks| ticks as f64 / 100.0)
+}
+
 /// CPU time (user + system) `pid` has used, in clock ticks (`/proc/<pid>/stat`).
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -9,7 +9,7 @@ use super::{Context, DropSpec, ScenarioReport, finish, prepare};
 use crate::LoadError;
 use crate::ceiling::{Ceiling, CeilingProcess};
 use crate::cpu::CpuSnapshot;
-use crate::monitor::cpu_ticks;
+use crate::monitor::cpu_seconds;
 use crate::traffic::{BlastConfig, Live, Load, Mix, blast, plan};
 
 /// The accept measurement's numbers.
@@ -78,12 +78,7 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
         let prepared = prepare(ctx, &closed("accp", args.requests, args.concurrency)).await?;
         let cpu = CpuSnapshot::take(ctx).await;
         let paused = prepared.blast(ctx).await?;
-        cpu_figures(
-            &mut report,
-            CpuSnapshot::take(ctx).await - cpu,
-            args.requests,
-            "paused",
-        );
+        report.cpu_figures(CpuSnapshot::take(ctx).await - cpu, args.requests, "paused");
         ctx.set_workers(ctx.running_workers).await?;
         let mut part = ScenarioReport::default();
         let run = finish(ctx, paused, &mut part).await?;
@@ -100,12 +95,7 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
     let prepared = prepare(ctx, &closed("accr", args.requests, args.concurrency)).await?;
     let cpu = CpuSnapshot::take(ctx).await;
     let blasted = prepared.blast(ctx).await?;
-    cpu_figures(
-        &mut report,
-        CpuSnapshot::take(ctx).await - cpu,
-        args.requests,
-        "running",
-    );
+    report.cpu_figures(CpuSnapshot::take(ctx).await - cpu, args.requests, "running");
     let run = finish(ctx, blasted, &mut part).await?;
     body_len = body_len.max(run.blast.accept_body_len);
     let running_rate = part.figures["accept_rate"];
@@ -129,12 +119,7 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
     let ceiling_rate = blast_ceiling(ctx, args, &ceiling.base(), "ceil").await?;
     drop(ceiling);
     // The client's line here is the load generator with the ceiling server inside it.
-    cpu_figures(
-        &mut report,
-        CpuSnapshot::take(ctx).await - cpu,
-        args.requests,
-        "ceiling",
-    );
+    report.cpu_figures(CpuSnapshot::take(ctx).await - cpu, args.requests, "ceiling");
     report.figure("ceiling_rate", ceiling_rate);
     report.figure("ceiling_body_bytes", body_len as f64);
     report.figure("ratio_running", running_rate / ceiling_rate.max(1e-9));
@@ -150,18 +135,20 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
     // The same server in a process of its own, as rushline's API is: for comparison only.
     match CeilingProcess::spawn(body_len.max(1)).await {
         Ok(process) => {
-            let server_cpu = process.pid().and_then(cpu_ticks);
+            let server_cpu = process.pid().and_then(cpu_seconds);
             let cpu = CpuSnapshot::take(ctx).await;
             let rate = blast_ceiling(ctx, args, process.base(), "ceip").await?;
-            let used = CpuSnapshot::take(ctx).await - cpu;
+            report.cpu_figures(
+                CpuSnapshot::take(ctx).await - cpu,
+                args.requests,
+                "ceiling_process",
+            );
             let n = args.requests.max(1) as f64;
-            if let Some(client) = used.client {
-                report.figure("cpu_us_per_req_ceiling_process_client", client * 1e6 / n);
-            }
-            if let (Some(before), Some(after)) = (server_cpu, process.pid().and_then(cpu_ticks)) {
-                // Linux reports process CPU time in 100 Hz clock ticks.
-                let seconds = after.saturating_sub(before) as f64 / 100.0;
-                report.figure("cpu_us_per_req_ceiling_process_server", seconds * 1e6 / n);
+            if let (Some(before), Some(after)) = (server_cpu, process.pid().and_then(cpu_seconds)) {
+                report.figure(
+                    "cpu_us_per_req_ceiling_process_server",
+                    (after - before) * 1e6 / n,
+                );
             }
             drop(process);
             report.figure("ceiling_process_rate", rate);
@@ -236,10 +223,4 @@ async fn blast_ceiling(
     })
     .await?;
     Ok(blasted.summary().accept_rate)
-}
-
-fn cpu_figures(report: &mut ScenarioReport, used: CpuSnapshot, requests: usize, label: &str) {
-    for (name, value) in used.per_request(requests, label) {
-        report.figure(&name, value);
-    }
 }

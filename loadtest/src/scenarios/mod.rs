@@ -19,6 +19,7 @@ use sqlx::PgPool;
 
 use crate::LoadError;
 use crate::api::Api;
+use crate::cpu::CpuSnapshot;
 use crate::monitor::{Monitor, Sample, Watch, peak_rates};
 use crate::resolve::{ResolveSummary, resolve};
 use crate::traffic::{
@@ -127,6 +128,13 @@ impl ScenarioReport {
 
     fn figure(&mut self, name: &str, value: f64) {
         self.figures.insert(name.into(), value);
+    }
+
+    /// The CPU each part used over `requests` requests, as `cpu_us_per_req_<label>_<part>`.
+    fn cpu_figures(&mut self, used: CpuSnapshot, requests: usize, label: &str) {
+        for (name, value) in used.per_request(requests, label) {
+            self.figure(&name, value);
+        }
     }
 
     /// Merges another verdict into this report's.

@@ -91,10 +91,11 @@ pub async fn s3(ctx: &mut Context, args: &ScalingArgs) -> Result<ScenarioReport,
         }
         // CPU per request from the workers' start to the last persisted row (plus the poll's
         // last 50 ms at most); the workers started after the first snapshot, so all theirs counts.
-        let used = CpuSnapshot::take(ctx).await - cpu;
-        for (name, value) in used.per_request(accepted.max(0) as usize, &name) {
-            report.figure(&name, value);
-        }
+        report.cpu_figures(
+            CpuSnapshot::take(ctx).await - cpu,
+            accepted.max(0) as usize,
+            &name,
+        );
         let mut part = ScenarioReport::default();
         finish(ctx, blasted, &mut part).await?;
         match (decided_s, persisted_s) {
