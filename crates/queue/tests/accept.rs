@@ -11,17 +11,6 @@ use rushline_testkit::TestEnv;
 /// RUSHLINE_ACCEPT_BATCH's largest group.
 const GROUP: usize = 4_096;
 
-async fn warm_campaign(env: &TestEnv, queue: &Queue, stock: u64) -> CampaignId {
-    let campaign = CampaignId::parse(format!(
-        "a-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    ))
-    .unwrap();
-    env.create_open_campaign(&campaign, stock).await.unwrap();
-    queue.warm(&campaign, &env.store).await.unwrap();
-    campaign
-}
-
 fn items(campaign: &CampaignId, prefix: &str, n: usize) -> Vec<AcceptItem> {
     (0..n)
         .map(|i| AcceptItem {
@@ -36,7 +25,7 @@ fn items(campaign: &CampaignId, prefix: &str, n: usize) -> Vec<AcceptItem> {
 async fn one_huge_group_is_queued_in_order_with_every_record() {
     let env = TestEnv::new().await.unwrap();
     let queue = Queue::new(env.queue_config()).unwrap();
-    let campaign = warm_campaign(&env, &queue, 10_000).await;
+    let campaign = env.warm_open_campaign(&queue, 10_000).await.unwrap();
     let mut group = items(&campaign, "user", GROUP);
     // The last request retries the first one's key: a replay of a request of the same group.
     let key = IdempotencyKey::parse("same-group-key").unwrap();
@@ -96,7 +85,7 @@ async fn one_huge_group_is_queued_in_order_with_every_record() {
 async fn one_huge_group_decided_at_once_when_sold_out_writes_every_record() {
     let env = TestEnv::new().await.unwrap();
     let queue = Queue::new(env.queue_config()).unwrap();
-    let campaign = warm_campaign(&env, &queue, 1).await;
+    let campaign = env.warm_open_campaign(&queue, 1).await.unwrap();
     let first = items(&campaign, "early", 1);
     queue.accept(&campaign, &first).await.unwrap();
     let decided = queue.decide(&campaign, 16).await.unwrap().unwrap();

@@ -24,13 +24,7 @@ struct Setup {
 async fn campaign_with_queued(stock: u64, users: usize) -> (Setup, Vec<RequestId>) {
     let env = TestEnv::new().await.unwrap();
     let queue = Queue::new(env.queue_config()).unwrap();
-    let campaign = CampaignId::parse(format!(
-        "k-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    ))
-    .unwrap();
-    env.create_open_campaign(&campaign, stock).await.unwrap();
-    queue.warm(&campaign, &env.store).await.unwrap();
+    let campaign = env.warm_open_campaign(&queue, stock).await.unwrap();
     let items: Vec<AcceptItem> = (0..users)
         .map(|n| AcceptItem {
             request_id: RequestId::new_for(&campaign),

@@ -131,6 +131,19 @@ impl TestEnv {
         Ok(())
     }
 
+    /// A fresh open campaign with `stock`, recorded in PostgreSQL and warmed into Redis through
+    /// `queue`: ready for accept and decide calls.
+    pub async fn warm_open_campaign(
+        &self,
+        queue: &Queue,
+        stock: u64,
+    ) -> anyhow::Result<CampaignId> {
+        let id = CampaignId::parse(format!("c-{}", &Uuid::new_v4().simple().to_string()[..12]))?;
+        self.create_open_campaign(&id, stock).await?;
+        queue.warm(&id, &self.store).await?;
+        Ok(id)
+    }
+
     /// Queue configuration for this test's namespace.
     pub fn queue_config(&self) -> QueueConfig {
         QueueConfig {

@@ -15,13 +15,7 @@ async fn queued_campaign(
     stock: u64,
     requests: usize,
 ) -> (CampaignId, Vec<RequestId>) {
-    let id = CampaignId::parse(format!(
-        "c-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    ))
-    .unwrap();
-    env.create_open_campaign(&id, stock).await.unwrap();
-    queue.warm(&id, &env.store).await.unwrap();
+    let id = env.warm_open_campaign(queue, stock).await.unwrap();
     let mut ids = Vec::new();
     let items: Vec<AcceptItem> = (0..requests)
         .map(|n| {

@@ -13,13 +13,7 @@ use tokio::process::{Child, Command};
 /// A campaign with `stock` coupons and `users` distinct users' requests queued through the
 /// API's accept script, plus one second press by the first user.
 async fn queued_campaign(env: &TestEnv, queue: &Queue, stock: u64, users: usize) -> CampaignId {
-    let id = CampaignId::parse(format!(
-        "m-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    ))
-    .unwrap();
-    env.create_open_campaign(&id, stock).await.unwrap();
-    queue.warm(&id, &env.store).await.unwrap();
+    let id = env.warm_open_campaign(queue, stock).await.unwrap();
     let items: Vec<AcceptItem> = (0..users)
         .chain([0])
         .map(|user| AcceptItem {
