@@ -89,14 +89,8 @@ enum Command {
     ///
     /// Safe while APIs are starting: migrations take an advisory lock and each applies once.
     Migrate {
-        /// PostgreSQL URL.
-        #[arg(
-            long,
-            env = "RUSHLINE_DATABASE_URL",
-            default_value = "postgres://rushline:rushline@127.0.0.1:5432/rushline",
-            hide_env_values = true
-        )]
-        database_url: String,
+        #[command(flatten)]
+        record: RecordArg,
     },
     /// Make sure every campaign's Redis state exists, rebuilding it from PostgreSQL.
     ///
@@ -114,14 +108,8 @@ enum Command {
         /// Only this campaign.
         #[arg(long)]
         campaign: Option<String>,
-        /// PostgreSQL URL (the record).
-        #[arg(
-            long,
-            env = "RUSHLINE_DATABASE_URL",
-            default_value = "postgres://rushline:rushline@127.0.0.1:5432/rushline",
-            hide_env_values = true
-        )]
-        database_url: String,
+        #[command(flatten)]
+        record: RecordArg,
         /// Redis URL.
         #[arg(
             long,
@@ -134,6 +122,19 @@ enum Command {
         #[arg(long, env = "RUSHLINE_KEY_NAMESPACE")]
         key_namespace: Option<String>,
     },
+}
+
+/// Where the record is: the same flag for every command that reads PostgreSQL.
+#[derive(Args)]
+struct RecordArg {
+    /// PostgreSQL URL (the record).
+    #[arg(
+        long,
+        env = "RUSHLINE_DATABASE_URL",
+        default_value = "postgres://rushline:rushline@127.0.0.1:5432/rushline",
+        hide_env_values = true
+    )]
+    database_url: String,
 }
 
 #[derive(Subcommand)]
@@ -226,15 +227,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Campaign(command) => campaign(&client, format, command).await,
         Command::Stats(args) => stats(&client, format, args).await,
-        Command::Migrate { database_url } => migrate(&database_url).await,
+        Command::Migrate { record } => migrate(&record.database_url).await,
         Command::Recover {
             campaign,
-            database_url,
+            record,
             redis_url,
             key_namespace,
         } => {
             let args = recover::Recover {
-                database_url,
+                database_url: record.database_url,
                 redis_url,
                 // The servers treat an empty namespace as none; so does this.
                 namespace: key_namespace.filter(|ns| !ns.is_empty()),
