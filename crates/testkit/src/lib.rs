@@ -1,12 +1,15 @@
 //! Test support shared by the API's and the worker's integration tests.
 //!
 //! Every test gets its own PostgreSQL database (`rushline_t<uuid>`, migrated) and its own Redis
-//! key namespace (`rushline:t<uuid>:`), against the real servers named by
-//! `RUSHLINE_TEST_DATABASE_URL` and `RUSHLINE_TEST_REDIS_URL` (defaults: the contract's URLs), so
-//! tests run in parallel and twice in a row without seeing each other.
+//! key namespace (`rushline:t<uuid>:`), so tests run in parallel and twice in a row without
+//! seeing each other. The database is created on the real server named by
+//! `RUSHLINE_TEST_DATABASE_URL` (default: the contract's URL). The namespace lives on a
+//! `redis-server` of the test process's own ([`process_redis`]), so nothing a test does depends
+//! on what else the machine's Redis holds; `RUSHLINE_TEST_REDIS_URL` names another Redis instead.
 //! [`audit`] checks guarantees 1–3 and 6 against the record. [`servers`] starts private Redis
 //! and PostgreSQL processes for tests that crash, stop or wipe them.
 
+pub mod process_redis;
 pub mod servers;
 
 use std::time::Duration;
@@ -24,10 +27,27 @@ pub fn admin_database_url() -> String {
         .unwrap_or_else(|_| "postgres://rushline:rushline@127.0.0.1:5432/rushline".into())
 }
 
-/// The Redis tests use.
-pub fn redis_url() -> String {
-    std::env::var("RUSHLINE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+/// The Redis tests use: `RUSHLINE_TEST_REDIS_URL` when set, else this test process's own
+/// `redis-server` ([`process_redis`]), started on first use.
+pub fn test_redis_url() -> anyhow::Result<String> {
+    match std::env::var("RUSHLINE_TEST_REDIS_URL") {
+        Ok(url) => Ok(url),
+        Err(_) => process_redis::url(),
+    }
 }
+
+/// [`test_redis_url`], for tests that need a plain string.
+///
+/// # Panics
+///
+/// When the process's own `redis-server` cannot be started (not installed: run scripts/setup);
+/// no test can run without it.
+pub fn redis_url() -> String {
+    test_redis_url().unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// How long [`TestEnv::cleanup`] keeps trying to delete a namespace's keys before it leaves them.
+const REDIS_CLEANUP_BOUND: Duration = Duration::from_secs(30);
 
 /// One test's private database and Redis namespace.
 pub struct TestEnv {
@@ -53,7 +73,7 @@ impl TestEnv {
 
     /// Like [`TestEnv::new`], but leaves the database empty (to test start-up migrations).
     pub async fn unmigrated() -> anyhow::Result<Self> {
-        Self::unmigrated_on(&admin_database_url(), &redis_url()).await
+        Self::unmigrated_on(&admin_database_url(), &test_redis_url()?).await
     }
 
     /// Like [`TestEnv::new`], on the given servers (a test's private ones, see [`servers`]).
@@ -172,9 +192,13 @@ impl TestEnv {
             .await?)
     }
 
-    /// Drops the database and the namespace's keys.
+    /// Drops the database, then deletes the namespace's keys.
+    ///
+    /// Only the database's drop can fail the test. Deleting keys is housekeeping: it is retried
+    /// for up to 30 s (a Redis that is busy or restarting answers later) and then left, with a
+    /// line on stderr. On the process's own server ([`process_redis`]) it scans only this
+    /// process's namespaces, and the server goes away with the process anyway.
     pub async fn cleanup(self) -> anyhow::Result<()> {
-        self.flush_redis().await?;
         self.store.pool().close().await;
         let mut admin = PgConnection::connect(&self.admin_url).await?;
         admin
@@ -186,6 +210,42 @@ impl TestEnv {
                 .as_str(),
             )
             .await?;
+        let delete = async {
+            loop {
+                match self.unlink_namespace().await {
+                    Ok(()) => return,
+                    // Backoff between attempts, not synchronisation.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
+        };
+        if tokio::time::timeout(REDIS_CLEANUP_BOUND, delete)
+            .await
+            .is_err()
+        {
+            eprintln!(
+                "testkit: left Redis keys rushline:{}:* on {} (not deleted within {REDIS_CLEANUP_BOUND:?})",
+                self.namespace, self.redis_url
+            );
+        }
+        Ok(())
+    }
+
+    /// `UNLINK`s every key of the namespace, a thousand per call (the memory is freed in the
+    /// background; unlike [`TestEnv::flush_redis`] nothing needs them gone at one instant).
+    async fn unlink_namespace(&self) -> anyhow::Result<()> {
+        let keys = Queue::new(self.queue_config())?.deployment_keys().await?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let client = redis::Client::open(self.redis_url.as_str())?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        for chunk in keys.chunks(1000) {
+            redis::cmd("UNLINK")
+                .arg(chunk)
+                .query_async::<u64>(&mut conn)
+                .await?;
+        }
         Ok(())
     }
 }

@@ -79,6 +79,8 @@ impl RedisServer {
             .arg(&self.dir)
             .args(["--appendonly", "yes", "--appendfsync", fsync, "--save", ""])
             .args(["--maxmemory-policy", "noeviction"])
+            // DEBUG (POPULATE, SLEEP …) from loopback only: tests fill and stall their servers.
+            .args(["--enable-debug-command", "local"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
