@@ -95,8 +95,8 @@ async fn readiness_becomes(app: &TestApp, want: StatusCode, limit: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_crash_sheds_with_503_then_everything_resumes() {
-    // `appendfsync always`: every acknowledged write survives the SIGKILL, so every 202 must
-    // come back (with the shipped `everysec`, the README states the ~1 s window).
+    // The shipped `appendfsync always`: every acknowledged write survives the SIGKILL, so every
+    // 202 must come back.
     let (mut redis, mut app) = on_private_redis(Fsync::Always, |config| {
         config.backend_timeout = Duration::from_millis(500);
     })
