@@ -25,7 +25,7 @@ local kept = tonumber(redis.call('HGET', meta, 'seq') or '0')
 if kept > seq then seq = kept end
 redis.call('HSET', meta, 'name', ARGV[2], 'stock', stock, 'opens', ARGV[4], 'closes', ARGV[5],
   'issued', issued, 'remaining', remaining, 'seq', seq, 'key', ARGV[8], 'ready', '1')
-redis.call('HDEL', meta, 'warming', 'warm_until')
+redis.call('HDEL', meta, 'warming', 'warm_until', 'rebuild')
 -- Refusal tallies (sold_out, duplicate) for the operator's stats. They are exact only when the
 -- record holds no decision yet: with no issued row there can be no sold_out or duplicate row
 -- either (both need a coupon taken first), so a campaign built from an empty record starts them

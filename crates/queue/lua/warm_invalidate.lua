@@ -24,5 +24,7 @@ if force ~= 'force' then
   if high == '' then return 0 end
   if tonumber(state[2] or '0') > tonumber(high) then return 0 end
 end
-redis.call('HSET', meta, 'ready', '0')
+-- `rebuild` tells the warm-up that the state (and its code key) is still here, so persisters can
+-- drain the decision log and the build waits for them; warm_finish.lua clears it.
+redis.call('HSET', meta, 'ready', '0', 'rebuild', '1')
 return 1

@@ -93,19 +93,33 @@ impl Queue {
         }
     }
 
-    /// Waits (keeping the lease) until the campaign's decision log is empty, i.e. every decision
-    /// Redis still holds is committed in PostgreSQL, so the rebuild reads a record that misses
-    /// none of them. Only a rebuild of a state Redis still holds finds a log (an invalidated one,
-    /// see [`Queue::invalidate_if_behind`]); after Redis lost its data there is none and this is
-    /// one `XLEN`. Nothing is decided meanwhile (`ready` is "0"), and persisters keep draining
-    /// the log. `false` when ownership was lost; [`WarmError::Busy`] when the log is not
-    /// persisted within [`WAIT_FOR_OTHER`] (PostgreSQL behind or away).
+    /// For a rebuild of a state Redis still holds (invalidated, see
+    /// [`Queue::invalidate_if_behind`]; marked `rebuild` in the meta hash): waits, keeping the
+    /// lease, until the campaign's decision log is empty, i.e. every decision Redis made is
+    /// committed in PostgreSQL, so the rebuild reads a record that misses none of them. Nothing
+    /// is decided meanwhile (`ready` is "0"), and persisters keep draining the log (the code key
+    /// they need is still in the meta hash). Any other warm-up (a new campaign, Redis lost the
+    /// state) does not wait: one `HGET`. `false` when ownership was lost; [`WarmError::Busy`]
+    /// when the log is not persisted within [`WAIT_FOR_OTHER`] (PostgreSQL behind or away).
     async fn log_persisted<E: std::error::Error + 'static>(
         &self,
         campaign: &CampaignId,
         token: &str,
     ) -> Result<bool, WarmError<E>> {
         let keys = self.keys.campaign(campaign);
+        let meta = keys.meta.as_str();
+        let rebuild: Option<String> = self
+            .run(|mut conn| async move {
+                Ok(redis::cmd("HGET")
+                    .arg(meta)
+                    .arg("rebuild")
+                    .query_async(&mut conn)
+                    .await?)
+            })
+            .await?;
+        if rebuild.as_deref() != Some("1") {
+            return Ok(true);
+        }
         let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
         loop {
             let log = keys.log.as_str();

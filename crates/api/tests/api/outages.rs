@@ -39,12 +39,12 @@ async fn on_private_postgres(
 async fn accepted(app: &TestApp, campaign: &str, users: std::ops::Range<u32>) -> Vec<String> {
     let posts = users.map(|n| async move {
         let response = app.issue(campaign, &format!("user-{n}")).await;
-        assert!(
-            matches!(response.status(), StatusCode::ACCEPTED | StatusCode::OK),
-            "user-{n}: {}",
-            response.status()
-        );
+        let status = response.status();
         let body: Value = response.json().await.expect("accept json");
+        assert!(
+            matches!(status, StatusCode::ACCEPTED | StatusCode::OK),
+            "user-{n}: {status} {body}"
+        );
         body["request_id"].as_str().expect("request id").to_owned()
     });
     futures::future::join_all(posts).await
