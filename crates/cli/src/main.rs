@@ -6,6 +6,7 @@
 //! - [`client`]: the admin API over HTTP, one typed call per action, problem+json kept intact;
 //! - [`render`]: what the operator reads — aligned text, or `--json` for scripts;
 //! - [`recover`]: rebuilding campaigns' Redis state from PostgreSQL.
+//! - [`reconcile`]: every difference between Redis and PostgreSQL, and the repair.
 //!
 //! Campaign commands and `stats` go through the admin API, the same path and checks as any other
 //! admin client, so the CLI never bypasses the API's rules (close and add-stock keep Redis and
@@ -13,6 +14,7 @@
 //! they are what you run before any API exists, or while Redis is being brought back.
 
 mod client;
+mod reconcile;
 mod recover;
 mod render;
 
@@ -47,6 +49,11 @@ use crate::render::Format;
 /// After Redis lost its data:
 ///
 ///   rushline recover                         # rebuild every campaign from PostgreSQL
+///
+/// After Redis came back older than the record (host crash, failover to a lagging replica):
+///
+///   rushline reconcile                       # every difference between Redis and PostgreSQL
+///   rushline reconcile --repair              # rebuild the campaigns that differ
 #[derive(Parser)]
 #[command(name = "rushline", version, verbatim_doc_comment)]
 struct Cli {
@@ -108,6 +115,38 @@ enum Command {
         /// Only this campaign.
         #[arg(long)]
         campaign: Option<String>,
+        #[command(flatten)]
+        record: RecordArg,
+        /// Redis URL.
+        #[arg(
+            long,
+            env = "RUSHLINE_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379",
+            hide_env_values = true
+        )]
+        redis_url: String,
+        /// Key namespace the servers use (keys start with rushline:<namespace>:).
+        #[arg(long, env = "RUSHLINE_KEY_NAMESPACE")]
+        key_namespace: Option<String>,
+    },
+    /// Report every difference between Redis and PostgreSQL; --repair rebuilds what differs.
+    ///
+    /// For each campaign in PostgreSQL (or only --campaign): is it warm in Redis and registered
+    /// for the workers' sweep; stock; window; is Redis's coupon sequence past the highest
+    /// recorded one (if not, Redis is behind the record: it came back older after a host crash or
+    /// a failover); and, once Redis's decision log is persisted, issued, remaining against
+    /// stock - issued rows, and holders against the users with an issued row.
+    ///
+    /// With --repair, each campaign that differs is rebuilt from PostgreSQL the way the servers
+    /// rebuild it, under the same lease: it waits for the decision log to be persisted, so it is
+    /// safe beside running APIs and workers. Exits 1 while differences remain.
+    Reconcile {
+        /// Only this campaign.
+        #[arg(long)]
+        campaign: Option<String>,
+        /// Rebuild every campaign that differs from the record.
+        #[arg(long)]
+        repair: bool,
         #[command(flatten)]
         record: RecordArg,
         /// Redis URL.
@@ -242,6 +281,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 campaign,
             };
             recover::run(args, format).await
+        }
+        Command::Reconcile {
+            campaign,
+            repair,
+            record,
+            redis_url,
+            key_namespace,
+        } => {
+            let args = reconcile::Reconcile {
+                database_url: record.database_url,
+                redis_url,
+                namespace: key_namespace.filter(|ns| !ns.is_empty()),
+                campaign,
+                repair,
+            };
+            reconcile::run(args, format).await
         }
     }
 }

@@ -123,7 +123,8 @@ pub async fn run(args: Recover, format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn every_campaign(store: &Store) -> anyhow::Result<Vec<CampaignId>> {
+/// Every campaign id in PostgreSQL, in id order.
+pub(crate) async fn every_campaign(store: &Store) -> anyhow::Result<Vec<CampaignId>> {
     let mut ids = Vec::new();
     loop {
         let page = store

@@ -18,9 +18,14 @@ if redis.call('HGET', meta, 'warming') ~= token then return 0 end
 local stock, issued = tonumber(ARGV[3]), tonumber(ARGV[6])
 local remaining = stock - issued
 if remaining < 0 then remaining = 0 end
+-- The sequence never goes backwards: a rebuild of a state Redis still holds (warm_invalidate.lua)
+-- keeps a `seq` that is already past the record's.
+local seq = tonumber(ARGV[7])
+local kept = tonumber(redis.call('HGET', meta, 'seq') or '0')
+if kept > seq then seq = kept end
 redis.call('HSET', meta, 'name', ARGV[2], 'stock', stock, 'opens', ARGV[4], 'closes', ARGV[5],
-  'issued', issued, 'remaining', remaining, 'seq', ARGV[7], 'key', ARGV[8], 'ready', '1')
-redis.call('HDEL', meta, 'warming', 'warm_until')
+  'issued', issued, 'remaining', remaining, 'seq', seq, 'key', ARGV[8], 'ready', '1')
+redis.call('HDEL', meta, 'warming', 'warm_until', 'rebuild')
 -- Refusal tallies (sold_out, duplicate) for the operator's stats. They are exact only when the
 -- record holds no decision yet: with no issued row there can be no sold_out or duplicate row
 -- either (both need a coupon taken first), so a campaign built from an empty record starts them

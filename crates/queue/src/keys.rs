@@ -1,7 +1,8 @@
 //! Every Redis key and channel rushline uses, and nothing else builds key names.
 //!
 //! ```text
-//! rushline:[<ns>:]{tag}:c:<campaign>        hash    campaign state (ready, stock, remaining, issued, seq, key, window)
+//! rushline:[<ns>:]{tag}:c:<campaign>        hash    campaign state (ready, stock, remaining, issued, seq, key, window; warming,
+//!                                                   warm_until, rebuild while a warm-up runs)
 //!                                                   and refusal tallies (sold_out, duplicate) while exact
 //! rushline:[<ns>:]{tag}:c:<campaign>:q      list    queued requests, "request_id\tuser_id", FIFO
 //! rushline:[<ns>:]{tag}:c:<campaign>:h      hash    coupon holders, user_id -> request_id

@@ -23,6 +23,7 @@
 //! 7. [`notify`] — pub/sub on dedicated connections: workers learn of new work, API processes
 //!    learn which requests were decided (to answer `?wait=` callers at once).
 //!
+//! [`reconcile`] reads a campaign's Redis state field by field for `rushline reconcile`.
 //! [`keys`] names every key; [`record`] encodes the compact records stored under them.
 //! Every key starts with `rushline:` and carries its campaign's `{tag}`, so each script touches
 //! a single Redis Cluster slot.
@@ -35,6 +36,7 @@ pub mod error;
 pub mod keys;
 pub mod log;
 pub mod notify;
+pub mod reconcile;
 pub mod record;
 mod scripts;
 pub mod status;
@@ -56,6 +58,7 @@ pub use error::QueueError;
 pub use keys::{CampaignKeys, Keys};
 pub use log::{LogEntry, Rollback};
 pub use notify::{Notifications, Subscriber};
+pub use reconcile::RedisCampaign;
 pub use status::CampaignState;
 pub use warm::{WarmError, Warmed};
 

@@ -19,6 +19,10 @@ pub(crate) static WARM_HOLDERS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/warm_holders.lua")));
 pub(crate) static WARM_FINISH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/warm_finish.lua")));
+pub(crate) static WARM_ABANDON: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/warm_abandon.lua")));
+pub(crate) static WARM_INVALIDATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/warm_invalidate.lua")));
 pub(crate) static CLOSE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/close.lua")));
 pub(crate) static ADD_STOCK: LazyLock<Script> =

@@ -68,11 +68,21 @@ impl Queue {
                 .await?;
             let ready = match claimed {
                 0 => true,
-                1 => self.build(campaign, &token, record).await?,
+                1 => match self.build(campaign, &token, record).await {
+                    Ok(published) => published,
+                    Err(e) => {
+                        self.abandon(campaign, &token).await;
+                        return Err(e);
+                    }
+                },
                 _ => false,
             };
             if ready {
-                self.register(campaign).await?;
+                if claimed == 0 {
+                    // Built by another process, which registered it first; registering again is
+                    // idempotent and heals a registry entry lost since (see `build`).
+                    self.register(campaign).await?;
+                }
                 return Ok(Warmed::Ready);
             }
             // Another process owns the warm-up (or took it over from us): wait for it.
@@ -80,6 +90,118 @@ impl Queue {
                 return Err(WarmError::Busy);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// For a rebuild of a state Redis still holds (invalidated, see
+    /// [`Queue::invalidate_if_behind`]; marked `rebuild` in the meta hash): waits, keeping the
+    /// lease, until the campaign's decision log is empty, i.e. every decision Redis made is
+    /// committed in PostgreSQL, so the rebuild reads a record that misses none of them. Nothing
+    /// is decided meanwhile (`ready` is "0"), and persisters keep draining the log (the code key
+    /// they need is still in the meta hash). Any other warm-up (a new campaign, Redis lost the
+    /// state) does not wait: one `HGET`. `false` when ownership was lost; [`WarmError::Busy`]
+    /// when the log is not persisted within [`WAIT_FOR_OTHER`] (PostgreSQL behind or away).
+    async fn log_persisted<E: std::error::Error + 'static>(
+        &self,
+        campaign: &CampaignId,
+        token: &str,
+    ) -> Result<bool, WarmError<E>> {
+        let keys = self.keys.campaign(campaign);
+        let meta = keys.meta.as_str();
+        let rebuild: Option<String> = self
+            .run(|mut conn| async move {
+                Ok(redis::cmd("HGET")
+                    .arg(meta)
+                    .arg("rebuild")
+                    .query_async(&mut conn)
+                    .await?)
+            })
+            .await?;
+        if rebuild.as_deref() != Some("1") {
+            return Ok(true);
+        }
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
+        loop {
+            let log = keys.log.as_str();
+            let unpersisted: u64 = self
+                .run(|mut conn| async move {
+                    Ok(redis::cmd("XLEN").arg(log).query_async(&mut conn).await?)
+                })
+                .await?;
+            if unpersisted == 0 {
+                return Ok(true);
+            }
+            // A chunk of no holders only checks ownership and extends the lease.
+            let mut extend = scripts::WARM_HOLDERS.prepare_invoke();
+            extend
+                .key(&keys.meta)
+                .key(&keys.holders)
+                .arg(token)
+                .arg(LEASE.as_millis() as u64);
+            let owned: i64 = self
+                .run(|mut conn| async move { Ok(extend.invoke_async(&mut conn).await?) })
+                .await?;
+            if owned != 1 {
+                return Ok(false);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(campaign = %campaign, unpersisted, "rebuild waits for the decision log to be persisted");
+                return Err(WarmError::Busy);
+            }
+            // Persisters give no signal this process could await; a bounded poll of the length.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Takes `campaign`'s Redis state out of service when Redis is behind the record: its next
+    /// coupon sequence number is not past `recorded_high_seq`, the highest PostgreSQL holds
+    /// (`Store::recorded_high_seq`). The next accept or decide then rebuilds it from the record
+    /// (see `lua/warm_invalidate.lua`). Returns whether it did.
+    pub async fn invalidate_if_behind(
+        &self,
+        campaign: &CampaignId,
+        recorded_high_seq: Option<i64>,
+    ) -> Result<bool, QueueError> {
+        let high = recorded_high_seq.map(|s| s.to_string()).unwrap_or_default();
+        self.invalidate(campaign, &high, "").await
+    }
+
+    /// Takes `campaign`'s Redis state out of service unconditionally, so the next warm-up
+    /// rebuilds it from the record (`rushline reconcile --repair`). Returns whether it was warm.
+    pub async fn invalidate_for_rebuild(&self, campaign: &CampaignId) -> Result<bool, QueueError> {
+        self.invalidate(campaign, "", "force").await
+    }
+
+    async fn invalidate(
+        &self,
+        campaign: &CampaignId,
+        high: &str,
+        force: &str,
+    ) -> Result<bool, QueueError> {
+        let keys = self.keys.campaign(campaign);
+        let mut invocation = scripts::WARM_INVALIDATE.prepare_invoke();
+        invocation.key(&keys.meta).arg(high).arg(force);
+        let done: i64 = self
+            .run(|mut conn| async move { Ok(invocation.invoke_async(&mut conn).await?) })
+            .await?;
+        if done == 1 {
+            tracing::warn!(campaign = %campaign, recorded_high_seq = high, force, "campaign state in Redis taken out of service to be rebuilt from PostgreSQL");
+        }
+        Ok(done == 1)
+    }
+
+    /// Releases a warm-up lease this process owns after its build failed, so that the next caller
+    /// claims the campaign at once rather than answering `503` until the lease expires. Best
+    /// effort: if Redis cannot be reached either, the lease simply runs out.
+    async fn abandon(&self, campaign: &CampaignId, token: &str) {
+        let keys = self.keys.campaign(campaign);
+        let mut release = scripts::WARM_ABANDON.prepare_invoke();
+        release.key(&keys.meta).arg(token);
+        let released = self
+            .run(|mut conn| async move { Ok(release.invoke_async::<i64>(&mut conn).await?) })
+            .await;
+        if let Err(e) = released {
+            tracing::warn!(campaign = %campaign, error = %e, "cannot release a failed warm-up's lease; it expires by itself");
         }
     }
 
@@ -91,6 +213,9 @@ impl Queue {
         record: &R,
     ) -> Result<bool, WarmError<R::Error>> {
         let keys = self.keys.campaign(campaign);
+        if !self.log_persisted(campaign, token).await? {
+            return Ok(false);
+        }
         let mut after = None;
         let mut holders = 0usize;
         loop {
@@ -117,6 +242,13 @@ impl Queue {
                 return Ok(false);
             }
         }
+        // Register before publishing `ready`, so that "ready implies registered": a crash or a
+        // lost reply here leaves a registered campaign that is not ready (harmless: sweeps find
+        // nothing to do until a warm-up finishes), never a ready one no sweep finds. On one Redis
+        // the AOF is written in order, so a restart cannot bring back `ready` without this. On a
+        // Cluster the registry lives in another slot; `register_ready` (run by every worker's
+        // sweep against PostgreSQL's campaigns) repairs a registry entry lost there.
+        self.register(campaign).await?;
         // Read the counts after the holders: nothing is decided while the campaign is not ready,
         // so they cannot have moved in between.
         let Some(data) = record.snapshot(campaign).await.map_err(WarmError::Source)? else {
@@ -156,6 +288,53 @@ impl Queue {
             );
         }
         Ok(published == 1)
+    }
+
+    /// Of `candidates` (campaigns the record holds), registers for the workers' sweep those that
+    /// are ready in Redis but missing from the registry, and returns them. A ready campaign the
+    /// registry lacks (its `SADD` lost on another Cluster node, a failover, an operator's hand)
+    /// would otherwise never have its queue swept or its stale log entries claimed.
+    pub async fn register_ready(
+        &self,
+        candidates: &[CampaignId],
+    ) -> Result<Vec<CampaignId>, QueueError> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let registry = self.keys.registry();
+        let metas: Vec<String> = candidates
+            .iter()
+            .map(|c| self.keys.campaign(c).meta)
+            .collect();
+        let ids: Vec<&str> = candidates.iter().map(CampaignId::as_str).collect();
+        let registry_ref = registry.as_str();
+        let (ids_ref, metas_ref) = (&ids, &metas);
+        let (registered, ready): (Vec<bool>, Vec<Option<String>>) = self
+            .run(|mut conn| async move {
+                let registered: Vec<bool> = redis::cmd("SMISMEMBER")
+                    .arg(registry_ref)
+                    .arg(ids_ref)
+                    .query_async(&mut conn)
+                    .await?;
+                let mut pipe = redis::pipe();
+                for meta in metas_ref {
+                    pipe.cmd("HGET").arg(meta).arg("ready");
+                }
+                let ready: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+                Ok((registered, ready))
+            })
+            .await?;
+        let missing: Vec<CampaignId> = candidates
+            .iter()
+            .zip(registered.iter().zip(&ready))
+            .filter(|(_, (registered, ready))| !**registered && ready.as_deref() == Some("1"))
+            .map(|(campaign, _)| campaign.clone())
+            .collect();
+        for campaign in &missing {
+            tracing::warn!(campaign = %campaign, "ready campaign missing from the worker registry; registered it again");
+            self.register(campaign).await?;
+        }
+        Ok(missing)
     }
 
     async fn register(&self, campaign: &CampaignId) -> Result<(), QueueError> {

@@ -97,6 +97,29 @@ impl Store {
         .await
     }
 
+    /// Ids of the campaigns whose window has not ended, or ended less than `grace` ago: the ones
+    /// that can still have requests queued or decisions unpersisted in Redis. Workers check each
+    /// is in Redis's registry (see `Queue::register_ready`).
+    pub async fn campaigns_in_play(
+        &self,
+        grace: std::time::Duration,
+    ) -> Result<Vec<CampaignId>, StoreError> {
+        self.bounded(async {
+            let grace = chrono::Duration::from_std(grace).map_err(StoreError::corrupt)?;
+            let ids: Vec<String> = sqlx::query_scalar(
+                "SELECT id FROM campaigns WHERE closes_at IS NULL OR closes_at > now() - $1
+                 ORDER BY id",
+            )
+            .bind(grace)
+            .fetch_all(&self.pool)
+            .await?;
+            ids.into_iter()
+                .map(|id| CampaignId::parse(id).map_err(StoreError::corrupt))
+                .collect()
+        })
+        .await
+    }
+
     /// What a Redis warm-up of the campaign needs, or `None` when it does not exist.
     pub async fn campaign_snapshot(
         &self,
@@ -112,12 +135,7 @@ impl Store {
             else {
                 return Ok(None);
             };
-            let max_seq: Option<i64> = sqlx::query_scalar(
-                "SELECT max(coupon_seq) FROM requests WHERE campaign_id = $1 AND coupon_seq IS NOT NULL",
-            )
-            .bind(id.as_str())
-            .fetch_one(&self.pool)
-            .await?;
+            let max_seq = high_seq(&self.pool, id).await?;
             let stored = row.into_stored()?;
             let stock = stored.spec.stock.get();
             Ok(Some(CampaignSnapshot {
@@ -131,6 +149,13 @@ impl Store {
             }))
         })
         .await
+    }
+
+    /// The highest coupon sequence number the campaign has recorded (`None` before its first
+    /// issued row). Redis's next sequence number must exceed it; when it does not, Redis is
+    /// behind the record. One index entry (`requests_campaign_coupon_seq`), not a scan.
+    pub async fn recorded_high_seq(&self, id: &CampaignId) -> Result<Option<i64>, StoreError> {
+        self.bounded(high_seq(&self.pool, id)).await
     }
 
     /// One page of the campaign's coupon holders, in user order, after `after`.
@@ -162,6 +187,15 @@ impl Store {
         })
         .await
     }
+}
+
+async fn high_seq(pool: &sqlx::PgPool, id: &CampaignId) -> Result<Option<i64>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT max(coupon_seq) FROM requests WHERE campaign_id = $1 AND coupon_seq IS NOT NULL",
+    )
+    .bind(id.as_str())
+    .fetch_one(pool)
+    .await?)
 }
 
 /// Holders read per page when Redis is rebuilt.

@@ -19,9 +19,10 @@ use uuid::Uuid;
 /// Redis's durability settings for a private server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
-    /// `appendfsync always`: every acknowledged write survives a crash.
+    /// `appendfsync always`: what rushline ships (scripts/setup, docker-compose.yml); every
+    /// acknowledged write survives a crash.
     Always,
-    /// `appendfsync everysec`: what rushline ships; a crash may lose about a second.
+    /// `appendfsync everysec`: a crash may lose about a second of acknowledged writes.
     EverySec,
 }
 
@@ -46,6 +47,11 @@ impl RedisServer {
         };
         server.restart().await?;
         Ok(server)
+    }
+
+    /// Starts a server with the durability settings rushline ships (`appendfsync always`).
+    pub async fn shipped() -> anyhow::Result<Self> {
+        Self::start(Fsync::Always).await
     }
 
     /// `redis://127.0.0.1:<port>`.

@@ -97,6 +97,7 @@ impl Worker {
         // The sweep's first tick is immediate: work queued while no worker ran is found at once.
         let sweeper = tokio::spawn(wake::sweep(
             ctx.queue.clone(),
+            ctx.store.clone(),
             ctx.config.sweep_every,
             vec![to_decide.clone(), to_persist.clone()],
             sweeps.clone(),

@@ -141,11 +141,30 @@ async fn persist_entries(
         .await?;
         tracing::warn!(campaign = %campaign, refused = rollbacks.len(), undone, "record refused decisions; Redis brought in line");
         metrics::counter!(telemetry::ROLLBACKS).increment(undone);
+        rebuild_from_record(ctx, campaign).await?;
     }
     retry(ctx, Backend::Redis, "acknowledging log entries", || {
         ctx.queue.ack(campaign, entries)
     })
     .await
+}
+
+/// A refusal means Redis disagreed with the record: it issued a sequence number the record holds
+/// (a Redis that came back older than the record: host crash, failover to a lagging replica), a
+/// coupon to a user the record says holds one, or past the record's room. Its state is then
+/// taken out of service and rebuilt from the record on the campaign's next use (after the log is
+/// persisted), rather than deciding on from it — reusing numbers, missing holders, with
+/// `remaining` forced to 0 by the rollback while the record has room. Refusals happen only when
+/// Redis lost data, so rebuilds stay rare. See `Queue::invalidate_for_rebuild`.
+async fn rebuild_from_record(ctx: &Context, campaign: &CampaignId) -> Result<(), Abandoned> {
+    retry(
+        ctx,
+        Backend::Redis,
+        "taking Redis's state out of service",
+        || ctx.queue.invalidate_for_rebuild(campaign),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Retries `op` (a call to `backend`) with backoff until it succeeds or the hard-stop token fires.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rushline_domain::CampaignId;
 use rushline_queue::{Queue, Subscriber};
+use rushline_store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -83,9 +84,14 @@ pub async fn listen(
     }
 }
 
-/// Every `every`, marks every registered campaign in `targets` (and tells `on_sweep`).
+/// How long after its window closed a campaign is still checked against the registry.
+const REGISTRY_CHECK_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Every `every`, marks every registered campaign in `targets` (and tells `on_sweep`), after
+/// re-registering ready campaigns the registry lost ([`repair_registry`]).
 pub async fn sweep(
     queue: Queue,
+    store: Store,
     every: Duration,
     targets: Vec<Pending>,
     sweeps: Pending,
@@ -98,6 +104,7 @@ pub async fn sweep(
             () = token.cancelled() => return,
             _ = ticker.tick() => {}
         }
+        repair_registry(&queue, &store).await;
         match queue.campaigns().await {
             Ok(campaigns) => {
                 for campaign in campaigns {
@@ -109,5 +116,23 @@ pub async fn sweep(
             }
             Err(e) => tracing::warn!(error = %e, "cannot list campaigns"),
         }
+    }
+}
+
+/// Re-registers campaigns that are ready in Redis but missing from the registry, checked against
+/// the campaigns PostgreSQL has in play: the registry is a separate key (another slot on a
+/// Cluster), so its entry can be lost while the campaign's state survives. Failures are logged
+/// and retried at the next sweep.
+async fn repair_registry(queue: &Queue, store: &Store) {
+    let candidates = match store.campaigns_in_play(REGISTRY_CHECK_GRACE).await {
+        Ok(candidates) => candidates,
+        Err(e) => {
+            // Debug only: this runs every sweep, and the persist loop already reports an outage.
+            tracing::debug!(error = %e, "cannot list campaigns in PostgreSQL to check the registry");
+            return;
+        }
+    };
+    if let Err(e) = queue.register_ready(&candidates).await {
+        tracing::warn!(error = %e, "cannot check the campaign registry");
     }
 }

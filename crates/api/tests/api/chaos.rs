@@ -4,9 +4,8 @@
 //!
 //! Every process is real and started here: private Redis and PostgreSQL servers
 //! (`rushline_testkit::servers`, loopback only), the `rushline-api` binary and `rushline-worker`
-//! binaries. Redis runs with `appendfsync always`, the setting that makes a Redis crash lose no
-//! acknowledged write (with the shipped `everysec`, README.md states the ~1 s window), so any
-//! lost or doubled request is a violation.
+//! binaries. Redis runs with the shipped `appendfsync always`, the setting that makes a Redis
+//! crash lose no acknowledged write, so any lost or doubled request is a violation.
 //!
 //! Clients behave as the contract asks of them: each request carries an `Idempotency-Key` and is
 //! retried with it (to whichever API is up) until it is answered, so a crash between Redis
@@ -28,7 +27,7 @@ use rand::Rng;
 use reqwest::StatusCode;
 use rushline_domain::CampaignId;
 use rushline_testkit::TestEnv;
-use rushline_testkit::servers::{Fsync, PostgresServer, RedisServer};
+use rushline_testkit::servers::{PostgresServer, RedisServer};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -139,7 +138,7 @@ async fn press(
 }
 
 async fn run_once(requests: u32, spread: Duration) {
-    let mut redis = RedisServer::start(Fsync::Always).await.expect("redis");
+    let mut redis = RedisServer::shipped().await.expect("redis");
     let postgres = PostgresServer::start().await.expect("postgres");
     let env = TestEnv::on(&postgres.admin_url(), &redis.url())
         .await

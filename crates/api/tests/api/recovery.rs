@@ -115,3 +115,82 @@ async fn the_status_of_an_old_request_comes_from_the_record() {
     assert_eq!(read, decided);
     app.stop().await;
 }
+
+/// Issue 10, §5: `ready` set but the registry entry lost (an `SADD` lost on another Cluster node,
+/// a failover). A worker started afterwards hears no notification (the publishes happened while
+/// none listened), so only a sweep can find the campaign: its queue must still be decided and the
+/// log entries left pending on a dead worker claimed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_campaign_missing_from_the_registry_is_still_swept() {
+    let mut app = spawn_app().await;
+    let campaign = app.open_campaign(100).await;
+    let id = CampaignId::parse(campaign.clone()).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let body: Value = app
+            .issue(&campaign, &format!("early-{n}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    // A worker decides them and reads the log, then dies: its entries stay pending on it.
+    let decided = app.queue.decide(&id, 256).await.unwrap().expect("warm");
+    assert_eq!(decided.decided, 5);
+    let taken = app.queue.read_log(&id, "dead-worker", 100).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    // More requests queue while no worker listens.
+    for n in 0..5 {
+        let body: Value = app
+            .issue(&campaign, &format!("late-{n}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(body["request_id"].as_str().unwrap().to_owned());
+    }
+    // The fault: the registry loses the campaign, which stays ready.
+    let mut redis = redis::Client::open(app.env.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let registry = app.queue.keys().registry();
+    let removed: i64 = redis::cmd("SREM")
+        .arg(&registry)
+        .arg(&campaign)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(app.queue.campaigns().await.unwrap().is_empty());
+
+    app.start_worker_with(&[
+        ("RUSHLINE_CLAIM_IDLE_MS", "200"),
+        ("RUSHLINE_SWEEP_MS", "100"),
+    ]);
+    // Bounded well below `final_status`'s own limit: without the repair nothing ever happens.
+    tokio::time::timeout(std::time::Duration::from_secs(30), app.drained(&campaign))
+        .await
+        .expect("queue decided and stale log entries persisted");
+    for request in &ids {
+        assert_eq!(
+            app.final_status(request).await["status"],
+            "issued",
+            "{request}"
+        );
+    }
+    assert_eq!(
+        rushline_testkit::recorded_rows(&app.store, &id)
+            .await
+            .unwrap(),
+        10
+    );
+    assert_eq!(app.queue.campaigns().await.unwrap(), vec![id.clone()]);
+    rushline_testkit::audit(&app.store, &id)
+        .await
+        .unwrap()
+        .assert_guarantees();
+    app.stop().await;
+}
