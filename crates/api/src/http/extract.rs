@@ -137,6 +137,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 #[cfg(test)]
 mod tests {
     use super::bearer_token;
+    use proptest::prelude::*;
 
     #[test]
     fn the_bearer_scheme_is_case_insensitive() {
@@ -153,6 +154,27 @@ mod tests {
             "\u{e9}",
         ] {
             assert_eq!(bearer_token(value.as_bytes()), None, "{value}");
+        }
+    }
+
+    proptest! {
+        /// Any header bytes: no panic, and a token comes back only after a bearer scheme.
+        #[test]
+        fn any_authorization_value_is_parsed_or_refused(value in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Some(token) = bearer_token(&value) {
+                prop_assert!(value[..6].eq_ignore_ascii_case(b"bearer"));
+                prop_assert!(!token.is_empty() && token[0] != b' ');
+            }
+        }
+
+        #[test]
+        fn bearer_in_any_case_yields_the_token(
+            scheme in "[bB][eE][aA][rR][eE][rR]",
+            spaces in " {1,3}",
+            token in "[A-Za-z0-9._~+/=-]{1,40}",
+        ) {
+            let value = format!("{scheme}{spaces}{token}");
+            prop_assert_eq!(bearer_token(value.as_bytes()), Some(token.as_bytes()));
         }
     }
 }

@@ -179,3 +179,61 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rushline_domain::CampaignId;
+
+    fn rendered(error: ApiError) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let response = error.into_response();
+        let (parts, body) = response.into_parts();
+        let bytes =
+            futures::executor::block_on(axum::body::to_bytes(body, 1 << 20)).unwrap_or_default();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    #[test]
+    fn a_503_that_may_have_queued_carries_its_request_id_and_location() {
+        let id = RequestId::new_for(&CampaignId::parse("c").unwrap());
+        let (status, headers, body) = rendered(ApiError::MaybeQueued {
+            request_id: id,
+            source: anyhow::anyhow!("redis call timed out"),
+        });
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["request_id"], id.to_string());
+        assert_eq!(
+            headers.get(header::LOCATION).unwrap(),
+            &format!("/v1/requests/{id}")
+        );
+        assert!(headers.contains_key(header::RETRY_AFTER));
+        let (_, headers, body) = rendered(ApiError::unavailable(anyhow::anyhow!("refused")));
+        assert!(body.get("request_id").is_none());
+        assert!(!headers.contains_key(header::LOCATION));
+    }
+
+    proptest! {
+        /// Whatever a detail holds (a client's input echoed in it included), the body is one
+        /// well-formed problem+json object with the status it is sent with.
+        #[test]
+        fn any_detail_renders_a_well_formed_problem(detail in "\\PC{0,200}|.{0,50}", kind in 0..5u8) {
+            let error = match kind {
+                0 => ApiError::BadRequest(detail.clone()),
+                1 => ApiError::NotFound(detail.clone()),
+                2 => ApiError::Conflict(detail.clone()),
+                3 => ApiError::RequestTimeout(detail.clone()),
+                _ => ApiError::Unprocessable(detail.clone()),
+            };
+            let (status, headers, body) = rendered(error);
+            prop_assert_eq!(
+                headers.get(header::CONTENT_TYPE).unwrap(),
+                "application/problem+json"
+            );
+            prop_assert_eq!(body["status"].as_u64(), Some(u64::from(status.as_u16())));
+            prop_assert_eq!(body["detail"].as_str(), Some(detail.as_str()));
+            prop_assert!(body["type"].as_str().unwrap().starts_with("urn:rushline:problem:"));
+        }
+    }
+}

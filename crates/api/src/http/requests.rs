@@ -318,4 +318,21 @@ mod tests {
             assert!(parse_wait(Some(bad)).is_err(), "{bad:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Any `?wait=` text is a 400 or a wait of at most 30 s, never a panic; digits always
+        /// parse, however many.
+        #[test]
+        fn any_wait_is_refused_or_capped(raw in "\\PC{0,30}|[0-9]{1,40}") {
+            match parse_wait(Some(&raw)) {
+                Ok(wait) => {
+                    proptest::prop_assert!(wait <= Duration::from_secs(MAX_WAIT_SECS));
+                    proptest::prop_assert!(raw.bytes().all(|b| b.is_ascii_digit()));
+                }
+                Err(_) => proptest::prop_assert!(
+                    raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit())
+                ),
+            }
+        }
+    }
 }
