@@ -41,6 +41,39 @@ pub struct Config {
     pub backend_timeout: Duration,
     /// `RUSHLINE_LOG_FORMAT`: `json` for machines, anything else for people.
     pub log_json: bool,
+    /// How the API treats its HTTP connections.
+    pub connections: ConnectionLimits,
+}
+
+/// Bounds on what one client connection may hold, so slow or idle clients cannot exhaust the
+/// API's connections, memory or file descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `RUSHLINE_HTTP_HEADER_TIMEOUT_MS`: a connection that has not sent a complete request head
+    /// this long after it opened (or after its previous response) is closed. The contract's
+    /// default is 30 s.
+    pub header_read_timeout: Duration,
+    /// `RUSHLINE_HTTP_IDLE_TIMEOUT_MS`: a kept-alive connection that starts no new request this
+    /// long after its last response is closed. The header bound applies to that wait too, so
+    /// the smaller of the two wins.
+    pub keep_alive_idle: Duration,
+    /// `RUSHLINE_HTTP_BODY_TIMEOUT_MS`: the whole request body must arrive within this, counted
+    /// from when the handler starts reading it; else `408`.
+    pub body_read_timeout: Duration,
+    /// `RUSHLINE_HTTP_MAX_CONNECTIONS`: open connections past which new ones are answered `503`
+    /// and closed at once, while the open ones keep being served.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            keep_alive_idle: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
 }
 
 impl Config {
@@ -65,6 +98,19 @@ impl Config {
                 }),
             }
         };
+        // Connection bounds are refused, not clamped, when unusable: a zero timeout would close
+        // every connection, which nobody means.
+        let positive_millis = |name: &'static str, default: Duration| {
+            let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
+            match number(name, default_ms)? {
+                0 => Err(ConfigError {
+                    name,
+                    problem: "must be at least 1 millisecond".into(),
+                }),
+                ms => Ok(Duration::from_millis(ms)),
+            }
+        };
+        let defaults = ConnectionLimits::default();
         Ok(Self {
             http_addr: text("RUSHLINE_HTTP_ADDR", "127.0.0.1:8080"),
             redis_url: text("RUSHLINE_REDIS_URL", "redis://127.0.0.1:6379"),
@@ -88,6 +134,39 @@ impl Config {
                 number("RUSHLINE_BACKEND_TIMEOUT_MS", 2000)?.max(10),
             ),
             log_json: text("RUSHLINE_LOG_FORMAT", "pretty") == "json",
+            connections: ConnectionLimits {
+                header_read_timeout: positive_millis(
+                    "RUSHLINE_HTTP_HEADER_TIMEOUT_MS",
+                    defaults.header_read_timeout,
+                )?,
+                keep_alive_idle: positive_millis(
+                    "RUSHLINE_HTTP_IDLE_TIMEOUT_MS",
+                    defaults.keep_alive_idle,
+                )?,
+                body_read_timeout: positive_millis(
+                    "RUSHLINE_HTTP_BODY_TIMEOUT_MS",
+                    defaults.body_read_timeout,
+                )?,
+                max_connections: match number(
+                    "RUSHLINE_HTTP_MAX_CONNECTIONS",
+                    defaults.max_connections as u64,
+                )? {
+                    0 => {
+                        return Err(ConfigError {
+                            name: "RUSHLINE_HTTP_MAX_CONNECTIONS",
+                            problem: "must be at least 1".into(),
+                        });
+                    }
+                    // A tokio semaphore holds at most usize::MAX >> 3 permits.
+                    n => usize::try_from(n)
+                        .ok()
+                        .filter(|&n| n <= tokio::sync::Semaphore::MAX_PERMITS)
+                        .ok_or_else(|| ConfigError {
+                            name: "RUSHLINE_HTTP_MAX_CONNECTIONS",
+                            problem: format!("{n} is too large"),
+                        })?,
+                },
+            },
         })
     }
 }
@@ -106,6 +185,36 @@ mod tests {
             "postgres://rushline:rushline@127.0.0.1:5432/rushline"
         );
         assert_eq!(config.admin_token, None);
+        assert_eq!(
+            config.connections.header_read_timeout,
+            Duration::from_secs(30),
+            "the contract's bound on a request head"
+        );
+        assert_eq!(config.connections, ConnectionLimits::default());
+    }
+
+    #[test]
+    fn connection_bounds_are_read_and_zero_is_refused() {
+        let config = Config::from_lookup(|n| match n {
+            "RUSHLINE_HTTP_HEADER_TIMEOUT_MS" => Some("250".to_owned()),
+            "RUSHLINE_HTTP_MAX_CONNECTIONS" => Some("7".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            config.connections.header_read_timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(config.connections.max_connections, 7);
+        for name in [
+            "RUSHLINE_HTTP_HEADER_TIMEOUT_MS",
+            "RUSHLINE_HTTP_IDLE_TIMEOUT_MS",
+            "RUSHLINE_HTTP_BODY_TIMEOUT_MS",
+            "RUSHLINE_HTTP_MAX_CONNECTIONS",
+        ] {
+            let err = Config::from_lookup(|n| (n == name).then(|| "0".to_owned())).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
     }
 
     #[test]

@@ -6,11 +6,17 @@
 //! | `rushline_requests_accepted_total` | counter | — | requests queued (answered 202) |
 //! | `rushline_requests_refused_total` | counter | `reason` | requests not queued, and why |
 //! | `rushline_http_request_duration_seconds` | histogram | `route`, `method`, `status` | latency per route template |
+//! | `rushline_http_connections` | gauge | — | open client connections |
+//! | `rushline_http_connections_refused_total` | counter | — | connections refused over `RUSHLINE_HTTP_MAX_CONNECTIONS` |
 //! | `rushline_queue_depth` | gauge | `campaign` | requests waiting for a worker |
 //! | `rushline_persistence_lag_seconds` | gauge | `campaign` | age of the oldest decision not yet in PostgreSQL |
 //! | `rushline_backend_errors_total` | counter | `backend` (`redis`, `postgres`) | failed backing-service calls |
 //! | `rushline_waiters` | gauge | — | callers parked on `?wait=` |
 //! | `rushline_pool_connections` | gauge | `backend`, `state` (`in_use`, `idle`) | connection-pool usage |
+//!
+//! Every label value comes from a closed set, so no client can grow `/metrics` (or the
+//! recorder's memory) by what it sends: `route` is a route template or `unmatched`, `method` a
+//! standard method or `other` ([`method_label`]), `status` one of the statuses the API answers.
 //!
 //! Queue depth is refreshed on every scrape of `/metrics` and whenever a campaign's stats are
 //! read, so it is as fresh as the scrape without a background task.
@@ -42,6 +48,10 @@ pub const BACKEND_ERRORS: &str = "rushline_backend_errors_total";
 pub const WAITERS: &str = "rushline_waiters";
 /// Pooled connections by `backend` and `state` (`in_use`, `idle`).
 pub const POOL_CONNECTIONS: &str = "rushline_pool_connections";
+/// Open client connections.
+pub const HTTP_CONNECTIONS: &str = "rushline_http_connections";
+/// Client connections refused because the cap was reached.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "rushline_http_connections_refused_total";
 
 /// Latency buckets (seconds): the hot path answers in about a millisecond, `?wait=` up to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -104,11 +114,37 @@ fn describe() {
     );
     describe_counter!(BACKEND_ERRORS, "Failed Redis or PostgreSQL calls.");
     describe_gauge!(WAITERS, "Callers parked on ?wait=.");
+    describe_gauge!(HTTP_CONNECTIONS, "Open client connections.");
+    describe_counter!(
+        HTTP_CONNECTIONS_REFUSED,
+        "Client connections refused (503, closed) because RUSHLINE_HTTP_MAX_CONNECTIONS were open."
+    );
     describe_gauge!(
         POOL_CONNECTIONS,
         "Pooled Redis / PostgreSQL connections, in use or idle."
     );
 }
+
+/// The `method` label of a request: the method when it is one of HTTP's standard ones, else
+/// `other`. A client can send any token as a method; echoing it would grow a series per token.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// The `route` label of a request that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 /// A backing service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

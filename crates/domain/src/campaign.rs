@@ -3,9 +3,14 @@
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{CampaignId, ValidationError, timefmt};
+use crate::{CampaignId, ValidationError, text, timefmt};
 
-/// A campaign's display name: 1–200 characters.
+/// A campaign's display name: 1–200 visible characters, in Unicode NFC.
+///
+/// Spaces of any kind are allowed inside (a name is prose), not at either end; control, format,
+/// line/paragraph separator, private-use and unassigned characters are refused, like in a
+/// [`crate::UserId`]. PostgreSQL's `text` cannot hold U+0000 in particular: refused here as bad
+/// input rather than left to fail the INSERT, which would read as a backend outage (503).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct CampaignName(String);
@@ -14,12 +19,10 @@ impl CampaignName {
     /// Longest name accepted, in characters.
     pub const MAX_CHARS: usize = 200;
 
-    /// Accepts 1–200 characters, none of them NUL.
-    ///
-    /// PostgreSQL's `text` cannot hold U+0000: refused here as bad input rather than left to
-    /// fail the INSERT, which would read as a backend outage (503) for the client's mistake.
+    /// Normalizes an operator's name to NFC and accepts 1–200 visible characters with no
+    /// whitespace at either end.
     pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
-        let value = value.into();
+        let value = text::nfc(value.into());
         if !(1..=Self::MAX_CHARS).contains(&value.chars().count()) {
             Err(ValidationError::new("name", "must be 1-200 characters"))
         } else if value.contains('\0') {
@@ -27,8 +30,34 @@ impl CampaignName {
                 "name",
                 "must not contain the NUL character (U+0000)",
             ))
+        } else if !value.chars().all(text::is_visible) {
+            Err(ValidationError::new(
+                "name",
+                "must be visible characters (no control, format, line or paragraph separator, \
+                 private-use or unassigned characters)",
+            ))
+        } else if value.starts_with(char::is_whitespace) || value.ends_with(char::is_whitespace) {
+            Err(ValidationError::new(
+                "name",
+                "must not start or end with a space",
+            ))
         } else {
             Ok(Self(value))
+        }
+    }
+
+    /// A name as rushline stored it, taken verbatim: checked only against what the stores rely
+    /// on (1–200 characters, no NUL), so a name created under an earlier, looser rule still
+    /// reads back.
+    pub fn from_record(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = value.into();
+        if (1..=Self::MAX_CHARS).contains(&value.chars().count()) && !value.contains('\0') {
+            Ok(Self(value))
+        } else {
+            Err(ValidationError::new(
+                "name",
+                "must be 1-200 characters, none of them NUL",
+            ))
         }
     }
 
@@ -117,8 +146,11 @@ impl NewCampaign {
         generated_id: impl FnOnce() -> CampaignId,
     ) -> Result<CampaignSpec, ValidationError> {
         let ms = |t: DateTime<Utc>| t.duration_trunc(TimeDelta::milliseconds(1)).unwrap_or(t);
-        let closes_at = self.closes_at.map(ms);
-        let opens_at = match (self.opens_at.map(ms), closes_at) {
+        let in_range = |field, t: Option<DateTime<Utc>>| {
+            t.map(|t| timefmt::accepted_instant(field, t)).transpose()
+        };
+        let closes_at = in_range("closes_at", self.closes_at)?.map(ms);
+        let opens_at = match (in_range("opens_at", self.opens_at)?.map(ms), closes_at) {
             (Some(opens), Some(closes)) if closes <= opens => {
                 return Err(ValidationError::new("closes_at", "must be after opens_at"));
             }
@@ -264,6 +296,56 @@ mod tests {
         assert!(CampaignName::parse("é".repeat(200)).is_ok());
         assert!(CampaignName::parse("x".repeat(201)).is_err());
         assert!(CampaignName::parse("nul \0 inside").is_err());
+        for bad in [
+            "tab\there",
+            "rlo\u{202E}",
+            "zw\u{200B}sp",
+            " lead",
+            "trail\u{3000}",
+        ] {
+            assert!(CampaignName::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in ["Concert presale", "콘서트 선예매", "Drop\u{A0}2026 🎟"] {
+            assert!(CampaignName::parse(good).is_ok(), "{good:?}");
+        }
+        assert_eq!(
+            CampaignName::parse("Cafe\u{301}").unwrap().as_str(),
+            "Caf\u{e9}"
+        );
+        assert_eq!(
+            CampaignName::from_record("old\tname").unwrap().as_str(),
+            "old\tname"
+        );
+    }
+
+    #[test]
+    fn timestamps_outside_the_accepted_range_are_refused() {
+        for (body, field) in [
+            (
+                r#"{"name":"x","stock":1,"opens_at":"-5000-01-01T00:00:00Z"}"#,
+                "opens_at",
+            ),
+            (
+                r#"{"name":"x","stock":1,"opens_at":"1969-12-31T23:59:59.999Z"}"#,
+                "opens_at",
+            ),
+            (
+                r#"{"name":"x","stock":1,"closes_at":"+10000-01-01T00:00:00Z"}"#,
+                "closes_at",
+            ),
+            (
+                r#"{"name":"x","stock":1,"closes_at":"+262142-01-01T00:00:00Z"}"#,
+                "closes_at",
+            ),
+        ] {
+            match new_campaign(body) {
+                // chrono may refuse the most extreme forms itself; that is a 400 too.
+                Err(_) => {}
+                Ok(c) => assert_eq!(c.validate(t(0), fixed_id).unwrap_err().field, field),
+            }
+        }
+        let edge = r#"{"name":"x","stock":1,"opens_at":"1970-01-01T00:00:00Z","closes_at":"9999-12-31T23:59:59.999Z"}"#;
+        assert!(new_campaign(edge).unwrap().validate(t(0), fixed_id).is_ok());
     }
 
     #[test]
@@ -355,6 +437,45 @@ mod tests {
     }
 
     proptest! {
+        /// Any instant parses to a 400 or to a spec inside the accepted range, never a panic.
+        #[test]
+        fn any_window_validates_or_is_refused(
+            opens in proptest::option::of(any::<i64>()),
+            closes in proptest::option::of(any::<i64>()),
+        ) {
+            let at = |ms: i64| timefmt::from_millis(ms / 4);
+            let body = NewCampaign {
+                id: None,
+                name: CampaignName::parse("n").unwrap(),
+                stock: Stock::new(1).unwrap(),
+                opens_at: opens.and_then(at),
+                closes_at: closes.and_then(at),
+            };
+            if let Ok(spec) = body.validate(t(0), fixed_id) {
+                for instant in [Some(spec.opens_at), spec.closes_at].into_iter().flatten() {
+                    prop_assert!(timefmt::accepted_instant("t", instant).is_ok());
+                    prop_assert!(timefmt::rfc3339(&instant).len() == 24);
+                }
+            }
+        }
+
+        #[test]
+        fn any_json_body_for_a_campaign_parses_or_is_refused(s in "\\PC{0,80}") {
+            let _ = serde_json::from_str::<NewCampaign>(&s)
+                .map(|c| c.validate(t(0), fixed_id));
+        }
+
+        #[test]
+        fn any_timestamp_text_parses_or_is_refused(
+            year in "[+-]?[0-9]{1,6}",
+            rest in "-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})",
+        ) {
+            let body = format!(r#"{{"name":"n","stock":1,"opens_at":"{year}{rest}"}}"#);
+            if let Ok(Ok(spec)) = new_campaign(&body).map(|c| c.validate(t(0), fixed_id)) {
+                prop_assert!(timefmt::accepted_instant("t", spec.opens_at).is_ok());
+            }
+        }
+
         #[test]
         fn any_stock_in_range_round_trips(n in 1u64..=100_000_000) {
             let stock = Stock::new(n).unwrap();

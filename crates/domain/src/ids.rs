@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ValidationError;
+use crate::{ValidationError, text};
 
 /// Defines the string-backed id boilerplate: `as_str`, `Display`, `TryFrom<String>` and
 /// `From<Id> for String`, so serde can use `try_from`/`into` and every path goes through `parse`.
@@ -74,20 +74,46 @@ impl CampaignId {
 }
 string_id!(CampaignId);
 
-/// The end user a request is for: 1–128 printable characters (no control characters).
+/// The end user a request is for: 1–128 visible characters, in Unicode NFC.
 ///
-/// Control characters are refused so the id can never break a log line or the tab-separated
-/// records rushline keeps in Redis.
+/// [`UserId::parse`] (every id a client sends) normalizes to NFC, so two ids that are
+/// canonically equivalent — they render identically — are one user, and the normalized form is
+/// what is stored and echoed back. It refuses what a person cannot see (see the `text` module):
+/// control, format, separator, private-use and unassigned characters; spaces other than U+0020;
+/// and a space at either end. Control characters in particular could break a log line or the
+/// tab-separated records rushline keeps in Redis.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct UserId(String);
 
 impl UserId {
-    /// Longest id accepted, in characters.
+    /// Longest id accepted, in characters (after normalization).
     pub const MAX_CHARS: usize = 128;
 
-    /// Accepts 1–128 characters, none of them a control character.
+    /// Normalizes a client's id to NFC and accepts it when it is 1–128 visible characters with
+    /// no space at either end.
     pub fn parse(value: impl Into<String>) -> Result<Self, ValidationError> {
+        let value = text::nfc(value.into());
+        let chars = value.chars().count();
+        let visible = value
+            .chars()
+            .all(|c| text::is_visible(c) && !text::is_other_space(c));
+        let trimmed = !value.starts_with(' ') && !value.ends_with(' ');
+        if (1..=Self::MAX_CHARS).contains(&chars) && visible && trimmed {
+            Ok(Self(value))
+        } else {
+            Err(ValidationError::new(
+                "user_id",
+                "must be 1-128 visible characters (no control, format, separator, private-use or \
+                 unassigned characters, no space at either end)",
+            ))
+        }
+    }
+
+    /// An id as rushline stored it (Redis or PostgreSQL), taken verbatim: not renormalized, and
+    /// checked only against what the stores rely on (1–128 characters, no control character), so
+    /// a record written under an earlier, looser rule still reads back as the same user.
+    pub fn from_record(value: impl Into<String>) -> Result<Self, ValidationError> {
         let value = value.into();
         let chars = value.chars().count();
         if (1..=Self::MAX_CHARS).contains(&chars) && !value.chars().any(char::is_control) {
@@ -95,7 +121,7 @@ impl UserId {
         } else {
             Err(ValidationError::new(
                 "user_id",
-                "must be 1-128 printable characters",
+                "must be 1-128 characters, none a control character",
             ))
         }
     }
@@ -103,6 +129,9 @@ impl UserId {
 string_id!(UserId);
 
 /// A client's `Idempotency-Key` header: 1–128 printable ASCII characters (space to `~`).
+///
+/// ASCII only, so there is nothing invisible to refuse and nothing to normalize: what a person
+/// sees is the key. (HTTP strips spaces at either end of a header value before it gets here.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey(String);
 
@@ -242,6 +271,59 @@ mod tests {
     }
 
     #[test]
+    fn user_ids_are_visible_text() {
+        for bad in [
+            "a\u{200B}b",
+            "\u{202E}evil",
+            "\u{FEFF}u",
+            "line\u{2028}sep",
+            "para\u{2029}sep",
+            "soft\u{AD}hyphen",
+            "filler\u{3164}",
+            "\u{115F}",
+            "private\u{E000}",
+            "nbsp\u{A0}inside",
+            "ideographic\u{3000}space",
+            " leading",
+            "trailing ",
+            " ",
+        ] {
+            assert!(UserId::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "u-123",
+            "alice@example.com",
+            "first last",
+            "홍길동",
+            "user 😀",
+            "ü",
+        ] {
+            assert!(UserId::parse(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn user_ids_are_normalized_to_nfc() {
+        let decomposed = UserId::parse("jose\u{301}").unwrap();
+        let composed = UserId::parse("jos\u{e9}").unwrap();
+        assert_eq!(decomposed, composed);
+        assert_eq!(decomposed.as_str(), "jos\u{e9}");
+        // Hangul typed as jamo is the same user as the precomposed syllables.
+        assert_eq!(
+            UserId::parse("\u{1112}\u{1169}\u{11BC}").unwrap().as_str(),
+            "\u{D64D}"
+        );
+    }
+
+    #[test]
+    fn stored_user_ids_read_back_verbatim() {
+        let stored = UserId::from_record("jose\u{301} \u{200B}").unwrap();
+        assert_eq!(stored.as_str(), "jose\u{301} \u{200B}");
+        assert!(UserId::from_record("tab\there").is_err());
+        assert!(UserId::from_record("").is_err());
+    }
+
+    #[test]
     fn idempotency_key_limits() {
         assert!(IdempotencyKey::parse("retry-1 {x}").is_ok());
         assert!(IdempotencyKey::parse("k".repeat(128)).is_ok());
@@ -269,8 +351,51 @@ mod tests {
         }
 
         #[test]
-        fn user_ids_without_control_chars_parse(s in "[^\\p{Cc}]{1,128}") {
-            prop_assert!(UserId::parse(s).is_ok());
+        fn user_ids_of_letters_digits_and_inner_spaces_parse(
+            s in "[\\p{L}\\p{N}\\p{P}][\\p{L}\\p{N}\\p{P} ]{0,60}[\\p{L}\\p{N}\\p{P}]"
+        ) {
+            let id = UserId::parse(s.clone());
+            prop_assert!(id.is_ok(), "{:?}", s);
+        }
+
+        /// Whatever a client sends, parse never panics, and what it accepts is NFC, within the
+        /// limits, visible, parses to itself again, and reads back from a record unchanged.
+        #[test]
+        fn user_id_parse_is_total_and_idempotent(s in "\\PC{0,140}|.{0,140}|[\\u{0}-\\u{3000}]{0,20}") {
+            if let Ok(id) = UserId::parse(s) {
+                let text = id.as_str();
+                prop_assert!((1..=UserId::MAX_CHARS).contains(&text.chars().count()));
+                prop_assert!(text.chars().all(|c| text::is_visible(c) && !text::is_other_space(c)));
+                prop_assert_eq!(&UserId::parse(text).unwrap(), &id);
+                prop_assert_eq!(&UserId::from_record(text).unwrap(), &id);
+            }
+        }
+
+        #[test]
+        fn user_ids_with_an_invisible_character_are_refused(
+            head in "[a-z]{0,10}",
+            tail in "[a-z]{0,10}",
+            hidden in prop::sample::select(vec![
+                '\u{0}', '\t', '\u{7f}', '\u{AD}', '\u{200B}', '\u{200E}', '\u{202E}',
+                '\u{2028}', '\u{2029}', '\u{2060}', '\u{FEFF}', '\u{E000}', '\u{3164}',
+                '\u{A0}', '\u{3000}', '\u{FE0F}', '\u{E0001}',
+            ]),
+        ) {
+            let id = format!("{head}{hidden}{tail}");
+            prop_assert!(UserId::parse(&id).is_err(), "{:?}", id);
+        }
+
+        #[test]
+        fn idempotency_key_parse_accepts_exactly_printable_ascii(s in "\\PC{0,130}|[ -~]{0,130}") {
+            let ok = (1..=128).contains(&s.len()) && s.bytes().all(|b| (0x20..0x7f).contains(&b));
+            prop_assert_eq!(IdempotencyKey::parse(s).is_ok(), ok);
+        }
+
+        #[test]
+        fn request_id_parse_never_panics_and_round_trips(s in "\\PC{0,40}|[0-9a-fA-F-]{32,40}") {
+            if let Ok(id) = RequestId::parse(&s) {
+                prop_assert_eq!(RequestId::parse(&id.to_string()).unwrap(), id);
+            }
         }
 
         #[test]

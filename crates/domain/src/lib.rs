@@ -16,7 +16,9 @@
 //! - [`coupon`]: [`CouponCode`], the human-friendly `RL-XXXX-XXXX` code an issued request holds,
 //!   minted by [`CouponCode::mint`] from the campaign's key and its coupon sequence number.
 //! - [`record`]: [`CampaignRecord`], the interface Redis state is rebuilt through.
-//! - [`timefmt`]: RFC 3339 UTC rendering shared by every JSON shape.
+//! - [`timefmt`]: RFC 3339 UTC rendering shared by every JSON shape, and the range of instants
+//!   rushline accepts.
+//! - `text`: what "printable" means for a client's text (visible characters, NFC).
 
 pub mod campaign;
 pub mod coupon;
@@ -24,6 +26,7 @@ pub mod error;
 pub mod ids;
 pub mod record;
 pub mod request;
+mod text;
 pub mod timefmt;
 
 pub use campaign::{

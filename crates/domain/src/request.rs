@@ -150,6 +150,19 @@ mod tests {
         assert_eq!(json["request_id"], view.request_id.to_string());
     }
 
+    proptest::proptest! {
+        /// Any body text parses to a valid, normalized user id or is refused, never a panic.
+        #[test]
+        fn any_request_body_parses_or_is_refused(
+            body in "\\PC{0,80}|\\{\"user_id\": \"\\PC{0,40}\"\\}|\\{\"user_id\": \"[a-z\\\\u0-9]{0,20}\"\\}"
+        ) {
+            if let Ok(request) = serde_json::from_str::<IssueRequest>(&body) {
+                let id = request.user_id.as_str();
+                proptest::prop_assert_eq!(UserId::parse(id).unwrap(), request.user_id.clone());
+            }
+        }
+    }
+
     #[test]
     fn bad_bodies_are_refused() {
         assert!(serde_json::from_str::<IssueRequest>(r#"{"user_id":""}"#).is_err());

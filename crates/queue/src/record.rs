@@ -121,7 +121,7 @@ pub fn parse_status(request_id: RequestId, raw: &str) -> Result<StatusRecord, Qu
             request_id,
             campaign_id: CampaignId::parse(campaign)
                 .map_err(|_| bad("status record campaign", raw))?,
-            user_id: UserId::parse(user).map_err(|_| bad("status record user", raw))?,
+            user_id: UserId::from_record(user).map_err(|_| bad("status record user", raw))?,
             status,
             coupon_code,
             decided_at,
@@ -160,7 +160,7 @@ pub fn parse_decision(line: &str, code_key: &str) -> Result<Decision, QueueError
     };
     Ok(Decision {
         request_id: RequestId::parse(rid).map_err(|_| bad("log line id", line))?,
-        user_id: UserId::parse(*user).map_err(|_| bad("log line user", line))?,
+        user_id: UserId::from_record(*user).map_err(|_| bad("log line user", line))?,
         status,
         coupon_code,
         coupon_seq,

@@ -36,7 +36,7 @@ impl CampaignRow {
         Ok(StoredCampaign {
             spec: CampaignSpec {
                 id: CampaignId::parse(self.id).map_err(StoreError::corrupt)?,
-                name: CampaignName::parse(self.name).map_err(StoreError::corrupt)?,
+                name: CampaignName::from_record(self.name).map_err(StoreError::corrupt)?,
                 stock: Stock::new(u64::try_from(self.stock).map_err(StoreError::corrupt)?)
                     .map_err(StoreError::corrupt)?,
                 opens_at: self.opens_at,
@@ -179,7 +179,7 @@ impl Store {
             rows.into_iter()
                 .map(|(user, request)| {
                     Ok((
-                        UserId::parse(user).map_err(StoreError::corrupt)?,
+                        UserId::from_record(user).map_err(StoreError::corrupt)?,
                         request.into(),
                     ))
                 })

@@ -31,7 +31,7 @@ impl Store {
                 Ok(RequestView {
                     request_id: r.request_id.into(),
                     campaign_id: CampaignId::parse(r.campaign_id).map_err(StoreError::corrupt)?,
-                    user_id: UserId::parse(r.user_id).map_err(StoreError::corrupt)?,
+                    user_id: UserId::from_record(r.user_id).map_err(StoreError::corrupt)?,
                     status: r.status.parse().map_err(StoreError::corrupt)?,
                     coupon_code: r
                         .coupon_code

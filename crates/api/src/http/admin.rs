@@ -211,6 +211,7 @@ pub(crate) struct AddStock {
     responses(
         (status = 200, description = "Stock added", body = openapi::CampaignView),
         (status = 400, description = "The body does not parse or validate", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong bearer token", body = openapi::Problem, content_type = "application/problem+json"),

@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
     responses(
         (status = 201, description = "Created", body = openapi::CampaignView, headers(("Location" = String, description = "Where to read it back"))),
         (status = 400, description = "The body does not parse or validate", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = openapi::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong bearer token", body = openapi::Problem, content_type = "application/problem+json"),
@@ -134,7 +135,7 @@ async fn show(
 }
 
 pub(crate) fn view(id: CampaignId, campaign: CampaignState) -> Result<CampaignView, ApiError> {
-    let name = rushline_domain::CampaignName::parse(campaign.name)
+    let name = rushline_domain::CampaignName::from_record(campaign.name)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("campaign {id} name in Redis: {e}")))?;
     Stock::new(campaign.stock)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("campaign {id} stock in Redis: {e}")))?;

@@ -11,16 +11,25 @@ use crate::http::ApiError;
 use crate::state::AppState;
 
 /// `axum::Json`, rejecting as problem+json: 415 without a JSON content type, 413 over the body
-/// limit, 400 for anything that does not parse or validate (the detail names the field).
+/// limit, 408 when the whole body has not arrived within `RUSHLINE_HTTP_BODY_TIMEOUT_MS`, 400 for
+/// anything that does not parse or validate (the detail names the field).
+///
+/// The body's time is bounded in total, not per chunk, so a client dribbling a byte at a time
+/// holds its connection for the bound at most.
 pub struct ApiJson<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = state.config.connections.body_read_timeout;
+        match tokio::time::timeout(limit, axum::Json::<T>::from_request(req, state)).await {
+            Ok(Ok(axum::Json(value))) => Ok(Self(value)),
+            Ok(Err(rejection)) => Err(json_rejection(rejection)),
+            Err(_elapsed) => Err(ApiError::RequestTimeout(format!(
+                "the request body did not arrive within {} ms",
+                limit.as_millis()
+            ))),
         }
     }
 }
@@ -68,16 +77,47 @@ impl FromRequestParts<AppState> for Admin {
         let presented = parts
             .headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| bearer_token(v.as_bytes()))
             .ok_or(ApiError::Unauthorized)?;
         // Constant time, so response timing does not leak how much of a guess was right.
-        if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        if bool::from(presented.ct_eq(expected.as_bytes())) {
             Ok(Self)
         } else {
             Err(ApiError::Unauthorized)
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive and
+/// may be followed by several spaces (RFC 9110 §11.4: `auth-scheme 1*SP token68`).
+pub fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(b"Bearer".len())?;
+    if !scheme.eq_ignore_ascii_case(b"Bearer") || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let token = rest.trim_ascii_start();
+    (!token.is_empty()).then_some(token)
+}
+
+/// The one value of an optional header that must not be repeated, as text: `None` when absent;
+/// 400 when it appears twice or is not visible ASCII (a header's value a client controls).
+pub fn single_header<'a>(
+    headers: &'a header::HeaderMap,
+    name: &'static str,
+) -> Result<Option<&'a str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "{name}: must appear at most once"
+        )));
+    }
+    first
+        .to_str()
+        .map(Some)
+        .map_err(|_| ApiError::BadRequest(format!("{name}: must be printable ASCII")))
 }
 
 /// `axum::extract::Path`, rejecting with 400 problem+json.
@@ -91,5 +131,50 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
             .await
             .map(|p| Self(p.0))
             .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k"] {
+            assert_eq!(bearer_token(value.as_bytes()), Some(&b"t0k"[..]), "{value}");
+        }
+        for value in [
+            "Bearert0k",
+            "Bearer",
+            "Bearer ",
+            "Basic t0k",
+            "Bear t0k",
+            "",
+            "\u{e9}",
+        ] {
+            assert_eq!(bearer_token(value.as_bytes()), None, "{value}");
+        }
+    }
+
+    proptest! {
+        /// Any header bytes: no panic, and a token comes back only after a bearer scheme.
+        #[test]
+        fn any_authorization_value_is_parsed_or_refused(value in proptest::collection::vec(any::<u8>(), 0..40)) {
+            if let Some(token) = bearer_token(&value) {
+                prop_assert!(value[..6].eq_ignore_ascii_case(b"bearer"));
+                prop_assert!(!token.is_empty() && token[0] != b' ');
+            }
+        }
+
+        #[test]
+        fn bearer_in_any_case_yields_the_token(
+            scheme in "[bB][eE][aA][rR][eE][rR]",
+            spaces in " {1,3}",
+            token in "[A-Za-z0-9._~+/=-]{1,40}",
+        ) {
+            let value = format!("{scheme}{spaces}{token}");
+            prop_assert_eq!(bearer_token(value.as_bytes()), Some(token.as_bytes()));
+        }
     }
 }

@@ -86,22 +86,27 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::Internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
 }
 
-/// Records every request's latency under its route template (`/v1/requests/{id}`, never the raw
-/// path, so the label set stays bounded); unmatched paths share one label.
+/// Records every request's latency under labels from closed sets (see [`telemetry`]): the route
+/// template (`/v1/requests/{id}`, never the raw path) or `unmatched`, a standard method or
+/// `other`, and the status the API answered.
 async fn record_latency(
     matched: Option<MatchedPath>,
     request: axum::extract::Request,
     next: Next,
 ) -> Response {
-    let route = matched.map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = request.method().to_string();
+    let route = matched.map_or_else(
+        || telemetry::UNMATCHED_ROUTE.to_owned(),
+        |m| m.as_str().to_owned(),
+    );
+    let method = telemetry::method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     metrics::histogram!(
         telemetry::HTTP_DURATION,
         "route" => route,
         "method" => method,
-        "status" => response.status().as_u16().to_string(),
+        // Only the API's own handlers and middleware set it, from the statuses they know.
+        "status" => response.status().as_str().to_owned(),
     )
     .record(started.elapsed().as_secs_f64());
     response

@@ -89,6 +89,11 @@ pub struct Problem {
     status: u16,
     /// What went wrong and what to fix.
     detail: String,
+    /// Extension member, only on a `503` of `POST /v1/campaigns/{id}/requests` after which the
+    /// request may nonetheless have been queued: its id (also in `Location`).
+    #[schema(format = "uuid")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
 }
 
 /// `POST /v1/campaigns` body.
@@ -97,16 +102,18 @@ pub struct NewCampaign {
     /// Generated when absent.
     #[schema(pattern = "^[a-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
     id: Option<String>,
-    /// Display name: 1–200 characters, any but U+0000 (which PostgreSQL's text cannot hold).
+    /// Display name: 1–200 visible characters, normalized to NFC; no control, format, line or
+    /// paragraph separator, private-use or unassigned characters (U+0000 in particular, which
+    /// PostgreSQL's text cannot hold), no space at either end.
     #[schema(min_length = 1, max_length = 200, pattern = "^[^\\u0000]*$")]
     name: String,
     /// Coupons to issue.
     #[schema(minimum = 1, maximum = 100_000_000)]
     stock: u64,
-    /// RFC 3339; absent = open now.
+    /// RFC 3339, from 1970-01-01T00:00:00Z through 9999-12-31T23:59:59.999Z; absent = open now.
     #[schema(format = DateTime)]
     opens_at: Option<String>,
-    /// RFC 3339, after `opens_at`; absent = never closes.
+    /// RFC 3339, after `opens_at`, within the same range; absent = never closes.
     #[schema(format = DateTime)]
     closes_at: Option<String>,
 }
@@ -152,7 +159,9 @@ pub enum CampaignStatus {
 /// `POST /v1/campaigns/{id}/requests` body.
 #[derive(Serialize, ToSchema)]
 pub struct IssueRequest {
-    /// 1–128 printable characters.
+    /// 1–128 visible characters, normalized to NFC (canonically equivalent ids are one user; the
+    /// normalized form is stored and echoed): no control, format, separator, private-use or
+    /// unassigned characters, no space other than U+0020 and none at either end.
     #[schema(min_length = 1, max_length = 128)]
     user_id: String,
 }

@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rushline_domain::ValidationError;
+use rushline_domain::{RequestId, ValidationError};
 use serde::Serialize;
 
 use crate::telemetry;
@@ -28,6 +28,10 @@ pub enum ApiError {
     /// 403: admin endpoints are disabled (no token configured).
     #[error("admin endpoints are disabled: RUSHLINE_ADMIN_TOKEN is not set")]
     AdminDisabled,
+    /// 408: the request body did not arrive in time. The connection is closed after it, since
+    /// the rest of the body may still be on its way.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 404: no such thing.
     #[error("{0}")]
     NotFound(String),
@@ -57,6 +61,22 @@ pub enum ApiError {
          same Idempotency-Key so that a request that did get through is not queued twice"
     )]
     Unavailable(#[source] anyhow::Error),
+    /// 503: a backing call failed while a request was being queued, at a point where Redis may
+    /// nonetheless have queued it (a timeout, a connection lost mid-call). The problem carries
+    /// the id the request would have (extension member `request_id`) and its `Location`, so the
+    /// client learns the outcome with one GET.
+    #[error(
+        "a backing service failed while the request was being queued; it may have been queued \
+         nonetheless: GET its Location (request_id) to learn its outcome, or retry after \
+         Retry-After seconds with the same Idempotency-Key"
+    )]
+    MaybeQueued {
+        /// The id the request was queued under, if it was.
+        request_id: RequestId,
+        /// What failed.
+        #[source]
+        source: anyhow::Error,
+    },
     /// 500: a bug. Logged, never shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -68,6 +88,9 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: String,
+    /// Extension member: the request a `503` may nonetheless have queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<RequestId>,
 }
 
 impl ApiError {
@@ -76,6 +99,7 @@ impl ApiError {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::AdminDisabled => (StatusCode::FORBIDDEN, "admin-disabled"),
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request-timeout"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -85,7 +109,9 @@ impl ApiError {
             }
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             Self::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Unavailable(_) | Self::MaybeQueued { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -107,7 +133,7 @@ impl IntoResponse for ApiError {
         let (status, slug) = self.parts();
         match &self {
             Self::Internal(e) => tracing::error!(error = ?e, "internal error"),
-            Self::Unavailable(e) => {
+            Self::Unavailable(e) | Self::MaybeQueued { source: e, .. } => {
                 if let Some(backend) = telemetry::backend_of(e) {
                     telemetry::backend_error(backend);
                 }
@@ -120,6 +146,10 @@ impl IntoResponse for ApiError {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail: self.to_string(),
+            request_id: match &self {
+                Self::MaybeQueued { request_id, .. } => Some(*request_id),
+                _ => None,
+            },
         };
         let mut response = (status, Json(problem)).into_response();
         let headers = response.headers_mut();
@@ -131,11 +161,79 @@ impl IntoResponse for ApiError {
             Self::Overloaded(_) | Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
+            Self::MaybeQueued { request_id, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                // A UUID in a path: always a valid header value.
+                if let Ok(location) = HeaderValue::try_from(format!("/v1/requests/{request_id}")) {
+                    headers.insert(header::LOCATION, location);
+                }
+            }
+            Self::RequestTimeout(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rushline_domain::CampaignId;
+
+    fn rendered(error: ApiError) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let response = error.into_response();
+        let (parts, body) = response.into_parts();
+        let bytes =
+            futures::executor::block_on(axum::body::to_bytes(body, 1 << 20)).unwrap_or_default();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    #[test]
+    fn a_503_that_may_have_queued_carries_its_request_id_and_location() {
+        let id = RequestId::new_for(&CampaignId::parse("c").unwrap());
+        let (status, headers, body) = rendered(ApiError::MaybeQueued {
+            request_id: id,
+            source: anyhow::anyhow!("redis call timed out"),
+        });
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["request_id"], id.to_string());
+        assert_eq!(
+            headers.get(header::LOCATION).unwrap(),
+            &format!("/v1/requests/{id}")
+        );
+        assert!(headers.contains_key(header::RETRY_AFTER));
+        let (_, headers, body) = rendered(ApiError::unavailable(anyhow::anyhow!("refused")));
+        assert!(body.get("request_id").is_none());
+        assert!(!headers.contains_key(header::LOCATION));
+    }
+
+    proptest! {
+        /// Whatever a detail holds (a client's input echoed in it included), the body is one
+        /// well-formed problem+json object with the status it is sent with.
+        #[test]
+        fn any_detail_renders_a_well_formed_problem(detail in "\\PC{0,200}|.{0,50}", kind in 0..5u8) {
+            let error = match kind {
+                0 => ApiError::BadRequest(detail.clone()),
+                1 => ApiError::NotFound(detail.clone()),
+                2 => ApiError::Conflict(detail.clone()),
+                3 => ApiError::RequestTimeout(detail.clone()),
+                _ => ApiError::Unprocessable(detail.clone()),
+            };
+            let (status, headers, body) = rendered(error);
+            prop_assert_eq!(
+                headers.get(header::CONTENT_TYPE).unwrap(),
+                "application/problem+json"
+            );
+            prop_assert_eq!(body["status"].as_u64(), Some(u64::from(status.as_u16())));
+            prop_assert_eq!(body["detail"].as_str(), Some(detail.as_str()));
+            prop_assert!(body["type"].as_str().unwrap().starts_with("urn:rushline:problem:"));
+        }
     }
 }

@@ -69,6 +69,7 @@ pub fn of<B>(request: &axum::http::Request<B>) -> &str {
 #[cfg(test)]
 mod tests {
     use super::acceptable;
+    use proptest::prelude::*;
 
     #[test]
     fn ids_at_the_limits() {
@@ -80,5 +81,16 @@ mod tests {
         assert!(!acceptable(b"tab\there"));
         assert!(!acceptable("caf\u{e9}".as_bytes()));
         assert!(!acceptable(b"del\x7f"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_bytes_are_kept_only_when_printable_ascii(
+            value in proptest::collection::vec(any::<u8>(), 0..140)
+        ) {
+            let expected = (1..=128).contains(&value.len())
+                && value.iter().all(|b| (0x20..0x7f).contains(b));
+            prop_assert_eq!(acceptable(&value), expected);
+        }
     }
 }

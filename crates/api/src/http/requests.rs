@@ -10,14 +10,14 @@ use axum::{Json, Router};
 use rushline_domain::{
     AcceptedView, CampaignId, IdempotencyKey, IssueRequest, RequestId, RequestStatus, RequestView,
 };
-use rushline_queue::{AcceptItem, AcceptOutcome, Warmed};
+use rushline_queue::{AcceptItem, AcceptOutcome, QueueError, Warmed};
 use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::accept::AcceptError;
 use crate::http::ApiError;
 use crate::http::campaigns::not_found;
-use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, single_header};
 use crate::http::openapi;
 use crate::state::AppState;
 use crate::telemetry;
@@ -40,18 +40,19 @@ pub fn router() -> Router<AppState> {
     request_body = openapi::IssueRequest,
     params(
         ("id" = String, Path, description = "Campaign id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-128 printable; retries with it return the same request"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-128 printable ASCII characters, at most once; retries with it return the same request"),
     ),
     responses(
         (status = 202, description = "Queued", body = openapi::AcceptedView, headers(("Location" = String, description = "The request's status URL"))),
         (status = 200, description = "Decided at once (sold out, duplicate) or an idempotent replay of a final request", body = openapi::RequestView, headers(("Location" = String, description = "The request's status URL"))),
-        (status = 400, description = "The body does not parse or validate", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body does not parse or validate, or Idempotency-Key is malformed or repeated", body = openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = openapi::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such campaign", body = openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Campaign scheduled or closed", body = openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with another user_id", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Overloaded or a backing service is down", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "Overloaded or a backing service is down. When a backing call failed at a point where the request may nonetheless have been queued (a timeout, a connection lost mid-call), the problem carries the request's `request_id` and a `Location` header: GET it to learn the outcome, or retry with the same Idempotency-Key", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"), ("Location" = String, description = "Only when the request may have been queued: its status URL"))),
     ),
 )]
 async fn issue(
@@ -64,12 +65,9 @@ async fn issue(
         refused("unknown_campaign");
         not_found()
     })?;
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => Some(IdempotencyKey::parse(value.to_str().map_err(|_| {
-            ApiError::BadRequest("Idempotency-Key: must be printable ASCII".into())
-        })?)?),
-    };
+    let idempotency_key = single_header(&headers, "idempotency-key")?
+        .map(IdempotencyKey::parse)
+        .transpose()?;
     let item = AcceptItem {
         request_id: RequestId::new_for(&campaign),
         user_id: body.user_id,
@@ -126,6 +124,8 @@ async fn issue(
     }
 }
 
+/// One accept; a failure where Redis may nonetheless have queued the request answers with the
+/// request's id and `Location` ([`ApiError::MaybeQueued`]).
 async fn accept(
     state: &AppState,
     campaign: &CampaignId,
@@ -142,9 +142,33 @@ async fn accept(
             }
             other => {
                 refused("unavailable");
-                ApiError::unavailable(other)
+                if script_may_have_run(&other) {
+                    ApiError::MaybeQueued {
+                        request_id: item.request_id,
+                        source: other.into(),
+                    }
+                } else {
+                    ApiError::unavailable(other)
+                }
             }
         })
+}
+
+/// Whether `accept.lua` may have run although the call failed. Only failures that happen before
+/// anything reaches Redis are certain: no connection could be made, or the configuration is
+/// unusable. A timeout, a connection lost mid-call, an error reply from inside the script (Redis
+/// does not roll back what a failing script wrote) or an unreadable reply all may follow a script
+/// that ran; so may an acceptor that dropped a request it had taken.
+fn script_may_have_run(error: &AcceptError) -> bool {
+    match error {
+        AcceptError::Backlog => false,
+        AcceptError::Stopped => true,
+        AcceptError::Queue(e) => match e.as_ref() {
+            QueueError::Config(_) | QueueError::Pool(_) => false,
+            QueueError::Redis(e) => !e.is_connection_refusal(),
+            _ => true,
+        },
+    }
 }
 
 /// Counts an accept outcome: every outcome in `rushline_requests_total`, and each as accepted,
@@ -292,6 +316,23 @@ mod tests {
         );
         for bad in ["", "-1", "1.5", "abc", " 1", "+1"] {
             assert!(parse_wait(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any `?wait=` text is a 400 or a wait of at most 30 s, never a panic; digits always
+        /// parse, however many.
+        #[test]
+        fn any_wait_is_refused_or_capped(raw in "\\PC{0,30}|[0-9]{1,40}") {
+            match parse_wait(Some(&raw)) {
+                Ok(wait) => {
+                    proptest::prop_assert!(wait <= Duration::from_secs(MAX_WAIT_SECS));
+                    proptest::prop_assert!(raw.bytes().all(|b| b.is_ascii_digit()));
+                }
+                Err(_) => proptest::prop_assert!(
+                    raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit())
+                ),
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ mod concurrency;
 mod dashboard;
 mod fuzzed;
 mod helpers;
+mod hostile;
 mod lifecycle;
 mod metrics;
 mod openapi;
