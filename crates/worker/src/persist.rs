@@ -1,8 +1,10 @@
 //! The persist loop: copy decisions from the Redis logs into PostgreSQL, then acknowledge them.
 //!
-//! Per campaign with news: clear its log flag, then read every entry no consumer has seen
-//! (`XREADGROUP >`), write them in one transaction, undo in Redis whatever the record refused,
-//! and acknowledge. On each sweep it also takes over entries left pending by a dead worker.
+//! Per turn of a campaign with news: clear its log flag, then read the entries no consumer has
+//! seen (`XREADGROUP >`, at most `persist_entries`), write them in one transaction, undo in Redis
+//! whatever the record refused, and acknowledge. Campaigns take turns round-robin
+//! ([`Rotation`]), so a long log never holds up another campaign's. A task of its own,
+//! [`take_over`], claims entries left pending by a dead worker on every sweep.
 //!
 //! Where a decision is at each moment: in the log only (a crash re-delivers it to whoever claims
 //! it) → pending on this consumer (same) → committed in PostgreSQL but not acknowledged (a crash
@@ -10,96 +12,207 @@
 //! record) → acknowledged and gone from the log. Nothing is lost at any step; nothing is
 //! decided here at all.
 //!
-//! While PostgreSQL is down, writes are retried with jittered backoff; decisions wait in Redis.
+//! While PostgreSQL is down, writes are retried with jittered backoff (per campaign, holding the
+//! entries already taken); decisions wait in Redis.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use rushline_domain::{CampaignId, Decision};
-use rushline_queue::{LogEntry, Rollback};
+use rushline_queue::{LogEntry, QueueError, Rollback};
 use rushline_store::Persisted;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
-use crate::backoff::Backoff;
+use crate::decide::sleep_until;
+use crate::rotation::Rotation;
 use crate::telemetry::{self, Backend};
 use crate::wake::Pending;
 
-/// The loop gave up on a batch because the hard-stop deadline passed; it stays pending in Redis.
-#[derive(Debug, thiserror::Error)]
-#[error("abandoned at shutdown; the entries stay pending for another worker")]
-pub struct Abandoned;
-
-/// Persists until `token` is cancelled, then makes a last pass over every campaign it knows.
-pub async fn run(ctx: Context, pending: Pending, sweeps: Pending, token: CancellationToken) {
-    let mut known = BTreeSet::new();
+/// Persists until `token` is cancelled, then drains every campaign it knows until their logs
+/// hold nothing unread (or the hard-stop deadline passes).
+///
+/// One [`Rotation`]: a turn is one transaction's worth of one campaign's log
+/// (`persist_entries` entries); a campaign that filled it goes to the back of the line, behind
+/// every campaign woken meanwhile. A turn that fails keeps the entries it took in hand (they are
+/// pending on this consumer) and the campaign sits out a backoff delay; the next turn retries
+/// exactly those entries, every step of which is idempotent.
+pub async fn run(ctx: Context, pending: Pending, token: CancellationToken) {
+    let mut loop_state = Persister::default();
     loop {
-        let due = pending.take();
-        let swept = sweeps.take();
-        if due.is_empty() && swept.is_empty() {
+        if token.is_cancelled() {
+            break;
+        }
+        for campaign in pending.take() {
+            loop_state.add(campaign);
+        }
+        let Some(campaign) = loop_state.rotation.next(Instant::now()) else {
+            let due = loop_state.rotation.next_due();
             tokio::select! {
                 () = token.cancelled() => break,
                 () = pending.changed() => {}
-                () = sweeps.changed() => {}
+                () = sleep_until(due) => {}
             }
             continue;
-        }
-        for campaign in due.iter().chain(&swept) {
-            known.insert(campaign.clone());
-            if persist_new(&ctx, campaign).await.is_err() {
-                return;
-            }
-        }
-        for campaign in &swept {
-            if persist_stale(&ctx, campaign).await.is_err() {
-                return;
-            }
-        }
+        };
+        loop_state.turn(&ctx, campaign).await;
     }
     // Shutdown: the decide loop has stopped; persist what this worker (or anyone) left unread.
-    known.extend(pending.take());
-    for campaign in &known {
-        if persist_new(&ctx, campaign).await.is_err() {
+    for campaign in pending.take() {
+        loop_state.add(campaign);
+    }
+    let known = std::mem::take(&mut loop_state.known);
+    for campaign in known {
+        loop_state.rotation.add(campaign);
+    }
+    while !loop_state.rotation.is_empty() {
+        let Some(campaign) = loop_state.rotation.next(Instant::now()) else {
+            tokio::select! {
+                () = ctx.hard_stop.cancelled() => return,
+                () = sleep_until(loop_state.rotation.next_due()) => {}
+            }
+            continue;
+        };
+        loop_state.turn(&ctx, campaign).await;
+    }
+}
+
+/// The persist loop's state between turns.
+#[derive(Default)]
+struct Persister {
+    rotation: Rotation,
+    /// Entries a failed turn took (pending on this consumer), to retry on the campaign's next turn.
+    held: HashMap<CampaignId, Vec<LogEntry>>,
+    /// Every campaign seen, for the drain at shutdown.
+    known: BTreeSet<CampaignId>,
+}
+
+impl Persister {
+    fn add(&mut self, campaign: CampaignId) {
+        self.known.insert(campaign.clone());
+        self.rotation.add(campaign);
+    }
+
+    /// One turn of `campaign`: the entries a failed turn left in hand, else its next unread ones.
+    async fn turn(&mut self, ctx: &Context, campaign: CampaignId) {
+        let retrying = self.held.remove(&campaign);
+        let was_retry = retrying.is_some();
+        let entries = match retrying {
+            Some(entries) => entries,
+            None => match read_new(ctx, &campaign).await {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::warn!(campaign = %campaign, error = %e, "reading the decision log failed; retrying");
+                    telemetry::backend_error(Backend::Redis, "reading log");
+                    self.rotation.failed(campaign, Instant::now());
+                    return;
+                }
+            },
+        };
+        if entries.is_empty() {
+            self.rotation.succeeded(&campaign);
             return;
         }
+        match persist_entries(ctx, &campaign, &entries).await {
+            Ok(()) => {
+                self.rotation.succeeded(&campaign);
+                // A full read (or a retry) may have left more behind; anything appended after a
+                // short read raised the log flag again, which wakes this loop anyway.
+                if was_retry || entries.len() >= ctx.config.persist_entries {
+                    self.rotation.add(campaign);
+                }
+            }
+            Err(failure) => {
+                tracing::warn!(campaign = %campaign, error = %failure.error, "{} failed; retrying", failure.step);
+                telemetry::backend_error(failure.backend, failure.step);
+                self.held.insert(campaign.clone(), entries);
+                self.rotation.failed(campaign, Instant::now());
+            }
+        }
     }
 }
 
-/// Reads and persists every entry of `campaign` that no consumer has seen yet.
-async fn persist_new(ctx: &Context, campaign: &CampaignId) -> Result<(), Abandoned> {
-    retry(ctx, Backend::Redis, "clearing log flag", || {
-        ctx.queue.clear_log_flag(campaign)
-    })
-    .await?;
+/// Clears the campaign's log flag, then takes up to `persist_entries` entries no consumer has
+/// seen yet (they become pending on this consumer).
+async fn read_new(ctx: &Context, campaign: &CampaignId) -> Result<Vec<LogEntry>, QueueError> {
+    ctx.queue.clear_log_flag(campaign).await?;
+    ctx.queue
+        .read_log(campaign, &ctx.consumer, ctx.config.persist_entries)
+        .await
+}
+
+/// Takes over, on every sweep, the entries other consumers left pending longer than
+/// `claim_idle` (their worker is presumed dead), until `token` is cancelled.
+///
+/// A task of its own, so takeover never waits behind the persist loop's backlog: a dead worker's
+/// entries are persisted within about `claim_idle` plus one sweep whatever else is busy. Each
+/// campaign gets one claim (`persist_entries` entries) per pass, round-robin, until none has
+/// more; a failure leaves the entries to the next sweep.
+pub async fn take_over(ctx: Context, sweeps: Pending, token: CancellationToken) {
     loop {
-        let entries = retry(ctx, Backend::Redis, "reading log", || {
-            ctx.queue
-                .read_log(campaign, &ctx.consumer, ctx.config.persist_entries)
-        })
-        .await?;
-        if entries.is_empty() {
-            return Ok(());
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = sweeps.changed() => {}
         }
-        persist_entries(ctx, campaign, &entries).await?;
+        let mut rotation: VecDeque<CampaignId> = sweeps.take().into_iter().collect();
+        while let Some(campaign) = rotation.pop_front() {
+            if token.is_cancelled() {
+                return;
+            }
+            let entries = match ctx
+                .queue
+                .claim_stale(
+                    &campaign,
+                    &ctx.consumer,
+                    ctx.config.claim_idle,
+                    ctx.config.persist_entries,
+                )
+                .await
+            {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::warn!(campaign = %campaign, error = %e, "claiming stale log entries failed; next sweep retries");
+                    telemetry::backend_error(Backend::Redis, "claiming stale log entries");
+                    continue;
+                }
+            };
+            if entries.is_empty() {
+                continue;
+            }
+            tracing::info!(campaign = %campaign, entries = entries.len(), "took over stale log entries");
+            match persist_entries(&ctx, &campaign, &entries).await {
+                Ok(()) if entries.len() >= ctx.config.persist_entries => {
+                    rotation.push_back(campaign);
+                }
+                Ok(()) => {}
+                // Still pending on this consumer: claimed again (by anyone) once idle again.
+                Err(failure) => {
+                    tracing::warn!(campaign = %campaign, error = %failure.error, "{} failed for taken-over entries; next sweep retries", failure.step);
+                    telemetry::backend_error(failure.backend, failure.step);
+                }
+            }
+        }
     }
 }
 
-/// Takes over and persists entries another consumer left pending too long.
-async fn persist_stale(ctx: &Context, campaign: &CampaignId) -> Result<(), Abandoned> {
-    loop {
-        let entries = retry(ctx, Backend::Redis, "claiming stale log entries", || {
-            ctx.queue.claim_stale(
-                campaign,
-                &ctx.consumer,
-                ctx.config.claim_idle,
-                ctx.config.persist_entries,
-            )
-        })
-        .await?;
-        if entries.is_empty() {
-            return Ok(());
+/// A step of [`persist_entries`] failed; every step is safe to run again.
+#[derive(Debug)]
+pub struct StepFailed {
+    /// What was being done.
+    pub step: &'static str,
+    /// Against which backend.
+    pub backend: Backend,
+    /// Why.
+    pub error: String,
+}
+
+impl StepFailed {
+    fn new(step: &'static str, backend: Backend) -> impl FnOnce(String) -> Self {
+        move |error| Self {
+            step,
+            backend,
+            error,
         }
-        tracing::info!(campaign = %campaign, entries = entries.len(), "took over stale log entries");
-        persist_entries(ctx, campaign, &entries).await?;
     }
 }
 
@@ -108,18 +221,20 @@ async fn persist_entries(
     ctx: &Context,
     campaign: &CampaignId,
     entries: &[LogEntry],
-) -> Result<(), Abandoned> {
+) -> Result<(), StepFailed> {
     let decisions: Vec<Decision> = entries
         .iter()
         .flat_map(|e| e.decisions.iter().cloned())
         .collect();
-    let persisted: Persisted = retry(
-        ctx,
-        Backend::Postgres,
-        "writing decisions to PostgreSQL",
-        || ctx.store.persist(campaign, &decisions),
-    )
-    .await?;
+    let persisted: Persisted = ctx
+        .store
+        .persist(campaign, &decisions)
+        .await
+        .map_err(|e| e.to_string())
+        .map_err(StepFailed::new(
+            "writing decisions to PostgreSQL",
+            Backend::Postgres,
+        ))?;
     metrics::counter!(telemetry::PERSISTED_ROWS).increment(persisted.inserted);
     metrics::histogram!(telemetry::PERSIST_BATCH).record(decisions.len() as f64);
     if !persisted.refused.is_empty() {
@@ -135,43 +250,18 @@ async fn persist_entries(
                 holder: r.holder,
             })
             .collect();
-        let undone = retry(ctx, Backend::Redis, "undoing refused decisions", || {
-            ctx.queue.rollback(campaign, &rollbacks)
-        })
-        .await?;
+        let undone = ctx
+            .queue
+            .rollback(campaign, &rollbacks)
+            .await
+            .map_err(|e| e.to_string())
+            .map_err(StepFailed::new("undoing refused decisions", Backend::Redis))?;
         tracing::warn!(campaign = %campaign, refused = rollbacks.len(), undone, "record refused decisions; Redis brought in line");
         metrics::counter!(telemetry::ROLLBACKS).increment(undone);
     }
-    retry(ctx, Backend::Redis, "acknowledging log entries", || {
-        ctx.queue.ack(campaign, entries)
-    })
-    .await
-}
-
-/// Retries `op` (a call to `backend`) with backoff until it succeeds or the hard-stop token fires.
-async fn retry<T, E, F, Fut>(
-    ctx: &Context,
-    backend: Backend,
-    what: &'static str,
-    mut op: F,
-) -> Result<T, Abandoned>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut backoff = Backoff::default();
-    loop {
-        match op().await {
-            Ok(value) => return Ok(value),
-            Err(e) => {
-                tracing::warn!(error = %e, "{what} failed; retrying");
-                telemetry::backend_error(backend, what);
-            }
-        }
-        tokio::select! {
-            () = ctx.hard_stop.cancelled() => return Err(Abandoned),
-            () = tokio::time::sleep(backoff.next_delay()) => {}
-        }
-    }
+    ctx.queue
+        .ack(campaign, entries)
+        .await
+        .map_err(|e| e.to_string())
+        .map_err(StepFailed::new("acknowledging log entries", Backend::Redis))
 }
