@@ -10,7 +10,7 @@
 //!    which also records every decision in the campaign's log.
 //! 3. [`persist`] — copies the log into PostgreSQL in one transaction per batch, undoes in Redis
 //!    what the record refuses, acknowledges; a task of its own takes over entries of dead
-//!    workers on every sweep.
+//!    workers on every sweep. [`dead_letter`] sets aside entries that can never be persisted.
 //!
 //! Both loops serve campaigns round-robin ([`rotation`]) with a bounded turn each, so one busy
 //! campaign never starves another.
@@ -22,6 +22,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod dead_letter;
 pub mod decide;
 pub mod persist;
 pub mod rotation;

@@ -18,12 +18,13 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use rushline_domain::{CampaignId, Decision};
-use rushline_queue::{LogEntry, QueueError, Rollback};
-use rushline_store::Persisted;
+use rushline_queue::{LogEntry, LogRead, QueueError, Rollback};
+use rushline_store::{Persisted, StoreError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::dead_letter;
 use crate::decide::sleep_until;
 use crate::rotation::Rotation;
 use crate::telemetry::{self, Backend};
@@ -82,7 +83,7 @@ pub async fn run(ctx: Context, pending: Pending, token: CancellationToken) {
 struct Persister {
     rotation: Rotation,
     /// Entries a failed turn took (pending on this consumer), to retry on the campaign's next turn.
-    held: HashMap<CampaignId, Vec<LogEntry>>,
+    held: HashMap<CampaignId, LogRead>,
     /// Every campaign seen, for the drain at shutdown.
     known: BTreeSet<CampaignId>,
 }
@@ -95,54 +96,78 @@ impl Persister {
 
     /// One turn of `campaign`: the entries a failed turn left in hand, else its next unread ones.
     async fn turn(&mut self, ctx: &Context, campaign: CampaignId) {
-        let retrying = self.held.remove(&campaign);
-        let was_retry = retrying.is_some();
-        let entries = match retrying {
-            Some(entries) => entries,
-            None => match read_new(ctx, &campaign).await {
-                Ok(entries) => entries,
-                Err(e) => {
-                    tracing::warn!(campaign = %campaign, error = %e, "reading the decision log failed; retrying");
-                    telemetry::backend_error(Backend::Redis, "reading log");
+        let (read, retrying) = match self.held.remove(&campaign) {
+            Some(read) => (read, true),
+            None => match take_new(ctx, &campaign).await {
+                Ok(Taken::Read(read)) => (read, false),
+                Ok(Taken::DeadLettered(n)) => {
+                    self.rotation.succeeded(&campaign);
+                    if n >= ctx.config.persist_entries {
+                        self.rotation.add(campaign);
+                    }
+                    return;
+                }
+                Err(failure) => {
+                    failure.report(&campaign);
                     self.rotation.failed(campaign, Instant::now());
                     return;
                 }
             },
         };
-        if entries.is_empty() {
+        if read.is_empty() {
             self.rotation.succeeded(&campaign);
             return;
         }
-        match persist_entries(ctx, &campaign, &entries).await {
+        // A full read (or a retry) may have left more behind; anything appended after a short
+        // read raised the log flag again, which wakes this loop anyway.
+        let more = retrying || read.len() >= ctx.config.persist_entries;
+        match dead_letter::settle(ctx, &campaign, &read).await {
             Ok(()) => {
                 self.rotation.succeeded(&campaign);
-                // A full read (or a retry) may have left more behind; anything appended after a
-                // short read raised the log flag again, which wakes this loop anyway.
-                if was_retry || entries.len() >= ctx.config.persist_entries {
+                if more {
                     self.rotation.add(campaign);
                 }
             }
             Err(failure) => {
-                tracing::warn!(campaign = %campaign, error = %failure.error, "{} failed; retrying", failure.step);
-                telemetry::backend_error(failure.backend, failure.step);
-                self.held.insert(campaign.clone(), entries);
+                failure.report(&campaign);
+                self.held.insert(campaign.clone(), read);
                 self.rotation.failed(campaign, Instant::now());
             }
         }
     }
 }
 
+/// What a turn took from the log.
+enum Taken {
+    /// Entries to persist (or to dead-letter, those that do not decode).
+    Read(LogRead),
+    /// The campaign is not in the record: this many entries went straight to dead letters.
+    DeadLettered(usize),
+}
+
 /// Clears the campaign's log flag, then takes up to `persist_entries` entries no consumer has
 /// seen yet (they become pending on this consumer).
-async fn read_new(ctx: &Context, campaign: &CampaignId) -> Result<Vec<LogEntry>, QueueError> {
-    ctx.queue.clear_log_flag(campaign).await?;
+async fn take_new(ctx: &Context, campaign: &CampaignId) -> Result<Taken, StepFailed> {
     ctx.queue
+        .clear_log_flag(campaign)
+        .await
+        .map_err(StepFailed::redis("clearing log flag"))?;
+    match ctx
+        .queue
         .read_log(campaign, &ctx.consumer, ctx.config.persist_entries)
         .await
+    {
+        Ok(read) => Ok(Taken::Read(read)),
+        Err(QueueError::CodeKeyMissing(_)) => dead_letter::if_unknown(ctx, campaign, None)
+            .await
+            .map(Taken::DeadLettered),
+        Err(e) => Err(StepFailed::redis("reading log")(e)),
+    }
 }
 
 /// Takes over, on every sweep, the entries other consumers left pending longer than
-/// `claim_idle` (their worker is presumed dead), until `token` is cancelled.
+/// `claim_idle` (their worker is presumed dead), until `token` is cancelled. Each pass also
+/// refreshes the dead-letter gauge.
 ///
 /// A task of its own, so takeover never waits behind the persist loop's backlog: a dead worker's
 /// entries are persisted within about `claim_idle` plus one sweep whatever else is busy. Each
@@ -154,48 +179,53 @@ pub async fn take_over(ctx: Context, sweeps: Pending, token: CancellationToken) 
             () = token.cancelled() => return,
             () = sweeps.changed() => {}
         }
+        match ctx.queue.dead_letter_count().await {
+            Ok(n) => metrics::gauge!(telemetry::DEAD_LETTER_ENTRIES).set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "cannot count dead letters"),
+        }
         let mut rotation: VecDeque<CampaignId> = sweeps.take().into_iter().collect();
         while let Some(campaign) = rotation.pop_front() {
             if token.is_cancelled() {
                 return;
             }
-            let entries = match ctx
-                .queue
-                .claim_stale(
-                    &campaign,
-                    &ctx.consumer,
-                    ctx.config.claim_idle,
-                    ctx.config.persist_entries,
-                )
-                .await
-            {
-                Ok(entries) => entries,
-                Err(e) => {
-                    tracing::warn!(campaign = %campaign, error = %e, "claiming stale log entries failed; next sweep retries");
-                    telemetry::backend_error(Backend::Redis, "claiming stale log entries");
-                    continue;
-                }
-            };
-            if entries.is_empty() {
-                continue;
-            }
-            tracing::info!(campaign = %campaign, entries = entries.len(), "took over stale log entries");
-            match persist_entries(&ctx, &campaign, &entries).await {
-                Ok(()) if entries.len() >= ctx.config.persist_entries => {
-                    rotation.push_back(campaign);
-                }
-                Ok(()) => {}
-                // Still pending on this consumer: claimed again (by anyone) once idle again.
-                Err(failure) => {
-                    tracing::warn!(campaign = %campaign, error = %failure.error, "{} failed for taken-over entries; next sweep retries", failure.step);
-                    telemetry::backend_error(failure.backend, failure.step);
-                }
+            match take_over_once(&ctx, &campaign).await {
+                Ok(taken) if taken >= ctx.config.persist_entries => rotation.push_back(campaign),
+                Ok(_) => {}
+                // Still pending (on this consumer or the dead one): claimed again once idle.
+                Err(failure) => failure.report(&campaign),
             }
         }
     }
 }
 
-/// A step of [`persist_entries`] failed; every step is safe to run again.
+/// Claims and settles one batch of `campaign`'s stale entries; returns how many it took.
+async fn take_over_once(ctx: &Context, campaign: &CampaignId) -> Result<usize, StepFailed> {
+    let claimed = ctx
+        .queue
+        .claim_stale(
+            campaign,
+            &ctx.consumer,
+            ctx.config.claim_idle,
+            ctx.config.persist_entries,
+        )
+        .await;
+    let read = match claimed {
+        Ok(read) => read,
+        Err(QueueError::CodeKeyMissing(_)) => {
+            return dead_letter::if_unknown(ctx, campaign, Some(ctx.config.claim_idle)).await;
+        }
+        Err(e) => return Err(StepFailed::redis("claiming stale log entries")(e)),
+    };
+    if read.is_empty() {
+        return Ok(0);
+    }
+    tracing::info!(campaign = %campaign, entries = read.len(), "took over stale log entries");
+    dead_letter::settle(ctx, campaign, &read).await?;
+    Ok(read.len())
+}
+
+/// A step of persisting failed in a way that can go away (a backend unreachable, slow or
+/// refusing for now); every step is safe to run again.
 #[derive(Debug)]
 pub struct StepFailed {
     /// What was being done.
@@ -207,34 +237,59 @@ pub struct StepFailed {
 }
 
 impl StepFailed {
-    fn new(step: &'static str, backend: Backend) -> impl FnOnce(String) -> Self {
-        move |error| Self {
+    /// A failed Redis call during `step`.
+    pub fn redis(step: &'static str) -> impl FnOnce(QueueError) -> Self {
+        move |e| Self {
             step,
-            backend,
-            error,
+            backend: Backend::Redis,
+            error: e.to_string(),
         }
+    }
+
+    /// A failed PostgreSQL call during `step`.
+    pub fn postgres(step: &'static str) -> impl FnOnce(StoreError) -> Self {
+        move |e| Self {
+            step,
+            backend: Backend::Postgres,
+            error: e.to_string(),
+        }
+    }
+
+    /// Logs and counts it.
+    fn report(&self, campaign: &CampaignId) {
+        tracing::warn!(campaign = %campaign, error = %self.error, "{} failed; retrying", self.step);
+        telemetry::backend_error(self.backend, self.step);
     }
 }
 
+/// Why [`persist_entries`] failed.
+#[derive(Debug)]
+pub enum PersistFailure {
+    /// Retrying can succeed.
+    Transient(StepFailed),
+    /// PostgreSQL refuses these decisions for good ([`StoreError::is_permanent`]).
+    Permanent(StoreError),
+}
+
 /// One transaction for `entries`, then the Redis undo of refusals, then the acknowledgement.
-async fn persist_entries(
+pub async fn persist_entries(
     ctx: &Context,
     campaign: &CampaignId,
     entries: &[LogEntry],
-) -> Result<(), StepFailed> {
+) -> Result<(), PersistFailure> {
     let decisions: Vec<Decision> = entries
         .iter()
         .flat_map(|e| e.decisions.iter().cloned())
         .collect();
-    let persisted: Persisted = ctx
-        .store
-        .persist(campaign, &decisions)
-        .await
-        .map_err(|e| e.to_string())
-        .map_err(StepFailed::new(
-            "writing decisions to PostgreSQL",
-            Backend::Postgres,
-        ))?;
+    let persisted: Persisted = match ctx.store.persist(campaign, &decisions).await {
+        Ok(persisted) => persisted,
+        Err(e) if e.is_permanent() => return Err(PersistFailure::Permanent(e)),
+        Err(e) => {
+            return Err(PersistFailure::Transient(StepFailed::postgres(
+                "writing decisions to PostgreSQL",
+            )(e)));
+        }
+    };
     metrics::counter!(telemetry::PERSISTED_ROWS).increment(persisted.inserted);
     metrics::histogram!(telemetry::PERSIST_BATCH).record(decisions.len() as f64);
     if !persisted.refused.is_empty() {
@@ -254,14 +309,14 @@ async fn persist_entries(
             .queue
             .rollback(campaign, &rollbacks)
             .await
-            .map_err(|e| e.to_string())
-            .map_err(StepFailed::new("undoing refused decisions", Backend::Redis))?;
+            .map_err(StepFailed::redis("undoing refused decisions"))
+            .map_err(PersistFailure::Transient)?;
         tracing::warn!(campaign = %campaign, refused = rollbacks.len(), undone, "record refused decisions; Redis brought in line");
         metrics::counter!(telemetry::ROLLBACKS).increment(undone);
     }
     ctx.queue
         .ack(campaign, entries)
         .await
-        .map_err(|e| e.to_string())
-        .map_err(StepFailed::new("acknowledging log entries", Backend::Redis))
+        .map_err(StepFailed::redis("acknowledging log entries"))
+        .map_err(PersistFailure::Transient)
 }
