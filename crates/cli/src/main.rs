@@ -13,6 +13,7 @@
 //! they are what you run before any API exists, or while Redis is being brought back.
 
 mod client;
+mod dead_letters;
 mod recover;
 mod render;
 
@@ -122,6 +123,9 @@ enum Command {
         #[arg(long, env = "RUSHLINE_KEY_NAMESPACE")]
         key_namespace: Option<String>,
     },
+    /// Decision-log entries the workers could never persist: list them, replay them once fixed.
+    #[command(subcommand)]
+    DeadLetters(dead_letters::DeadLettersCommand),
 }
 
 /// Where the record is: the same flag for every command that reads PostgreSQL.
@@ -243,6 +247,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             recover::run(args, format).await
         }
+        Command::DeadLetters(command) => dead_letters::run(command, format).await,
     }
 }
 
