@@ -14,6 +14,7 @@
 //! they are what you run before any API exists, or while Redis is being brought back.
 
 mod client;
+mod dead_letters;
 mod reconcile;
 mod recover;
 mod render;
@@ -161,6 +162,9 @@ enum Command {
         #[arg(long, env = "RUSHLINE_KEY_NAMESPACE")]
         key_namespace: Option<String>,
     },
+    /// Decision-log entries the workers could never persist: list them, replay them once fixed.
+    #[command(subcommand)]
+    DeadLetters(dead_letters::DeadLettersCommand),
 }
 
 /// Where the record is: the same flag for every command that reads PostgreSQL.
@@ -298,6 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             reconcile::run(args, format).await
         }
+        Command::DeadLetters(command) => dead_letters::run(command, format).await,
     }
 }
 

@@ -53,7 +53,11 @@ async fn decide_and_persist(env: &TestEnv, queue: &Queue, campaign: &CampaignId,
         .collect();
     queue.accept(campaign, &items).await.unwrap();
     queue.decide(campaign, 256).await.unwrap().expect("warm");
-    let entries = queue.read_log(campaign, "worker", 100).await.unwrap();
+    let entries = queue
+        .read_log(campaign, "worker", 100)
+        .await
+        .unwrap()
+        .entries;
     let decisions: Vec<Decision> = entries.iter().flat_map(|e| e.decisions.clone()).collect();
     let persisted = env.store.persist(campaign, &decisions).await.unwrap();
     assert!(persisted.refused.is_empty());

@@ -8,9 +8,11 @@
 //! rushline:[<ns>:]{tag}:c:<campaign>:h      hash    coupon holders, user_id -> request_id
 //! rushline:[<ns>:]{tag}:c:<campaign>:log    stream  decisions not yet acknowledged as persisted
 //! rushline:[<ns>:]{tag}:c:<campaign>:dirty  string  "persisters were told about new log entries"
+//! rushline:[<ns>:]{tag}:c:<campaign>:dead   stream  dead letters: log entries no worker can persist
 //! rushline:[<ns>:]{tag}:c:<campaign>:i:<k>  string  idempotency key -> "request_id\tuser_id" (TTL)
 //! rushline:[<ns>:]{tag}:r:<request_id>      string  the request's status record (TTL once persisted)
 //! rushline:[<ns>:]campaigns                 set     campaign ids workers sweep
+//! rushline:[<ns>:]dead-letters              set     campaign ids that have (had) dead letters
 //! rushline:[<ns>:]work                      channel campaign ids with new queue or log entries
 //! rushline:[<ns>:]decided                   channel space-separated ids of decided requests
 //! ```
@@ -41,6 +43,9 @@ pub struct CampaignKeys {
     pub log: String,
     /// Persister notification flag.
     pub dirty: String,
+    /// Dead-letter stream: log entries no worker can persist, in the log's slot so one script
+    /// moves an entry between them.
+    pub dead_letters: String,
     /// Prefix of status record keys in this campaign's slot (`…{tag}:r:`).
     pub status_prefix: String,
     /// Prefix of this campaign's idempotency keys (`…:i:`).
@@ -87,6 +92,7 @@ impl Keys {
             holders: format!("{meta}:h"),
             log: format!("{meta}:log"),
             dirty: format!("{meta}:dirty"),
+            dead_letters: format!("{meta}:dead"),
             idempotency_prefix: format!("{meta}:i:"),
             status_prefix: format!("{tagged}r:"),
             meta,
@@ -101,6 +107,12 @@ impl Keys {
     /// The set of campaign ids workers sweep.
     pub fn registry(&self) -> String {
         format!("{}campaigns", self.root)
+    }
+
+    /// The set of campaign ids with dead letters (an index for listing them; see
+    /// [`crate::dead_letters`]).
+    pub fn dead_letter_index(&self) -> String {
+        format!("{}dead-letters", self.root)
     }
 
     /// Channel carrying campaign ids that have new work.
@@ -131,6 +143,7 @@ mod tests {
             &c.holders,
             &c.log,
             &c.dirty,
+            &c.dead_letters,
             &c.idempotency_prefix,
             &c.status_prefix,
         ] {

@@ -15,7 +15,8 @@
 //!    Redis by whoever reads it ([`codes`]).
 //! 3. [`log`] — the worker's persister reads the log through a consumer group, writes PostgreSQL,
 //!    then acknowledges with `lua/ack.lua`; entries of a dead consumer are claimed after an idle
-//!    time. `lua/rollback.lua` undoes decisions PostgreSQL refused.
+//!    time. `lua/rollback.lua` undoes decisions PostgreSQL refused. Entries no worker can ever
+//!    persist go to the campaign's dead-letter stream ([`dead_letters`]) and back on replay.
 //! 4. [`status`] — `GET /v1/requests/{id}` and `GET /v1/campaigns/{id}` read records here.
 //! 5. [`warm`] — a campaign's Redis state is (re)built from PostgreSQL when missing.
 //! 6. [`admin`] — operator actions: close a campaign now, raise its stock, read its pipeline
@@ -31,6 +32,7 @@
 pub mod accept;
 pub mod admin;
 pub mod codes;
+pub mod dead_letters;
 pub mod decide;
 pub mod error;
 pub mod keys;
@@ -53,10 +55,11 @@ use tokio::time::Instant;
 
 pub use accept::{AcceptItem, AcceptOutcome};
 pub use admin::{CloseOutcome, PipelineStats, RefusalTally, StockOutcome};
+pub use dead_letters::{DeadLetter, DeadLetterReason};
 pub use decide::DecideOutcome;
 pub use error::QueueError;
 pub use keys::{CampaignKeys, Keys};
-pub use log::{LogEntry, Rollback};
+pub use log::{LogEntry, LogRead, Rollback, UnreadableEntry};
 pub use notify::{Notifications, Subscriber};
 pub use reconcile::RedisCampaign;
 pub use status::CampaignState;

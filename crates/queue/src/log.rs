@@ -9,7 +9,9 @@
 //! Issued lines carry their coupon's sequence number; the code is minted here with the
 //! campaign's key (see [`crate::codes`]), so a [`Decision`] always holds its code. The key is
 //! found *before* entries are taken: a read that took entries and then failed would leave them
-//! pending on this consumer, out of reach until claimed as stale.
+//! pending on this consumer, out of reach until claimed as stale. For the same reason an entry
+//! that does not decode never fails the read: it comes back apart ([`LogRead::unreadable`]), to
+//! be dead-lettered ([`crate::dead_letters`]) while the rest of the read is persisted.
 
 use std::time::Duration;
 
@@ -26,6 +28,44 @@ pub struct LogEntry {
     pub id: String,
     /// The decisions it carries (empty if the entry was deleted meanwhile).
     pub decisions: Vec<Decision>,
+}
+
+/// A log entry whose content does not decode: it can never be persisted as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableEntry {
+    /// The stream entry id.
+    pub id: String,
+    /// What is wrong with it.
+    pub error: String,
+}
+
+/// What one read of a log took: entries that decode, and entries that do not (both now pending
+/// on the reader).
+#[derive(Debug, Clone, Default)]
+pub struct LogRead {
+    /// Entries that decode, in log order.
+    pub entries: Vec<LogEntry>,
+    /// Entries that do not.
+    pub unreadable: Vec<UnreadableEntry>,
+}
+
+impl LogRead {
+    /// How many entries the read took.
+    pub fn len(&self) -> usize {
+        self.entries.len() + self.unreadable.len()
+    }
+
+    /// Whether it took none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn push(&mut self, entry: Result<LogEntry, UnreadableEntry>) {
+        match entry {
+            Ok(entry) => self.entries.push(entry),
+            Err(unreadable) => self.unreadable.push(unreadable),
+        }
+    }
 }
 
 /// A decision PostgreSQL refused, to be undone in Redis.
@@ -62,6 +102,8 @@ impl Queue {
     }
 
     /// Takes up to `count` entries no consumer has seen yet; they become pending on `consumer`.
+    /// Entries that do not parse come back apart, in [`LogRead::unreadable`] (they are pending
+    /// too: the caller dead-letters them rather than leave them to fail on every takeover).
     ///
     /// Fails with [`QueueError::CodeKeyMissing`], taking nothing, while the campaign's code key
     /// is gone from Redis (a warm-up brings it back).
@@ -70,110 +112,146 @@ impl Queue {
         campaign: &CampaignId,
         consumer: &str,
         count: usize,
-    ) -> Result<Vec<LogEntry>, QueueError> {
+    ) -> Result<LogRead, QueueError> {
         let code_key = self.require_code_key(campaign).await?;
-        let log = self.keys.campaign(campaign).log;
-        let reply = self
-            .run(|mut conn| async move {
-                let read = redis::cmd("XREADGROUP")
-                    .arg("GROUP")
-                    .arg(PERSIST_GROUP)
-                    .arg(consumer)
-                    .arg("COUNT")
-                    .arg(count)
-                    .arg("STREAMS")
-                    .arg(&log)
-                    .arg(">")
-                    .query_async::<Value>(&mut conn)
-                    .await;
-                match read {
-                    Err(e) if e.code() == Some("NOGROUP") => {
-                        // The log was lost (e.g. Redis restarted empty): recreate the group.
-                        redis::cmd("XGROUP")
-                            .arg("CREATE")
-                            .arg(&log)
-                            .arg(PERSIST_GROUP)
-                            .arg("0")
-                            .arg("MKSTREAM")
-                            .query_async::<Value>(&mut conn)
-                            .await
-                            .or_else(|e| {
-                                if e.code() == Some("BUSYGROUP") {
-                                    Ok(Value::Nil)
-                                } else {
-                                    Err(e)
-                                }
-                            })?;
-                        Ok(Value::Nil)
-                    }
-                    other => Ok(other?),
-                }
-            })
-            .await?;
-        // Reply: nil, or [[log, [[id, [field, value…]]…]]].
-        let Value::Array(streams) = reply else {
-            return Ok(Vec::new());
-        };
-        let mut entries = Vec::new();
-        for stream in &streams {
-            let parts = array(stream)?;
-            if let Some(items) = parts.get(1) {
-                for item in array(items)? {
-                    entries.push(parse_entry(item, &code_key)?);
-                }
-            }
+        let reply = self.read_new_raw(campaign, consumer, count).await?;
+        let mut read = LogRead::default();
+        for item in read_items(&reply)? {
+            read.push(parse_entry(item, &code_key)?);
         }
-        Ok(entries)
+        Ok(read)
     }
 
     /// Takes over up to `count` entries that have been pending on any consumer for at least
-    /// `min_idle` (their consumer is presumed dead). Needs the code key as [`Queue::read_log`].
+    /// `min_idle` (their consumer is presumed dead). Needs the code key as [`Queue::read_log`],
+    /// and sets unreadable entries apart the same way.
     pub async fn claim_stale(
         &self,
         campaign: &CampaignId,
         consumer: &str,
         min_idle: Duration,
         count: usize,
-    ) -> Result<Vec<LogEntry>, QueueError> {
+    ) -> Result<LogRead, QueueError> {
         let code_key = self.require_code_key(campaign).await?;
-        let log = self.keys.campaign(campaign).log;
         let reply = self
-            .run(|mut conn| async move {
-                let claimed = redis::cmd("XAUTOCLAIM")
-                    .arg(&log)
-                    .arg(PERSIST_GROUP)
-                    .arg(consumer)
-                    .arg(min_idle.as_millis() as u64)
-                    .arg("0-0")
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async::<Value>(&mut conn)
-                    .await;
-                match claimed {
-                    Err(e) if e.code() == Some("NOGROUP") => Ok(Value::Nil),
-                    other => Ok(other?),
-                }
-            })
+            .claim_stale_raw(campaign, consumer, min_idle, count)
             .await?;
-        // Reply: [next cursor, [[id, [field, value…]]…], [deleted ids]].
-        let Value::Array(parts) = reply else {
-            return Ok(Vec::new());
-        };
-        let mut entries = Vec::new();
-        if let Some(items) = parts.get(1) {
-            for item in array(items)? {
-                entries.push(parse_entry(item, &code_key)?);
+        let (items, deleted) = claim_items(&reply)?;
+        let mut read = LogRead::default();
+        for item in items {
+            read.push(parse_entry(item, &code_key)?);
+        }
+        read.entries.extend(deleted.into_iter().map(|id| LogEntry {
+            id,
+            decisions: Vec::new(),
+        }));
+        Ok(read)
+    }
+
+    /// Takes up to `count` entries without decoding them — unseen ones, or with `stale` those
+    /// pending longer than it — and returns their ids. For a campaign the record does not hold,
+    /// whose entries can only be dead-lettered: no code key is needed (Redis holds none).
+    pub async fn take_log_ids(
+        &self,
+        campaign: &CampaignId,
+        consumer: &str,
+        count: usize,
+        stale: Option<Duration>,
+    ) -> Result<Vec<String>, QueueError> {
+        let mut ids = Vec::new();
+        match stale {
+            None => {
+                let reply = self.read_new_raw(campaign, consumer, count).await?;
+                for item in read_items(&reply)? {
+                    ids.push(entry_id(item)?);
+                }
+            }
+            Some(min_idle) => {
+                let reply = self
+                    .claim_stale_raw(campaign, consumer, min_idle, count)
+                    .await?;
+                let (items, deleted) = claim_items(&reply)?;
+                for item in items {
+                    ids.push(entry_id(item)?);
+                }
+                ids.extend(deleted);
             }
         }
-        if let Some(deleted) = parts.get(2) {
-            for id in array(deleted)? {
-                entries.push(LogEntry {
-                    id: text(id)?.to_owned(),
-                    decisions: Vec::new(),
-                });
+        Ok(ids)
+    }
+
+    /// `XREADGROUP … >`, recreating the group if the log was lost.
+    async fn read_new_raw(
+        &self,
+        campaign: &CampaignId,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Value, QueueError> {
+        let log = self.keys.campaign(campaign).log;
+        self.run(|mut conn| async move {
+            let read = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(PERSIST_GROUP)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(count)
+                .arg("STREAMS")
+                .arg(&log)
+                .arg(">")
+                .query_async::<Value>(&mut conn)
+                .await;
+            match read {
+                Err(e) if e.code() == Some("NOGROUP") => {
+                    // The log was lost (e.g. Redis restarted empty): recreate the group.
+                    redis::cmd("XGROUP")
+                        .arg("CREATE")
+                        .arg(&log)
+                        .arg(PERSIST_GROUP)
+                        .arg("0")
+                        .arg("MKSTREAM")
+                        .query_async::<Value>(&mut conn)
+                        .await
+                        .or_else(|e| {
+                            if e.code() == Some("BUSYGROUP") {
+                                Ok(Value::Nil)
+                            } else {
+                                Err(e)
+                            }
+                        })?;
+                    Ok(Value::Nil)
+                }
+                other => Ok(other?),
             }
-        }
-        Ok(entries)
+        })
+        .await
+    }
+
+    /// `XAUTOCLAIM` of entries idle at least `min_idle`.
+    async fn claim_stale_raw(
+        &self,
+        campaign: &CampaignId,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Value, QueueError> {
+        let log = self.keys.campaign(campaign).log;
+        self.run(|mut conn| async move {
+            let claimed = redis::cmd("XAUTOCLAIM")
+                .arg(&log)
+                .arg(PERSIST_GROUP)
+                .arg(consumer)
+                .arg(min_idle.as_millis() as u64)
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(count)
+                .query_async::<Value>(&mut conn)
+                .await;
+            match claimed {
+                Err(e) if e.code() == Some("NOGROUP") => Ok(Value::Nil),
+                other => Ok(other?),
+            }
+        })
+        .await
     }
 
     /// Acknowledges `entries` (now durable in PostgreSQL) and starts the TTL of their requests'
@@ -269,25 +347,86 @@ impl Queue {
     }
 }
 
-fn parse_entry(item: &Value, code_key: &str) -> Result<LogEntry, QueueError> {
-    let parts = array(item)?;
-    let id = text(
-        parts
+/// The entries of an `XREADGROUP` reply: nil, or [[log, [[id, [field, value…]]…]]].
+fn read_items(reply: &Value) -> Result<Vec<&Value>, QueueError> {
+    let Value::Array(streams) = reply else {
+        return Ok(Vec::new());
+    };
+    let mut items = Vec::new();
+    for stream in streams {
+        if let Some(entries) = array(stream)?.get(1) {
+            items.extend(array(entries)?);
+        }
+    }
+    Ok(items)
+}
+
+/// The entries and deleted ids of an `XAUTOCLAIM` reply: [cursor, [[id, fields]…], [ids]].
+fn claim_items(reply: &Value) -> Result<(Vec<&Value>, Vec<String>), QueueError> {
+    let Value::Array(parts) = reply else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let items = match parts.get(1) {
+        Some(items) => array(items)?.iter().collect(),
+        None => Vec::new(),
+    };
+    let mut deleted = Vec::new();
+    if let Some(ids) = parts.get(2) {
+        for id in array(ids)? {
+            deleted.push(text(id)?.to_owned());
+        }
+    }
+    Ok((items, deleted))
+}
+
+fn entry_id(item: &Value) -> Result<String, QueueError> {
+    Ok(text(
+        array(item)?
             .first()
             .ok_or_else(|| QueueError::protocol("entry id"))?,
     )?
-    .to_owned();
-    let mut decisions = Vec::new();
-    if let Some(Value::Array(fields)) = parts.get(1) {
-        for pair in fields.chunks(2) {
-            if let [name, value] = pair
-                && text(name)? == "d"
-            {
-                for line in text(value)?.split('\n').filter(|l| !l.is_empty()) {
-                    decisions.push(parse_decision(line, code_key)?);
-                }
+    .to_owned())
+}
+
+/// Decodes one entry: a reply that is not shaped like a stream entry is a protocol error (Redis
+/// misbehaving); an entry whose content does not decode is [`UnreadableEntry`].
+fn parse_entry(
+    item: &Value,
+    code_key: &str,
+) -> Result<Result<LogEntry, UnreadableEntry>, QueueError> {
+    let id = entry_id(item)?;
+    let fields = match array(item)?.get(1) {
+        Some(Value::Array(fields)) => fields,
+        // A pending entry deleted meanwhile reads back without fields: nothing to persist.
+        _ => {
+            return Ok(Ok(LogEntry {
+                id,
+                decisions: Vec::new(),
+            }));
+        }
+    };
+    match parse_decisions(fields, code_key) {
+        Ok(decisions) => Ok(Ok(LogEntry { id, decisions })),
+        Err(e) => Ok(Err(UnreadableEntry {
+            id,
+            error: e.to_string(),
+        })),
+    }
+}
+
+/// The decision lines of an entry's `d` field.
+fn parse_decisions(fields: &[Value], code_key: &str) -> Result<Vec<Decision>, QueueError> {
+    let mut decisions = None;
+    for pair in fields.chunks(2) {
+        if let [name, value] = pair
+            && text(name)? == "d"
+        {
+            let mut lines = Vec::new();
+            for line in text(value)?.split('\n').filter(|l| !l.is_empty()) {
+                lines.push(parse_decision(line, code_key)?);
             }
+            decisions = Some(lines);
         }
     }
-    Ok(LogEntry { id, decisions })
+    decisions.ok_or_else(|| QueueError::protocol("log entry without a decisions field"))
 }

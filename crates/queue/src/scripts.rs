@@ -29,3 +29,7 @@ pub(crate) static ADD_STOCK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/add_stock.lua")));
 pub(crate) static STATS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/stats.lua")));
+pub(crate) static DEAD_LETTER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/dead_letter.lua")));
+pub(crate) static REPLAY_DEAD_LETTER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/replay_dead_letter.lua")));

@@ -75,7 +75,8 @@ impl Setup {
             .queue
             .read_log(&self.campaign, "test", 1000)
             .await
-            .unwrap();
+            .unwrap()
+            .entries;
         entries.into_iter().flat_map(|e| e.decisions).collect()
     }
 

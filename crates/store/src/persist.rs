@@ -84,9 +84,7 @@ impl Store {
                 .bind(campaign.as_str())
                 .fetch_optional(&mut *tx)
                 .await?
-                .ok_or_else(|| {
-                    StoreError::corrupt(format!("decisions for unknown campaign {campaign}"))
-                })?;
+                .ok_or_else(|| StoreError::UnknownCampaign(campaign.clone()))?;
         let mut room = stock - issued;
 
         let issuing = decisions

@@ -2,75 +2,88 @@
 //!
 //! Each call of `decide.lua` atomically pops a batch, decides it and appends it to the
 //! campaign's decision log, so this loop never holds a request outside Redis: a SIGKILL at any
-//! line loses nothing and decides nothing twice. Campaigns with work are served round-robin, one
-//! turn each (one batch, or `decide_in_flight` batches at once while the queue is deep), so one
-//! hot campaign cannot starve the others. On shutdown the loop finishes the calls in progress and
-//! stops. A campaign whose decision log is at its bound (PostgreSQL is
-//! behind) is skipped until the next sweep: Redis never buffers without limit.
+//! line loses nothing and decides nothing twice. Campaigns with work are served round-robin
+//! ([`Rotation`]), one turn each (one batch, or `decide_in_flight` batches at once while the queue
+//! is deep); a campaign woken meanwhile joins the rotation at once, so one hot campaign cannot
+//! starve the others, and a campaign whose turn failed backs off alone. On shutdown the loop
+//! finishes the calls in progress and stops. A campaign whose decision log is at its bound
+//! (PostgreSQL is behind) is skipped until the next sweep: Redis never buffers without limit.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use futures::future::join_all;
 
 use rushline_domain::CampaignId;
 use rushline_queue::{DecideOutcome, WarmError, Warmed};
 use rushline_store::StoreError;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
-use crate::backoff::Backoff;
+use crate::rotation::Rotation;
 use crate::telemetry::{self, Backend};
 use crate::wake::Pending;
 
 /// Decides until `token` is cancelled. `pending` says which campaigns may have queued requests;
 /// campaigns that got decisions are handed to `persist`.
+///
+/// One [`Rotation`]: each turn is one [`decide_round`] of one campaign, after which a campaign
+/// with requests left goes to the back of the line, behind every campaign woken meanwhile. So
+/// while one drop's queue is deep, another's requests wait at most one round per busy campaign.
 pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: CancellationToken) {
-    let mut backoff = Backoff::default();
+    let mut rotation = Rotation::default();
+    // How many requests each campaign's last call left queued (absent: unknown).
+    let mut backlog: HashMap<CampaignId, u64> = HashMap::new();
     loop {
-        // Each campaign with work, and how many requests its last call left queued (0: unknown).
-        let mut campaigns: BTreeMap<CampaignId, u64> =
-            pending.take().into_iter().map(|c| (c, 0)).collect();
-        if campaigns.is_empty() {
+        if token.is_cancelled() {
+            return;
+        }
+        for campaign in pending.take() {
+            rotation.add(campaign);
+        }
+        let Some(campaign) = rotation.next(Instant::now()) else {
+            let due = rotation.next_due();
             tokio::select! {
                 () = token.cancelled() => return,
-                () = pending.changed() => continue,
+                () = pending.changed() => {}
+                () = sleep_until(due) => {}
             }
-        }
-        while !campaigns.is_empty() {
-            let mut busy = BTreeMap::new();
-            for (campaign, backlog) in campaigns {
-                if token.is_cancelled() {
-                    return;
+            continue;
+        };
+        let known = backlog.remove(&campaign).unwrap_or(0);
+        match decide_round(&ctx, &campaign, known).await {
+            Ok(outcome) if outcome.log_full => {
+                // PostgreSQL is behind: leave the requests queued (the queue's bound sheds new
+                // ones at the API) until a sweep finds the log shorter.
+                rotation.succeeded(&campaign);
+                tracing::warn!(campaign = %campaign, queued = outcome.left, "decision log full; deciding paused until persistence catches up");
+                metrics::counter!(telemetry::DECIDE_PAUSED).increment(1);
+            }
+            Ok(outcome) => {
+                rotation.succeeded(&campaign);
+                if outcome.decided > 0 {
+                    persist.add(campaign.clone());
                 }
-                match decide_round(&ctx, &campaign, backlog).await {
-                    Ok(outcome) if outcome.log_full => {
-                        // PostgreSQL is behind: leave the requests queued (the queue's bound
-                        // sheds new ones at the API) until a sweep finds the log shorter.
-                        tracing::warn!(campaign = %campaign, queued = outcome.left, "decision log full; deciding paused until persistence catches up");
-                        metrics::counter!(telemetry::DECIDE_PAUSED).increment(1);
-                    }
-                    Ok(outcome) => {
-                        backoff.reset();
-                        if outcome.decided > 0 {
-                            persist.add(campaign.clone());
-                        }
-                        if outcome.left > 0 {
-                            busy.insert(campaign, outcome.left);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(campaign = %campaign, error = %e, "deciding failed; retrying");
-                        telemetry::backend_error(backend_of(&e), "deciding");
-                        pending.add(campaign);
-                        tokio::select! {
-                            () = token.cancelled() => return,
-                            () = tokio::time::sleep(backoff.next_delay()) => {}
-                        }
-                    }
+                if outcome.left > 0 {
+                    backlog.insert(campaign.clone(), outcome.left);
+                    rotation.add(campaign);
                 }
             }
-            campaigns = busy;
+            Err(e) => {
+                // This campaign sits out a backoff delay; the others keep their turns.
+                tracing::warn!(campaign = %campaign, error = %e, "deciding failed; retrying");
+                telemetry::backend_error(backend_of(&e), "deciding");
+                rotation.failed(campaign, Instant::now());
+            }
         }
+    }
+}
+
+/// Sleeps until `due`, or forever without one.
+pub(crate) async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -9,7 +9,11 @@
 //! 2. [`decide`] — pops and decides batches in Redis (`decide.lua`): one atomic step per batch,
 //!    which also records every decision in the campaign's log.
 //! 3. [`persist`] — copies the log into PostgreSQL in one transaction per batch, undoes in Redis
-//!    what the record refuses, acknowledges; takes over entries of dead workers.
+//!    what the record refuses, acknowledges; a task of its own takes over entries of dead
+//!    workers on every sweep. [`dead_letter`] sets aside entries that can never be persisted.
+//!
+//! Both loops serve campaigns round-robin ([`rotation`]) with a bounded turn each, so one busy
+//! campaign never starves another.
 //!
 //! [`telemetry`] names the metrics the loops record and serves them on `GET /metrics`.
 //!
@@ -18,8 +22,10 @@
 
 pub mod backoff;
 pub mod config;
+pub mod dead_letter;
 pub mod decide;
 pub mod persist;
+pub mod rotation;
 pub mod telemetry;
 pub mod wake;
 
@@ -107,9 +113,9 @@ impl Worker {
         let persister = tokio::spawn(persist::run(
             ctx.clone(),
             to_persist.clone(),
-            sweeps,
             persist_stop.clone(),
         ));
+        let taker = tokio::spawn(persist::take_over(ctx.clone(), sweeps, background.clone()));
         let decider = decide::run(ctx.clone(), to_decide, to_persist, shutdown.clone());
 
         decider.await;
@@ -124,7 +130,7 @@ impl Worker {
         });
         let _ = persister.await;
         timer.abort();
-        let _ = tokio::join!(listener, sweeper);
+        let _ = tokio::join!(listener, sweeper, taker);
         tracing::info!(consumer = %ctx.consumer, "worker stopped");
     }
 }

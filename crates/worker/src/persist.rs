@@ -1,8 +1,10 @@
 //! The persist loop: copy decisions from the Redis logs into PostgreSQL, then acknowledge them.
 //!
-//! Per campaign with news: clear its log flag, then read every entry no consumer has seen
-//! (`XREADGROUP >`), write them in one transaction, undo in Redis whatever the record refused,
-//! and acknowledge. On each sweep it also takes over entries left pending by a dead worker.
+//! Per turn of a campaign with news: clear its log flag, then read the entries no consumer has
+//! seen (`XREADGROUP >`, at most `persist_entries`), write them in one transaction, undo in Redis
+//! whatever the record refused, and acknowledge. Campaigns take turns round-robin
+//! ([`Rotation`]), so a long log never holds up another campaign's. A task of its own,
+//! [`take_over`], claims entries left pending by a dead worker on every sweep.
 //!
 //! Where a decision is at each moment: in the log only (a crash re-delivers it to whoever claims
 //! it) → pending on this consumer (same) → committed in PostgreSQL but not acknowledged (a crash
@@ -10,116 +12,284 @@
 //! record) → acknowledged and gone from the log. Nothing is lost at any step; nothing is
 //! decided here at all.
 //!
-//! While PostgreSQL is down, writes are retried with jittered backoff; decisions wait in Redis.
+//! While PostgreSQL is down, writes are retried with jittered backoff (per campaign, holding the
+//! entries already taken); decisions wait in Redis.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use rushline_domain::{CampaignId, Decision};
-use rushline_queue::{LogEntry, Rollback};
-use rushline_store::Persisted;
+use rushline_queue::{LogEntry, LogRead, QueueError, Rollback};
+use rushline_store::{Persisted, StoreError};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
-use crate::backoff::Backoff;
+use crate::dead_letter;
+use crate::decide::sleep_until;
+use crate::rotation::Rotation;
 use crate::telemetry::{self, Backend};
 use crate::wake::Pending;
 
-/// The loop gave up on a batch because the hard-stop deadline passed; it stays pending in Redis.
-#[derive(Debug, thiserror::Error)]
-#[error("abandoned at shutdown; the entries stay pending for another worker")]
-pub struct Abandoned;
-
-/// Persists until `token` is cancelled, then makes a last pass over every campaign it knows.
-pub async fn run(ctx: Context, pending: Pending, sweeps: Pending, token: CancellationToken) {
-    let mut known = BTreeSet::new();
+/// Persists until `token` is cancelled, then drains every campaign it knows until their logs
+/// hold nothing unread (or the hard-stop deadline passes).
+///
+/// One [`Rotation`]: a turn is one transaction's worth of one campaign's log
+/// (`persist_entries` entries); a campaign that filled it goes to the back of the line, behind
+/// every campaign woken meanwhile. A turn that fails keeps the entries it took in hand (they are
+/// pending on this consumer) and the campaign sits out a backoff delay; the next turn retries
+/// exactly those entries, every step of which is idempotent.
+pub async fn run(ctx: Context, pending: Pending, token: CancellationToken) {
+    let mut loop_state = Persister::default();
     loop {
-        let due = pending.take();
-        let swept = sweeps.take();
-        if due.is_empty() && swept.is_empty() {
+        if token.is_cancelled() {
+            break;
+        }
+        for campaign in pending.take() {
+            loop_state.add(campaign);
+        }
+        let Some(campaign) = loop_state.rotation.next(Instant::now()) else {
+            let due = loop_state.rotation.next_due();
             tokio::select! {
                 () = token.cancelled() => break,
                 () = pending.changed() => {}
-                () = sweeps.changed() => {}
+                () = sleep_until(due) => {}
             }
             continue;
-        }
-        for campaign in due.iter().chain(&swept) {
-            known.insert(campaign.clone());
-            if persist_new(&ctx, campaign).await.is_err() {
-                return;
-            }
-        }
-        for campaign in &swept {
-            if persist_stale(&ctx, campaign).await.is_err() {
-                return;
-            }
-        }
+        };
+        loop_state.turn(&ctx, campaign).await;
     }
     // Shutdown: the decide loop has stopped; persist what this worker (or anyone) left unread.
-    known.extend(pending.take());
-    for campaign in &known {
-        if persist_new(&ctx, campaign).await.is_err() {
+    for campaign in pending.take() {
+        loop_state.add(campaign);
+    }
+    let known = std::mem::take(&mut loop_state.known);
+    for campaign in known {
+        loop_state.rotation.add(campaign);
+    }
+    while !loop_state.rotation.is_empty() {
+        let Some(campaign) = loop_state.rotation.next(Instant::now()) else {
+            tokio::select! {
+                () = ctx.hard_stop.cancelled() => return,
+                () = sleep_until(loop_state.rotation.next_due()) => {}
+            }
+            continue;
+        };
+        loop_state.turn(&ctx, campaign).await;
+    }
+}
+
+/// The persist loop's state between turns.
+#[derive(Default)]
+struct Persister {
+    rotation: Rotation,
+    /// Entries a failed turn took (pending on this consumer), to retry on the campaign's next turn.
+    held: HashMap<CampaignId, LogRead>,
+    /// Every campaign seen, for the drain at shutdown.
+    known: BTreeSet<CampaignId>,
+}
+
+impl Persister {
+    fn add(&mut self, campaign: CampaignId) {
+        self.known.insert(campaign.clone());
+        self.rotation.add(campaign);
+    }
+
+    /// One turn of `campaign`: the entries a failed turn left in hand, else its next unread ones.
+    async fn turn(&mut self, ctx: &Context, campaign: CampaignId) {
+        let (read, retrying) = match self.held.remove(&campaign) {
+            Some(read) => (read, true),
+            None => match take_new(ctx, &campaign).await {
+                Ok(Taken::Read(read)) => (read, false),
+                Ok(Taken::DeadLettered(n)) => {
+                    self.rotation.succeeded(&campaign);
+                    if n >= ctx.config.persist_entries {
+                        self.rotation.add(campaign);
+                    }
+                    return;
+                }
+                Err(failure) => {
+                    failure.report(&campaign);
+                    self.rotation.failed(campaign, Instant::now());
+                    return;
+                }
+            },
+        };
+        if read.is_empty() {
+            self.rotation.succeeded(&campaign);
             return;
         }
+        // A full read (or a retry) may have left more behind; anything appended after a short
+        // read raised the log flag again, which wakes this loop anyway.
+        let more = retrying || read.len() >= ctx.config.persist_entries;
+        match dead_letter::settle(ctx, &campaign, &read).await {
+            Ok(()) => {
+                self.rotation.succeeded(&campaign);
+                if more {
+                    self.rotation.add(campaign);
+                }
+            }
+            Err(failure) => {
+                failure.report(&campaign);
+                self.held.insert(campaign.clone(), read);
+                self.rotation.failed(campaign, Instant::now());
+            }
+        }
     }
 }
 
-/// Reads and persists every entry of `campaign` that no consumer has seen yet.
-async fn persist_new(ctx: &Context, campaign: &CampaignId) -> Result<(), Abandoned> {
-    retry(ctx, Backend::Redis, "clearing log flag", || {
-        ctx.queue.clear_log_flag(campaign)
-    })
-    .await?;
-    loop {
-        let entries = retry(ctx, Backend::Redis, "reading log", || {
-            ctx.queue
-                .read_log(campaign, &ctx.consumer, ctx.config.persist_entries)
-        })
-        .await?;
-        if entries.is_empty() {
-            return Ok(());
-        }
-        persist_entries(ctx, campaign, &entries).await?;
+/// What a turn took from the log.
+enum Taken {
+    /// Entries to persist (or to dead-letter, those that do not decode).
+    Read(LogRead),
+    /// The campaign is not in the record: this many entries went straight to dead letters.
+    DeadLettered(usize),
+}
+
+/// Clears the campaign's log flag, then takes up to `persist_entries` entries no consumer has
+/// seen yet (they become pending on this consumer).
+async fn take_new(ctx: &Context, campaign: &CampaignId) -> Result<Taken, StepFailed> {
+    ctx.queue
+        .clear_log_flag(campaign)
+        .await
+        .map_err(StepFailed::redis("clearing log flag"))?;
+    match ctx
+        .queue
+        .read_log(campaign, &ctx.consumer, ctx.config.persist_entries)
+        .await
+    {
+        Ok(read) => Ok(Taken::Read(read)),
+        Err(QueueError::CodeKeyMissing(_)) => dead_letter::if_unknown(ctx, campaign, None)
+            .await
+            .map(Taken::DeadLettered),
+        Err(e) => Err(StepFailed::redis("reading log")(e)),
     }
 }
 
-/// Takes over and persists entries another consumer left pending too long.
-async fn persist_stale(ctx: &Context, campaign: &CampaignId) -> Result<(), Abandoned> {
+/// Takes over, on every sweep, the entries other consumers left pending longer than
+/// `claim_idle` (their worker is presumed dead), until `token` is cancelled. Each pass also
+/// refreshes the dead-letter gauge.
+///
+/// A task of its own, so takeover never waits behind the persist loop's backlog: a dead worker's
+/// entries are persisted within about `claim_idle` plus one sweep whatever else is busy. Each
+/// campaign gets one claim (`persist_entries` entries) per pass, round-robin, until none has
+/// more; a failure leaves the entries to the next sweep.
+pub async fn take_over(ctx: Context, sweeps: Pending, token: CancellationToken) {
     loop {
-        let entries = retry(ctx, Backend::Redis, "claiming stale log entries", || {
-            ctx.queue.claim_stale(
-                campaign,
-                &ctx.consumer,
-                ctx.config.claim_idle,
-                ctx.config.persist_entries,
-            )
-        })
-        .await?;
-        if entries.is_empty() {
-            return Ok(());
+        tokio::select! {
+            () = token.cancelled() => return,
+            () = sweeps.changed() => {}
         }
-        tracing::info!(campaign = %campaign, entries = entries.len(), "took over stale log entries");
-        persist_entries(ctx, campaign, &entries).await?;
+        match ctx.queue.dead_letter_count().await {
+            Ok(n) => metrics::gauge!(telemetry::DEAD_LETTER_ENTRIES).set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "cannot count dead letters"),
+        }
+        let mut rotation: VecDeque<CampaignId> = sweeps.take().into_iter().collect();
+        while let Some(campaign) = rotation.pop_front() {
+            if token.is_cancelled() {
+                return;
+            }
+            match take_over_once(&ctx, &campaign).await {
+                Ok(taken) if taken >= ctx.config.persist_entries => rotation.push_back(campaign),
+                Ok(_) => {}
+                // Still pending (on this consumer or the dead one): claimed again once idle.
+                Err(failure) => failure.report(&campaign),
+            }
+        }
     }
+}
+
+/// Claims and settles one batch of `campaign`'s stale entries; returns how many it took.
+async fn take_over_once(ctx: &Context, campaign: &CampaignId) -> Result<usize, StepFailed> {
+    let claimed = ctx
+        .queue
+        .claim_stale(
+            campaign,
+            &ctx.consumer,
+            ctx.config.claim_idle,
+            ctx.config.persist_entries,
+        )
+        .await;
+    let read = match claimed {
+        Ok(read) => read,
+        Err(QueueError::CodeKeyMissing(_)) => {
+            return dead_letter::if_unknown(ctx, campaign, Some(ctx.config.claim_idle)).await;
+        }
+        Err(e) => return Err(StepFailed::redis("claiming stale log entries")(e)),
+    };
+    if read.is_empty() {
+        return Ok(0);
+    }
+    tracing::info!(campaign = %campaign, entries = read.len(), "took over stale log entries");
+    dead_letter::settle(ctx, campaign, &read).await?;
+    Ok(read.len())
+}
+
+/// A step of persisting failed in a way that can go away (a backend unreachable, slow or
+/// refusing for now); every step is safe to run again.
+#[derive(Debug)]
+pub struct StepFailed {
+    /// What was being done.
+    pub step: &'static str,
+    /// Against which backend.
+    pub backend: Backend,
+    /// Why.
+    pub error: String,
+}
+
+impl StepFailed {
+    /// A failed Redis call during `step`.
+    pub fn redis(step: &'static str) -> impl FnOnce(QueueError) -> Self {
+        move |e| Self {
+            step,
+            backend: Backend::Redis,
+            error: e.to_string(),
+        }
+    }
+
+    /// A failed PostgreSQL call during `step`.
+    pub fn postgres(step: &'static str) -> impl FnOnce(StoreError) -> Self {
+        move |e| Self {
+            step,
+            backend: Backend::Postgres,
+            error: e.to_string(),
+        }
+    }
+
+    /// Logs and counts it.
+    fn report(&self, campaign: &CampaignId) {
+        tracing::warn!(campaign = %campaign, error = %self.error, "{} failed; retrying", self.step);
+        telemetry::backend_error(self.backend, self.step);
+    }
+}
+
+/// Why [`persist_entries`] failed.
+#[derive(Debug)]
+pub enum PersistFailure {
+    /// Retrying can succeed.
+    Transient(StepFailed),
+    /// PostgreSQL refuses these decisions for good ([`StoreError::is_permanent`]).
+    Permanent(StoreError),
 }
 
 /// One transaction for `entries`, then the Redis undo of refusals, then the acknowledgement.
-async fn persist_entries(
+pub async fn persist_entries(
     ctx: &Context,
     campaign: &CampaignId,
     entries: &[LogEntry],
-) -> Result<(), Abandoned> {
+) -> Result<(), PersistFailure> {
     let decisions: Vec<Decision> = entries
         .iter()
         .flat_map(|e| e.decisions.iter().cloned())
         .collect();
-    let persisted: Persisted = retry(
-        ctx,
-        Backend::Postgres,
-        "writing decisions to PostgreSQL",
-        || ctx.store.persist(campaign, &decisions),
-    )
-    .await?;
+    let persisted: Persisted = match ctx.store.persist(campaign, &decisions).await {
+        Ok(persisted) => persisted,
+        Err(e) if e.is_permanent() => return Err(PersistFailure::Permanent(e)),
+        Err(e) => {
+            return Err(PersistFailure::Transient(StepFailed::postgres(
+                "writing decisions to PostgreSQL",
+            )(e)));
+        }
+    };
     metrics::counter!(telemetry::PERSISTED_ROWS).increment(persisted.inserted);
     metrics::histogram!(telemetry::PERSIST_BATCH).record(decisions.len() as f64);
     if !persisted.refused.is_empty() {
@@ -135,18 +305,21 @@ async fn persist_entries(
                 holder: r.holder,
             })
             .collect();
-        let undone = retry(ctx, Backend::Redis, "undoing refused decisions", || {
-            ctx.queue.rollback(campaign, &rollbacks)
-        })
-        .await?;
+        let undone = ctx
+            .queue
+            .rollback(campaign, &rollbacks)
+            .await
+            .map_err(StepFailed::redis("undoing refused decisions"))
+            .map_err(PersistFailure::Transient)?;
         tracing::warn!(campaign = %campaign, refused = rollbacks.len(), undone, "record refused decisions; Redis brought in line");
         metrics::counter!(telemetry::ROLLBACKS).increment(undone);
         rebuild_from_record(ctx, campaign).await?;
     }
-    retry(ctx, Backend::Redis, "acknowledging log entries", || {
-        ctx.queue.ack(campaign, entries)
-    })
-    .await
+    ctx.queue
+        .ack(campaign, entries)
+        .await
+        .map_err(StepFailed::redis("acknowledging log entries"))
+        .map_err(PersistFailure::Transient)
 }
 
 /// A refusal means Redis disagreed with the record: it issued a sequence number the record holds
@@ -156,41 +329,11 @@ async fn persist_entries(
 /// persisted), rather than deciding on from it — reusing numbers, missing holders, with
 /// `remaining` forced to 0 by the rollback while the record has room. Refusals happen only when
 /// Redis lost data, so rebuilds stay rare. See `Queue::invalidate_for_rebuild`.
-async fn rebuild_from_record(ctx: &Context, campaign: &CampaignId) -> Result<(), Abandoned> {
-    retry(
-        ctx,
-        Backend::Redis,
-        "taking Redis's state out of service",
-        || ctx.queue.invalidate_for_rebuild(campaign),
-    )
-    .await?;
+async fn rebuild_from_record(ctx: &Context, campaign: &CampaignId) -> Result<(), PersistFailure> {
+    ctx.queue
+        .invalidate_for_rebuild(campaign)
+        .await
+        .map_err(StepFailed::redis("taking Redis's state out of service"))
+        .map_err(PersistFailure::Transient)?;
     Ok(())
-}
-
-/// Retries `op` (a call to `backend`) with backoff until it succeeds or the hard-stop token fires.
-async fn retry<T, E, F, Fut>(
-    ctx: &Context,
-    backend: Backend,
-    what: &'static str,
-    mut op: F,
-) -> Result<T, Abandoned>
-where
-    E: std::fmt::Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
-    let mut backoff = Backoff::default();
-    loop {
-        match op().await {
-            Ok(value) => return Ok(value),
-            Err(e) => {
-                tracing::warn!(error = %e, "{what} failed; retrying");
-                telemetry::backend_error(backend, what);
-            }
-        }
-        tokio::select! {
-            () = ctx.hard_stop.cancelled() => return Err(Abandoned),
-            () = tokio::time::sleep(backoff.next_delay()) => {}
-        }
-    }
 }

@@ -9,6 +9,8 @@
 //! | `rushline_rollbacks_total` | counter | — | decisions the record refused and Redis undid (0 in normal operation) |
 //! | `rushline_backend_errors_total` | counter | `backend` (`redis`, `postgres`), `step` | failed backing-service calls, each retried |
 //! | `rushline_decide_paused_total` | counter | — | times a campaign was skipped because its decision log was full (PostgreSQL behind) |
+//! | `rushline_dead_letters_total` | counter | `reason` (`unparsable`, `unknown_campaign`, `rejected_by_record`) | log entries this worker set aside because they can never be persisted |
+//! | `rushline_dead_letter_entries` | gauge | — | dead letters waiting in Redis over all campaigns (every worker reports the same figure; refreshed each sweep) |
 //!
 //! `rushline_backend_errors_total` shares its name and `backend` label with the API's, so one
 //! query sums both. Each worker serves these on `RUSHLINE_WORKER_METRICS_ADDR` (see
@@ -40,6 +42,10 @@ pub const ROLLBACKS: &str = "rushline_rollbacks_total";
 pub const BACKEND_ERRORS: &str = "rushline_backend_errors_total";
 /// Campaigns skipped because their decision log was full.
 pub const DECIDE_PAUSED: &str = "rushline_decide_paused_total";
+/// Log entries dead-lettered, by `reason`.
+pub const DEAD_LETTERS: &str = "rushline_dead_letters_total";
+/// Dead letters waiting, over all campaigns.
+pub const DEAD_LETTER_ENTRIES: &str = "rushline_dead_letter_entries";
 
 /// Batch-size buckets: decide batches hold up to `RUSHLINE_DECIDE_BATCH` (default 256) requests,
 /// persist batches up to `RUSHLINE_PERSIST_ENTRIES` of those. Buckets (not summaries) so sizes can
@@ -94,6 +100,10 @@ pub fn install() -> Option<PrometheusHandle> {
     for counter in [PERSISTED_ROWS, ROLLBACKS, DECIDE_PAUSED] {
         metrics::counter!(counter).increment(0);
     }
+    for reason in rushline_queue::DeadLetterReason::ALL {
+        metrics::counter!(DEAD_LETTERS, "reason" => reason.as_str()).increment(0);
+    }
+    metrics::gauge!(DEAD_LETTER_ENTRIES).set(0.0);
     Some(handle)
 }
 
@@ -110,6 +120,14 @@ fn describe() {
     describe_counter!(
         BACKEND_ERRORS,
         "Failed Redis or PostgreSQL calls, by backend and step (each is retried)."
+    );
+    metrics::describe_gauge!(
+        DEAD_LETTER_ENTRIES,
+        "Dead letters waiting in Redis, over all campaigns."
+    );
+    describe_counter!(
+        DEAD_LETTERS,
+        "Decision-log entries set aside because they can never be persisted, by reason."
     );
     describe_counter!(
         DECIDE_PAUSED,

@@ -30,6 +30,8 @@ fn exported() -> BTreeSet<String> {
         worker::ROLLBACKS,
         worker::BACKEND_ERRORS,
         worker::DECIDE_PAUSED,
+        worker::DEAD_LETTERS,
+        worker::DEAD_LETTER_ENTRIES,
     ];
     let histograms = [
         api::HTTP_DURATION,
@@ -144,5 +146,33 @@ fn prometheus_scrapes_the_api_and_the_workers() {
             compose.contains(needle),
             "docker-compose.yml lacks {needle}"
         );
+    }
+}
+
+#[test]
+fn the_alert_rules_are_loaded_and_query_only_exported_metrics() {
+    let config = std::fs::read_to_string(deploy("prometheus.yml")).expect("read prometheus.yml");
+    assert!(config.contains("rule_files:") && config.contains("- alerts.yml"));
+    let compose = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docker-compose.yml"),
+    )
+    .expect("read docker-compose.yml");
+    assert!(compose.contains("./deploy/alerts.yml:/etc/prometheus/alerts.yml"));
+    let rules = std::fs::read_to_string(deploy("alerts.yml")).expect("read alerts.yml");
+    let exported = exported();
+    let exprs: Vec<&str> = rules
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("expr:"))
+        .collect();
+    assert!(!exprs.is_empty());
+    for expr in exprs {
+        let names = metric_names(expr);
+        assert!(!names.is_empty(), "{expr}");
+        for name in names {
+            assert!(
+                exported.contains(&name),
+                "alert queries {name}, which nothing exports"
+            );
+        }
     }
 }
