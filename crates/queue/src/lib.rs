@@ -24,11 +24,13 @@
 //!    learn which requests were decided (to answer `?wait=` callers at once).
 //!
 //! [`keys`] names every key; [`record`] encodes the compact records stored under them.
+//! [`clock`] reads Redis `TIME`, the one clock every window decision is made with.
 //! Every key starts with `rushline:` and carries its campaign's `{tag}`, so each script touches
 //! a single Redis Cluster slot.
 
 pub mod accept;
 pub mod admin;
+pub mod clock;
 pub mod codes;
 pub mod decide;
 pub mod error;
@@ -51,6 +53,7 @@ use tokio::time::Instant;
 
 pub use accept::{AcceptItem, AcceptOutcome};
 pub use admin::{CloseOutcome, PipelineStats, RefusalTally, StockOutcome};
+pub use clock::ClockReading;
 pub use decide::DecideOutcome;
 pub use error::QueueError;
 pub use keys::{CampaignKeys, Keys};
