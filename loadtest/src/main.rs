@@ -1,5 +1,6 @@
 //! `rushline-loadtest`: runs scenarios against a rushline stack on this machine, verifies every
-//! guarantee, writes the report, and exits non-zero when any guarantee was violated.
+//! guarantee, writes the report, and exits non-zero when any guarantee was violated or the API's
+//! resident memory passed its budget (`--max-api-rss-mib`, default 64).
 //!
 //! `main` only wires: parse flags, connect, run the chosen scenarios, write the report.
 
@@ -90,6 +91,15 @@ struct Global {
     /// The stack's status TTL; when ≤ 120 s, S2 waits it out and measures Redis memory again.
     #[arg(long, env = "RUSHLINE_STATUS_TTL_SECS", global = true)]
     status_ttl_secs: Option<u64>,
+    /// The API's resident-memory budget, MiB: a scenario during which the API's sampled peak
+    /// RSS (`--api-pid`) passes it fails its verdict.
+    #[arg(
+        long,
+        env = "RUSHLINE_LOADTEST_MAX_API_RSS_MIB",
+        default_value_t = 64.0,
+        global = true
+    )]
+    max_api_rss_mib: f64,
     /// Hide progress bars.
     #[arg(long, global = true)]
     quiet: bool,
@@ -310,6 +320,7 @@ async fn main() -> anyhow::Result<()> {
                         report.figures.insert(name.into(), value);
                     }
                 }
+                report.check_api_memory(g.max_api_rss_mib);
                 eprint!("{}", report::summary(std::slice::from_ref(&report)));
                 reports.push(report);
             }
@@ -319,6 +330,7 @@ async fn main() -> anyhow::Result<()> {
         && let Some(report) = reports.last_mut()
     {
         stamp_load(report, load_before);
+        report.check_api_memory(g.max_api_rss_mib);
     }
     if let (Some(pid), Some(last)) = (ctx.api_pid, reports.last_mut()) {
         idle_cpu(pid, &ctx, last).await;
@@ -332,7 +344,10 @@ async fn main() -> anyhow::Result<()> {
         println!("wrote {}", path.display());
     }
     let failed = reports.iter().filter(|r| !r.ok()).count();
-    anyhow::ensure!(failed == 0, "{failed} scenario(s) violated a guarantee");
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} scenario(s) violated a guarantee or the API's memory budget"
+    );
     Ok(())
 }
 

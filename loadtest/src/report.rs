@@ -49,10 +49,13 @@ pub fn summary(reports: &[ScenarioReport]) -> String {
         "scenario", "verdict", "requests", "accept/s", "p99 ms"
     );
     for report in reports {
-        let verdict = match &report.verdict {
-            None => "-".to_string(),
-            Some(v) if v.ok() => "ok".to_string(),
-            Some(v) => format!("FAIL({})", v.violations.len()),
+        let over_memory = report.memory.as_ref().is_some_and(|m| !m.ok);
+        let verdict = match (&report.verdict, over_memory) {
+            (None, false) => "-".to_string(),
+            (Some(v), false) if v.ok() => "ok".to_string(),
+            (Some(v), true) if !v.ok() => format!("FAIL({}+rss)", v.violations.len()),
+            (_, true) => "FAIL(rss)".to_string(),
+            (Some(v), false) => format!("FAIL({})", v.violations.len()),
         };
         let (sent, rate, p99) = report
             .blast
@@ -101,6 +104,13 @@ pub fn summary(reports: &[ScenarioReport]) -> String {
                  (error status or failure), e.g. {:?}",
                 verdict.recorded_without_answer,
                 verdict.recorded_without_answer_ids.first()
+            );
+        }
+        if let Some(memory) = report.memory.as_ref().filter(|m| !m.ok) {
+            let _ = writeln!(
+                out,
+                "         memory: the API's peak RSS {:.1} MiB is over its {:.0} MiB budget",
+                memory.peak_mib, memory.limit_mib
             );
         }
         for note in &report.notes {

@@ -14,8 +14,10 @@ use rushline_domain::CampaignId;
 use rushline_queue::{AcceptItem, AcceptOutcome, Queue, QueueError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-/// Requests waiting for a group beyond this are shed (503) instead of queued in memory.
-const BACKLOG: usize = 65_536;
+/// Requests waiting for a group beyond this are shed (503) instead of queued in memory. It bounds
+/// the acceptor's memory (a few hundred bytes a request) however fast requests arrive; in practice
+/// the backlog is at most the requests in flight, one per open connection.
+pub const BACKLOG: usize = 65_536;
 
 /// Why an accept did not produce an outcome.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,12 @@ impl Acceptor {
         let (jobs, rx) = mpsc::channel(BACKLOG);
         tokio::spawn(run(queue, rx, max_group, in_flight));
         Self { jobs }
+    }
+
+    /// Requests handed to the group-commit task and not yet taken into a group: at most
+    /// [`BACKLOG`].
+    pub fn backlog(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
     }
 
     /// Accepts one request; returns once Redis has it (or has refused it).

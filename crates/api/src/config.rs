@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use chrono::TimeDelta;
+
 /// A variable is set to something unusable.
 #[derive(Debug, thiserror::Error)]
 #[error("{name}: {problem}")]
@@ -41,6 +43,10 @@ pub struct Config {
     pub backend_timeout: Duration,
     /// `RUSHLINE_LOG_FORMAT`: `json` for machines, anything else for people.
     pub log_json: bool,
+    /// Added to this host's clock wherever the API reads it. Zero unless a test sets it (it is
+    /// not read from the environment) to play a host whose clock is wrong: window decisions use
+    /// Redis's clock, and only the reported skew may move with it.
+    pub clock_offset: TimeDelta,
     /// How the API treats its HTTP connections.
     pub connections: ConnectionLimits,
 }
@@ -167,6 +173,7 @@ impl Config {
                         })?,
                 },
             },
+            clock_offset: TimeDelta::zero(),
         })
     }
 }

@@ -72,6 +72,7 @@ impl Application {
     /// migrations, prepares Redis and binds the listener (port 0 picks a free port).
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         telemetry::metrics();
+        tokio::spawn(telemetry::upkeep(shutdown.clone()));
         let store = connect_store(&config).await?;
         store.migrate().await.context("applying migrations")?;
         let queue = Queue::new(QueueConfig {

@@ -3,14 +3,16 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use rushline_domain::CampaignId;
-use rushline_queue::{Queue, Warmed};
+use rushline_queue::{ClockReading, Queue, Warmed};
 use rushline_store::Store;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::Acceptor;
 use crate::config::Config;
 use crate::http::ApiError;
+use crate::telemetry;
 use crate::waiters::Waiters;
 
 /// Cloned into every handler: configuration, Redis, PostgreSQL, the group-commit acceptor and
@@ -61,5 +63,30 @@ impl AppState {
             .warm(campaign, &self.store)
             .await
             .map_err(ApiError::unavailable)
+    }
+
+    /// Now, by Redis's clock: the clock `accept.lua` decides windows with, the same for every
+    /// replica (see `rushline_queue::clock`). Every window decision and every `status` shown
+    /// reads it here, never this host's clock. Records the skew as a side effect.
+    pub async fn now(&self) -> Result<DateTime<Utc>, ApiError> {
+        Ok(self
+            .read_clock()
+            .await
+            .map_err(ApiError::unavailable)?
+            .redis_now)
+    }
+
+    /// This host's clock (with the test offset): only for display when Redis's clock cannot be
+    /// read, never for a decision.
+    pub fn host_now(&self) -> DateTime<Utc> {
+        Utc::now() + self.config.clock_offset
+    }
+
+    /// Reads Redis's clock and reports this host's skew from it
+    /// (`rushline_clock_skew_seconds`).
+    pub async fn read_clock(&self) -> Result<ClockReading, rushline_queue::QueueError> {
+        let reading = self.queue.read_clock(|| self.host_now()).await?;
+        metrics::gauge!(telemetry::CLOCK_SKEW).set(reading.skew.as_seconds_f64());
+        Ok(reading)
     }
 }

@@ -13,6 +13,7 @@
 //! | `rushline_backend_errors_total` | counter | `backend` (`redis`, `postgres`) | failed backing-service calls |
 //! | `rushline_waiters` | gauge | — | callers parked on `?wait=` |
 //! | `rushline_pool_connections` | gauge | `backend`, `state` (`in_use`, `idle`) | connection-pool usage |
+//! | `rushline_clock_skew_seconds` | gauge | — | this host's clock minus Redis's (windows follow Redis's) |
 //!
 //! Every label value comes from a closed set, so no client can grow `/metrics` (or the
 //! recorder's memory) by what it sends: `route` is a route template or `unmatched`, `method` a
@@ -22,10 +23,12 @@
 //! read, so it is as fresh as the scrape without a background task.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rushline_queue::{QueueError, WarmError};
 use rushline_store::StoreError;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::accept::AcceptError;
@@ -52,11 +55,16 @@ pub const POOL_CONNECTIONS: &str = "rushline_pool_connections";
 pub const HTTP_CONNECTIONS: &str = "rushline_http_connections";
 /// Client connections refused because the cap was reached.
 pub const HTTP_CONNECTIONS_REFUSED: &str = "rushline_http_connections_refused_total";
+/// This host's clock minus Redis's, measured at each read of Redis's clock.
+pub const CLOCK_SKEW: &str = "rushline_clock_skew_seconds";
 
 /// Latency buckets (seconds): the hot path answers in about a millisecond, `?wait=` up to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// How often recorded histogram samples are folded into their buckets (see [`upkeep`]).
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Installs the global tracing subscriber: `RUST_LOG` (default `info`), JSON lines or pretty.
 /// Calling it again (tests start several apps in one process) does nothing.
@@ -93,6 +101,26 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
+/// Folds the histogram samples recorded since the last fold into their buckets, every
+/// [`UPKEEP_EVERY`], until `shutdown`.
+///
+/// The recorder keeps each recorded value (8 bytes) until something folds them; rendering
+/// `/metrics` does, but a deployment nobody scrapes — the load test, a replica Prometheus does
+/// not reach — kept every request's latency and every accept group's size: the API's memory
+/// grew with the requests it served. Folding every second bounds that buffer to about one
+/// second of traffic.
+pub async fn upkeep(shutdown: CancellationToken) {
+    let handle = metrics();
+    let mut tick = tokio::time::interval(UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(REQUESTS, "Issue requests by accept outcome.");
@@ -122,6 +150,11 @@ fn describe() {
     describe_gauge!(
         POOL_CONNECTIONS,
         "Pooled Redis / PostgreSQL connections, in use or idle."
+    );
+    describe_gauge!(
+        CLOCK_SKEW,
+        Unit::Seconds,
+        "This host's clock minus Redis's (campaign windows follow Redis's clock)."
     );
 }
 

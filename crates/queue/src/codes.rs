@@ -22,12 +22,18 @@ use rushline_domain::{CampaignId, CouponCode, RequestView};
 use crate::record::StatusRecord;
 use crate::{Queue, QueueError};
 
-/// Campaign id → code key, for every campaign this process has minted codes of.
+/// Most campaigns whose code key a process keeps: far more than run at once, so a miss (one
+/// `HGET`) is rare, while a process that lives through many campaigns does not keep every key
+/// it ever read.
+pub(crate) const MAX_CACHED_CODE_KEYS: usize = 4096;
+
+/// Campaign id → code key, for campaigns this process has minted codes of recently.
 ///
 /// A std `RwLock`, not tokio's: it is never held across an `.await`, only for one map lookup or
 /// insert, and lookups (every status read of an issued request) vastly outnumber inserts (one
-/// per campaign per process). A hit clones an `Arc`, never a string. The map grows by one small
-/// entry per campaign, which a process already holds far more state for.
+/// per campaign per process). A hit clones an `Arc`, never a string. At most
+/// [`MAX_CACHED_CODE_KEYS`] entries: a full map makes room by dropping an arbitrary entry, which
+/// costs that campaign one `HGET` on its next read.
 #[derive(Default)]
 pub(crate) struct CodeKeys {
     keys: RwLock<HashMap<CampaignId, Arc<str>>>,
@@ -42,6 +48,12 @@ impl CodeKeys {
 
     fn insert(&self, campaign: &CampaignId, key: &str) -> Arc<str> {
         let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        if keys.len() >= MAX_CACHED_CODE_KEYS
+            && !keys.contains_key(campaign)
+            && let Some(evicted) = keys.keys().next().cloned()
+        {
+            keys.remove(&evicted);
+        }
         Arc::clone(
             keys.entry(campaign.clone())
                 .or_insert_with(|| Arc::from(key)),
@@ -79,6 +91,15 @@ impl Queue {
             .ok_or_else(|| QueueError::CodeKeyMissing(campaign.clone()))
     }
 
+    /// Campaigns whose code key this process holds in memory.
+    pub fn cached_code_keys(&self) -> usize {
+        self.code_keys
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
     /// Remembers a key read from the record (by a warm-up), sparing the first `HGET`.
     pub(crate) fn remember_code_key(&self, campaign: &CampaignId, key: &str) {
         self.code_keys.insert(campaign, key);
@@ -99,5 +120,36 @@ impl Queue {
             view.coupon_code = Some(CouponCode::mint(&key, seq));
         }
         Ok(view)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_code_key_cache_stays_within_its_bound() {
+        let cache = CodeKeys::default();
+        for i in 0..MAX_CACHED_CODE_KEYS + 500 {
+            let campaign = CampaignId::parse(format!("c-{i}")).expect("campaign id");
+            assert_eq!(
+                &*cache.insert(&campaign, &format!("key-{i}")),
+                format!("key-{i}")
+            );
+            assert_eq!(
+                cache.get(&campaign).as_deref(),
+                Some(format!("key-{i}").as_str())
+            );
+        }
+        let held = cache.keys.read().expect("lock").len();
+        assert_eq!(held, MAX_CACHED_CODE_KEYS);
+        // Inserting a held key again evicts nothing.
+        let last = CampaignId::parse(format!("c-{}", MAX_CACHED_CODE_KEYS + 499)).expect("id");
+        cache.insert(&last, "ignored");
+        assert_eq!(cache.keys.read().expect("lock").len(), MAX_CACHED_CODE_KEYS);
+        assert_eq!(
+            cache.get(&last).as_deref(),
+            Some(format!("key-{}", MAX_CACHED_CODE_KEYS + 499).as_str())
+        );
     }
 }

@@ -26,11 +26,13 @@
 //!
 //! [`reconcile`] reads a campaign's Redis state field by field for `rushline reconcile`.
 //! [`keys`] names every key; [`record`] encodes the compact records stored under them.
+//! [`clock`] reads Redis `TIME`, the one clock every window decision is made with.
 //! Every key starts with `rushline:` and carries its campaign's `{tag}`, so each script touches
 //! a single Redis Cluster slot.
 
 pub mod accept;
 pub mod admin;
+pub mod clock;
 pub mod codes;
 pub mod dead_letters;
 pub mod decide;
@@ -55,6 +57,7 @@ use tokio::time::Instant;
 
 pub use accept::{AcceptItem, AcceptOutcome};
 pub use admin::{CloseOutcome, PipelineStats, RefusalTally, StockOutcome};
+pub use clock::ClockReading;
 pub use dead_letters::{DeadLetter, DeadLetterReason};
 pub use decide::DecideOutcome;
 pub use error::QueueError;

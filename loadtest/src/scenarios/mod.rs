@@ -118,12 +118,55 @@ pub struct ScenarioReport {
     pub traffic: Vec<TrafficPoint>,
     /// Monitor samples.
     pub samples: Vec<Sample>,
+    /// The API's peak resident memory against its budget; `None` when not measured (no
+    /// `--api-pid`).
+    pub memory: Option<MemoryVerdict>,
+}
+
+/// The API's resident memory during a scenario, against the budget the issue sets (64 MiB):
+/// passing it fails the scenario like a broken guarantee.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryVerdict {
+    /// Highest `VmRSS` of the API sampled during the scenario, MiB.
+    pub peak_mib: f64,
+    /// The budget, MiB (`--max-api-rss-mib`).
+    pub limit_mib: f64,
+    /// `peak_mib <= limit_mib`.
+    pub ok: bool,
 }
 
 impl ScenarioReport {
-    /// True when no guarantee was violated.
+    /// True when no guarantee was violated and the API stayed within its memory budget.
     pub fn ok(&self) -> bool {
-        self.verdict.as_ref().is_none_or(Verdict::ok)
+        self.verdict.as_ref().is_none_or(Verdict::ok) && self.memory.as_ref().is_none_or(|m| m.ok)
+    }
+
+    /// Checks the API's peak resident memory (the highest of every sample taken and of the
+    /// `api_rss_max_mib` figure) against `limit_mib`, recording the outcome in `memory` and the
+    /// figures; a note says when there was nothing to check.
+    pub fn check_api_memory(&mut self, limit_mib: f64) {
+        let sampled = self
+            .samples
+            .iter()
+            .filter_map(|s| s.api_rss_kib)
+            .max()
+            .map(|kib| kib as f64 / 1024.0);
+        let peak = match (sampled, self.figures.get("api_rss_max_mib").copied()) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(peak_mib) = peak else {
+            self.notes
+                .push("API memory not measured (no --api-pid): its budget was not checked".into());
+            return;
+        };
+        self.figure("api_rss_max_mib", peak_mib);
+        self.figure("api_rss_limit_mib", limit_mib);
+        self.memory = Some(MemoryVerdict {
+            peak_mib,
+            limit_mib,
+            ok: peak_mib <= limit_mib,
+        });
     }
 
     fn figure(&mut self, name: &str, value: f64) {
@@ -307,4 +350,61 @@ pub fn load_average() -> Option<f64> {
         .next()?
         .parse()
         .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_rss(mib: &[u64]) -> ScenarioReport {
+        ScenarioReport {
+            name: "s1".into(),
+            samples: mib
+                .iter()
+                .map(|m| Sample {
+                    api_rss_kib: Some(m * 1024),
+                    ..Sample::default()
+                })
+                .collect(),
+            ..ScenarioReport::default()
+        }
+    }
+
+    #[test]
+    fn an_api_over_its_memory_budget_fails_the_verdict() {
+        let mut report = with_rss(&[40, 71, 55]);
+        report.check_api_memory(64.0);
+        let memory = report.memory.as_ref().expect("memory checked");
+        assert_eq!(memory.peak_mib, 71.0);
+        assert!(!memory.ok);
+        assert!(!report.ok());
+        assert_eq!(report.figures["api_rss_limit_mib"], 64.0);
+        let table = crate::report::summary(std::slice::from_ref(&report));
+        assert!(table.contains("FAIL(rss)"), "{table}");
+        assert!(
+            table.contains("71.0 MiB is over its 64 MiB budget"),
+            "{table}"
+        );
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["memory"]["limit_mib"], 64.0);
+        assert_eq!(json["memory"]["ok"], false);
+    }
+
+    #[test]
+    fn an_api_within_its_budget_passes_and_an_unmeasured_one_is_noted() {
+        let mut within = with_rss(&[40, 63]);
+        within.check_api_memory(64.0);
+        assert!(within.ok());
+        // A figure taken elsewhere (the accept scenario's parts) counts too.
+        let mut figure_only = with_rss(&[]);
+        figure_only.figures.insert("api_rss_max_mib".into(), 65.0);
+        figure_only.check_api_memory(64.0);
+        assert!(!figure_only.ok());
+
+        let mut unmeasured = with_rss(&[]);
+        unmeasured.check_api_memory(64.0);
+        assert!(unmeasured.memory.is_none());
+        assert!(unmeasured.ok());
+        assert!(unmeasured.notes.iter().any(|n| n.contains("not measured")));
+    }
 }

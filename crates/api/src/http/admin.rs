@@ -10,7 +10,7 @@
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use rushline_domain::{CampaignId, CampaignStatus, CampaignView, Stock, timefmt};
 use rushline_queue::{CampaignState, CloseOutcome, StockOutcome, Warmed};
 use rushline_store::{StockAdded, StoredCampaign};
@@ -94,6 +94,12 @@ pub(crate) async fn list(
         .campaigns_page(after.as_ref(), i64::from(limit) + 1)
         .await
         .map_err(ApiError::unavailable)?;
+    // Redis's clock, as accept's. Should Redis be unreachable (then nothing is accepted), the
+    // host's, so an operator still sees the record during the outage.
+    let now = match state.now().await {
+        Ok(now) => now,
+        Err(_) => state.host_now(),
+    };
     let more = page.len() > limit as usize;
     page.truncate(limit as usize);
     // Redis has the live counts; a campaign it does not hold (or a failed read) shows the record's.
@@ -106,8 +112,8 @@ pub(crate) async fn list(
         .into_iter()
         .zip(live)
         .map(|(stored, live)| match live {
-            Ok(Some(live)) => view(stored.spec.id, live),
-            _ => Ok(recorded_view(stored)),
+            Ok(Some(live)) => view(stored.spec.id, live, now),
+            _ => Ok(recorded_view(stored, now)),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let next = more
@@ -116,17 +122,13 @@ pub(crate) async fn list(
     Ok(Json(CampaignPage { campaigns, next }))
 }
 
-/// A campaign as PostgreSQL has it (counts lag Redis by the persistence lag).
-fn recorded_view(stored: StoredCampaign) -> CampaignView {
+/// A campaign as PostgreSQL has it (counts lag Redis by the persistence lag), its `status` at
+/// `now` by Redis's clock.
+fn recorded_view(stored: StoredCampaign, now: DateTime<Utc>) -> CampaignView {
     let stock = stored.spec.stock.get();
     let remaining = stock.saturating_sub(stored.issued);
     CampaignView {
-        status: CampaignStatus::at(
-            Utc::now(),
-            stored.spec.opens_at,
-            stored.spec.closes_at,
-            remaining,
-        ),
+        status: CampaignStatus::at(now, stored.spec.opens_at, stored.spec.closes_at, remaining),
         id: stored.spec.id,
         name: stored.spec.name,
         stock,
@@ -162,9 +164,12 @@ async fn close(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CampaignView>, ApiError> {
     let id = CampaignId::parse(id).map_err(|_| not_found())?;
+    // Closed from Redis's now, the clock accept.lua compares with: every accept after this
+    // answer sees a time at or past `closes_at` and refuses, whatever this host's clock says.
+    let now = state.now().await?;
     let (opens_at, closes_at) = state
         .store
-        .close_campaign(&id, now_ms())
+        .close_campaign(&id, now)
         .await
         .map_err(ApiError::unavailable)?
         .ok_or_else(not_found)?;
@@ -238,7 +243,7 @@ async fn add_stock(
     refuse_unless_growable(current.status)?;
     let target = match state
         .store
-        .add_stock(&id, body.add, Utc::now())
+        .add_stock(&id, body.add, state.now().await?)
         .await
         .map_err(ApiError::unavailable)?
     {
@@ -302,7 +307,8 @@ fn not_growable(status: CampaignStatus) -> ApiError {
 
 /// The campaign as Redis holds it now, warming it from the record if needed.
 async fn live_view(state: &AppState, id: CampaignId) -> Result<CampaignView, ApiError> {
-    let live = match campaign_state(state, &id).await? {
+    let (live, now) = tokio::join!(campaign_state(state, &id), state.now());
+    let live = match live? {
         Some(live) => live,
         None => {
             warm_or_404(state, &id).await?;
@@ -311,7 +317,7 @@ async fn live_view(state: &AppState, id: CampaignId) -> Result<CampaignView, Api
                 .ok_or_else(|| not_warm(&id))?
         }
     };
-    view(id, live)
+    view(id, live, now?)
 }
 
 async fn campaign_state(
@@ -334,11 +340,4 @@ pub(crate) async fn warm_or_404(state: &AppState, id: &CampaignId) -> Result<(),
 
 fn not_warm(id: &CampaignId) -> ApiError {
     ApiError::unavailable(anyhow::anyhow!("campaign {id} not warm after warm-up"))
-}
-
-/// Now, at the millisecond precision rushline stores and compares instants at.
-fn now_ms() -> DateTime<Utc> {
-    let now = Utc::now();
-    now.duration_trunc(TimeDelta::milliseconds(1))
-        .unwrap_or(now)
 }

@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rushline_domain::{CampaignId, CampaignStatus, CampaignView, NewCampaign, Stock};
 use rushline_queue::{CampaignState, Warmed};
 use rushline_store::StoreError;
@@ -48,7 +48,9 @@ async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewCampaign>,
 ) -> Result<Response, ApiError> {
-    let spec = body.validate(Utc::now(), generated_id)?;
+    // Redis's clock, as accept's: a campaign that opens "now" is open for the next request.
+    let now = state.now().await?;
+    let spec = body.validate(now, generated_id)?;
     // 244 random bits: the secret behind the campaign's coupon codes.
     let code_key = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
     let stored = match state.store.create_campaign(&spec, &code_key).await {
@@ -67,7 +69,7 @@ async fn create(
     }
     tracing::info!(campaign = %spec.id, stock = spec.stock.get(), "campaign created");
     let view = CampaignView {
-        status: CampaignStatus::at(Utc::now(), spec.opens_at, spec.closes_at, spec.stock.get()),
+        status: CampaignStatus::at(now, spec.opens_at, spec.closes_at, spec.stock.get()),
         id: stored.spec.id.clone(),
         name: stored.spec.name.clone(),
         stock: stored.spec.stock.get(),
@@ -110,12 +112,9 @@ async fn show(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CampaignView>, ApiError> {
     let id = CampaignId::parse(id).map_err(|_| not_found())?;
-    let campaign = match state
-        .queue
-        .campaign_state(&id)
-        .await
-        .map_err(ApiError::unavailable)?
-    {
+    // Both reads at once: one round trip's wait, not two.
+    let (campaign, now) = tokio::join!(state.queue.campaign_state(&id), state.now());
+    let campaign = match campaign.map_err(ApiError::unavailable)? {
         Some(campaign) => campaign,
         None => {
             if state.warm(&id).await? == Warmed::NotFound {
@@ -131,17 +130,23 @@ async fn show(
                 })?
         }
     };
-    Ok(Json(view(id, campaign)?))
+    Ok(Json(view(id, campaign, now?)?))
 }
 
-pub(crate) fn view(id: CampaignId, campaign: CampaignState) -> Result<CampaignView, ApiError> {
+/// The view of a campaign as Redis holds it, its `status` at `now` (Redis's clock, so it agrees
+/// with what accept decides at that instant).
+pub(crate) fn view(
+    id: CampaignId,
+    campaign: CampaignState,
+    now: DateTime<Utc>,
+) -> Result<CampaignView, ApiError> {
     let name = rushline_domain::CampaignName::from_record(campaign.name)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("campaign {id} name in Redis: {e}")))?;
     Stock::new(campaign.stock)
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("campaign {id} stock in Redis: {e}")))?;
     Ok(CampaignView {
         status: CampaignStatus::at(
-            Utc::now(),
+            now,
             campaign.opens_at,
             campaign.closes_at,
             campaign.remaining,

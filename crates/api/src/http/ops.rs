@@ -69,7 +69,8 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 }
 
 /// Prometheus text format. Gauges read from Redis are refreshed first, so each scrape sees the
-/// queues as they are (a failed refresh is counted and leaves the previous values).
+/// queues and the clock skew as they are (a failed refresh is counted and leaves the previous
+/// values).
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -82,9 +83,14 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!(telemetry::WAITERS).set(state.waiters.len() as f64);
     record_pool_usage(&state);
-    if let Err(e) = refresh_queue_depths(&state).await {
+    let (depths, clock) = tokio::join!(refresh_queue_depths(&state), state.read_clock());
+    if let Err(e) = depths {
         telemetry::backend_error(Backend::Redis);
         tracing::warn!(error = %e, "refreshing queue depths for /metrics");
+    }
+    if let Err(e) = clock {
+        telemetry::backend_error(Backend::Redis);
+        tracing::warn!(error = %e, "reading Redis's clock for /metrics");
     }
     (
         [(

@@ -133,7 +133,8 @@ async fn stats(
         Some(tally) => (tally.sold_out, tally.duplicate, "redis"),
         None => (persisted.sold_out, persisted.duplicate, "postgres"),
     };
-    let now = Utc::now();
+    // Redis's clock, as accept's: the status shown is the one accept would act on.
+    let now = state.now().await?;
     Ok(Json(CampaignStats {
         status: CampaignStatus::at(
             now,

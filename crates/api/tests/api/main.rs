@@ -4,6 +4,7 @@
 mod admin;
 mod campaigns;
 mod chaos;
+mod clock;
 mod concurrency;
 mod dashboard;
 mod fuzzed;
