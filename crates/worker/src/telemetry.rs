@@ -165,6 +165,20 @@ pub async fn serve(
         .await
 }
 
+/// Folds recorded histogram samples into their buckets every second until `shutdown`: the
+/// recorder keeps each sample until something folds it, and only a scrape would, so a worker
+/// nobody scrapes would grow with every batch it decides or persists.
+async fn upkeep(handle: PrometheusHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => handle.run_upkeep(),
+        }
+    }
+}
+
 /// Installs the recorder and serves `/metrics` on `addr` until `shutdown` is cancelled.
 ///
 /// A worker that cannot serve its metrics (the port is taken, say by a second worker left on the
@@ -176,6 +190,7 @@ pub async fn start(addr: SocketAddr, shutdown: CancellationToken) -> Option<Join
         tracing::error!("a metrics recorder was already installed; /metrics not served");
         return None;
     };
+    tokio::spawn(upkeep(handle.clone(), shutdown.clone()));
     let listener = match TcpListener::bind(addr).await {
         Ok(listener) => listener,
         Err(e) => {
