@@ -49,6 +49,10 @@ pub fn redis_url() -> String {
 /// How long [`TestEnv::cleanup`] keeps trying to delete a namespace's keys before it leaves them.
 const REDIS_CLEANUP_BOUND: Duration = Duration::from_secs(30);
 
+/// How often cleanup retries dropping a database that an autovacuum worker is busy in (100 ms
+/// apart: 10 s in all).
+const DROP_ATTEMPTS: u32 = 100;
+
 /// One test's private database and Redis namespace.
 pub struct TestEnv {
     /// URL of the test's own database.
@@ -201,15 +205,28 @@ impl TestEnv {
     pub async fn cleanup(self) -> anyhow::Result<()> {
         self.store.pool().close().await;
         let mut admin = PgConnection::connect(&self.admin_url).await?;
-        admin
-            .execute(
-                format!(
-                    r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#,
-                    self.database
-                )
-                .as_str(),
-            )
-            .await?;
+        let drop = format!(
+            r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#,
+            self.database
+        );
+        // `WITH (FORCE)` must terminate every other backend on the database; an autovacuum
+        // worker busy there belongs to no role the test role may signal, so PostgreSQL refuses
+        // (SQLSTATE 42501) until it finishes, which takes milliseconds. Granting the role
+        // `pg_signal_backend` would let the product's role kill backends; retrying does not.
+        let mut attempts = 0;
+        loop {
+            match admin.execute(drop.as_str()).await {
+                Ok(_) => break,
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("42501") && attempts < DROP_ATTEMPTS =>
+                {
+                    attempts += 1;
+                    // Backoff while the autovacuum worker finishes, not synchronisation.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let delete = async {
             loop {
                 match self.unlink_namespace().await {
