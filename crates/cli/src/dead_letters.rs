@@ -60,35 +60,19 @@ pub enum DeadLettersCommand {
 /// Where Redis and PostgreSQL are.
 #[derive(Args)]
 pub struct Servers {
-    /// Redis URL.
-    #[arg(
-        long,
-        env = "RUSHLINE_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
-        hide_env_values = true
-    )]
-    redis_url: String,
-    /// Key namespace the servers use (keys start with rushline:<namespace>:).
-    #[arg(long, env = "RUSHLINE_KEY_NAMESPACE")]
-    key_namespace: Option<String>,
-    /// PostgreSQL URL (the record).
-    #[arg(
-        long,
-        env = "RUSHLINE_DATABASE_URL",
-        default_value = "postgres://rushline:rushline@127.0.0.1:5432/rushline",
-        hide_env_values = true
-    )]
-    database_url: String,
+    #[command(flatten)]
+    redis: crate::RedisArg,
+    #[command(flatten)]
+    record: crate::RecordArg,
 }
 
 impl Servers {
     fn queue(&self) -> anyhow::Result<Queue> {
         Queue::new(QueueConfig {
-            // The servers treat an empty namespace as none; so does this.
-            namespace: self.key_namespace.clone().filter(|ns| !ns.is_empty()),
+            namespace: self.redis.namespace(),
             timeout: BACKEND_TIMEOUT,
             pool_size: 1,
-            ..QueueConfig::new(self.redis_url.clone())
+            ..QueueConfig::new(self.redis.redis_url.clone())
         })
         .context("configuring Redis")
     }
@@ -114,7 +98,7 @@ pub async fn run(command: DeadLettersCommand, format: Format) -> anyhow::Result<
             } else {
                 choose(&letters, &ids)?
             };
-            let store = Store::connect(&servers.database_url, 1, BACKEND_TIMEOUT)
+            let store = Store::connect(&servers.record.database_url, 1, BACKEND_TIMEOUT)
                 .await
                 .context("connecting to PostgreSQL")?;
             for letter in &chosen {

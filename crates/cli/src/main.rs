@@ -118,17 +118,8 @@ enum Command {
         campaign: Option<String>,
         #[command(flatten)]
         record: RecordArg,
-        /// Redis URL.
-        #[arg(
-            long,
-            env = "RUSHLINE_REDIS_URL",
-            default_value = "redis://127.0.0.1:6379",
-            hide_env_values = true
-        )]
-        redis_url: String,
-        /// Key namespace the servers use (keys start with rushline:<namespace>:).
-        #[arg(long, env = "RUSHLINE_KEY_NAMESPACE")]
-        key_namespace: Option<String>,
+        #[command(flatten)]
+        redis: RedisArg,
     },
     /// Report every difference between Redis and PostgreSQL; --repair rebuilds what differs.
     ///
@@ -150,21 +141,36 @@ enum Command {
         repair: bool,
         #[command(flatten)]
         record: RecordArg,
-        /// Redis URL.
-        #[arg(
-            long,
-            env = "RUSHLINE_REDIS_URL",
-            default_value = "redis://127.0.0.1:6379",
-            hide_env_values = true
-        )]
-        redis_url: String,
-        /// Key namespace the servers use (keys start with rushline:<namespace>:).
-        #[arg(long, env = "RUSHLINE_KEY_NAMESPACE")]
-        key_namespace: Option<String>,
+        #[command(flatten)]
+        redis: RedisArg,
     },
     /// Decision-log entries the workers could never persist: list them, replay them once fixed.
     #[command(subcommand)]
     DeadLetters(dead_letters::DeadLettersCommand),
+}
+
+/// Where Redis is and which key namespace the servers use: the same flags for every command that
+/// reads Redis directly.
+#[derive(Args)]
+struct RedisArg {
+    /// Redis URL.
+    #[arg(
+        long,
+        env = "RUSHLINE_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    redis_url: String,
+    /// Key namespace the servers use (keys start with rushline:<namespace>:).
+    #[arg(long, env = "RUSHLINE_KEY_NAMESPACE")]
+    key_namespace: Option<String>,
+}
+
+impl RedisArg {
+    /// The namespace as the servers read it: empty means none.
+    fn namespace(&self) -> Option<String> {
+        self.key_namespace.clone().filter(|ns| !ns.is_empty())
+    }
 }
 
 /// Where the record is: the same flag for every command that reads PostgreSQL.
@@ -274,14 +280,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recover {
             campaign,
             record,
-            redis_url,
-            key_namespace,
+            redis,
         } => {
             let args = recover::Recover {
                 database_url: record.database_url,
-                redis_url,
-                // The servers treat an empty namespace as none; so does this.
-                namespace: key_namespace.filter(|ns| !ns.is_empty()),
+                namespace: redis.namespace(),
+                redis_url: redis.redis_url,
                 campaign,
             };
             recover::run(args, format).await
@@ -290,13 +294,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             campaign,
             repair,
             record,
-            redis_url,
-            key_namespace,
+            redis,
         } => {
             let args = reconcile::Reconcile {
                 database_url: record.database_url,
-                redis_url,
-                namespace: key_namespace.filter(|ns| !ns.is_empty()),
+                namespace: redis.namespace(),
+                redis_url: redis.redis_url,
                 campaign,
                 repair,
             };
