@@ -53,13 +53,15 @@ async fn round(
         tokio::spawn(async move {
             let mut sent = 0usize;
             while Instant::now() < until {
-                let items: Vec<AcceptItem> = (0..group)
-                    .map(|i| AcceptItem {
-                        request_id: RequestId::new_for(&campaign),
-                        user_id: UserId::parse(format!("u{client}-{sent}-{i}")).expect("user id"),
-                        idempotency_key: None,
+                let items = (0..group)
+                    .map(|i| {
+                        Ok(AcceptItem {
+                            request_id: RequestId::new_for(&campaign),
+                            user_id: UserId::parse(format!("u{client}-{sent}-{i}"))?,
+                            idempotency_key: None,
+                        })
                     })
-                    .collect();
+                    .collect::<anyhow::Result<Vec<AcceptItem>>>()?;
                 queue.accept(&campaign, &items).await?;
                 sent += group;
             }
