@@ -111,9 +111,12 @@ async fn dead_letters_are_listed_and_replayed_into_their_log_once_the_campaign_e
     assert_eq!(ghost_letter["raw"]["d"], line.as_str());
     assert_eq!(ghost_letter["worker"], "worker-test");
     let id = ghost_letter["id"].as_str().unwrap();
+    // Stream ids are per campaign: the other dead letter, set aside in the same millisecond,
+    // can carry the same id, so name the campaign.
+    let replay = ["replay", id, "--campaign", "ghost-campaign"];
 
     // Not in the record yet: refused, and the dead letter stays.
-    let refused = rushline(&env, &["replay", id]).await;
+    let refused = rushline(&env, &replay).await;
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("no such campaign in PostgreSQL"),
@@ -125,7 +128,7 @@ async fn dead_letters_are_listed_and_replayed_into_their_log_once_the_campaign_e
 
     // Fixed: the campaign is created; the replay rebuilds its Redis state and re-queues the entry.
     env.create_open_campaign(&ghost, 10).await.unwrap();
-    let text = stdout(&rushline(&env, &["replay", id]).await);
+    let text = stdout(&rushline(&env, &replay).await);
     assert!(text.contains("1 dead letters replayed"), "{text}");
     assert!(queue.dead_letters(&ghost).await.unwrap().is_empty());
     let read = queue.read_log(&ghost, "test", 10).await.unwrap();
