@@ -16,18 +16,15 @@
 //! exactly as after a Redis restart) and safe to repeat.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use anyhow::Context;
 use rushline_domain::CampaignId;
-use rushline_queue::{Queue, QueueConfig, RedisCampaign, Warmed};
+use rushline_queue::{Queue, RedisCampaign, Warmed};
 use rushline_store::{Store, StoredCampaign};
 use serde::Serialize;
 
 use crate::render::Format;
 
-/// Bound on each Redis and PostgreSQL call.
-const BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Holders read from PostgreSQL per page.
 const HOLDERS_PAGE: i64 = 5_000;
 /// Users named per holder difference (the count is always given).
@@ -71,16 +68,9 @@ struct Report {
 
 /// Runs the comparison; fails (exit 1) when differences remain.
 pub async fn run(args: Reconcile, format: Format) -> anyhow::Result<()> {
-    let store = Store::connect(&args.database_url, 2, BACKEND_TIMEOUT)
-        .await
-        .context("connecting to PostgreSQL")?;
-    let queue = Queue::new(QueueConfig {
-        namespace: args.namespace.clone(),
-        timeout: BACKEND_TIMEOUT,
-        pool_size: 2,
-        ..QueueConfig::new(args.redis_url.clone())
-    })
-    .context("configuring Redis")?;
+    let (store, queue) =
+        crate::recover::connect(&args.database_url, &args.redis_url, args.namespace.clone())
+            .await?;
     let campaigns = match &args.campaign {
         Some(id) => vec![CampaignId::parse(id.as_str()).context("--campaign")?],
         None => crate::recover::every_campaign(&store).await?,

@@ -61,18 +61,30 @@ struct Recovered {
     log_entries: u64,
 }
 
-/// Runs the recovery and prints one line (or JSON object) per campaign.
-pub async fn run(args: Recover, format: Format) -> anyhow::Result<()> {
-    let store = Store::connect(&args.database_url, 2, BACKEND_TIMEOUT)
+/// Opens the record and Redis the way `recover` and `reconcile` both need them.
+pub(crate) async fn connect(
+    database_url: &str,
+    redis_url: &str,
+    namespace: Option<String>,
+) -> anyhow::Result<(Store, Queue)> {
+    let store = Store::connect(database_url, 2, BACKEND_TIMEOUT)
         .await
         .context("connecting to PostgreSQL")?;
     let queue = Queue::new(QueueConfig {
-        namespace: args.namespace.clone(),
+        namespace,
         timeout: BACKEND_TIMEOUT,
         pool_size: 2,
-        ..QueueConfig::new(args.redis_url.clone())
+        ..QueueConfig::new(redis_url.to_owned())
     })
     .context("configuring Redis")?;
+    Ok((store, queue))
+}
+
+/// Runs the recovery and prints one line (or JSON object) per campaign.
+pub async fn run(args: Recover, format: Format) -> anyhow::Result<()> {
+    let (store, queue) =
+        crate::recover::connect(&args.database_url, &args.redis_url, args.namespace.clone())
+            .await?;
     let redis = redis::Client::open(args.redis_url.as_str()).context("configuring Redis")?;
     let mut conn = tokio::time::timeout(BACKEND_TIMEOUT, redis.get_multiplexed_async_connection())
         .await
