@@ -202,6 +202,10 @@ pub struct CampaignSnapshot {
     pub next_seq: i64,
     /// The campaign's secret for minting codes.
     pub code_key: String,
+    /// The record's rebuild epoch when read: a rebuild claims the next one
+    /// ([`CampaignRecord::begin_rebuild`](crate::CampaignRecord::begin_rebuild)) only if no other
+    /// rebuild claimed one since.
+    pub epoch: i64,
 }
 
 /// Where a campaign stands, as `GET /v1/campaigns/{id}` reports it.

@@ -18,6 +18,18 @@ pub trait CampaignRecord: Sync {
         campaign: &CampaignId,
     ) -> impl Future<Output = Result<Option<CampaignSnapshot>, Self::Error>> + Send;
 
+    /// Starts a rebuild of the campaign's Redis state: moves the record's epoch from `seen` (read
+    /// in a [`CampaignSnapshot`]) to `seen + 1`, atomically with respect to every persist of the
+    /// campaign's decisions, and returns the new epoch. `None` when the epoch is no longer
+    /// `seen` (another rebuild claimed one meanwhile) or the campaign is gone. Every read of the
+    /// rebuild comes after this call, so it sees each decision committed before; decisions
+    /// stamped with an older epoch are refused from then on.
+    fn begin_rebuild(
+        &self,
+        campaign: &CampaignId,
+        seen: i64,
+    ) -> impl Future<Output = Result<Option<i64>, Self::Error>> + Send;
+
     /// One page of the campaign's coupon holders, in user order, after `after`; empty at the end.
     fn holders_after(
         &self,

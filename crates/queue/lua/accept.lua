@@ -32,7 +32,7 @@ local idem_ttl, max_queue = tonumber(ARGV[3]), tonumber(ARGV[4])
 local work_channel, campaign = ARGV[5], ARGV[6]
 local max_log = tonumber(ARGV[7])
 
-local state = redis.call('HMGET', meta, 'ready', 'opens', 'closes', 'remaining', 'sold_out')
+local state = redis.call('HMGET', meta, 'ready', 'opens', 'closes', 'remaining', 'sold_out', 'epoch')
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 
@@ -105,7 +105,12 @@ for i = 8, #ARGV, 3 do
 end
 
 if #decided > 0 then
-  redis.call('XADD', log, '*', 'd', table.concat(decided, '\n'))
+  -- Stamped with the state's rebuild epoch, as decide.lua's entries are.
+  if state[6] then
+    redis.call('XADD', log, '*', 'd', table.concat(decided, '\n'), 'e', state[6])
+  else
+    redis.call('XADD', log, '*', 'd', table.concat(decided, '\n'))
+  end
   if state[5] then
     redis.call('HINCRBY', meta, 'sold_out', n_sold_out)
     redis.call('HINCRBY', meta, 'duplicate', n_duplicate)

@@ -12,7 +12,8 @@
 -- Decision rule, per request in queue order: the user already holds a coupon -> duplicate;
 -- stock left -> issued with the campaign's next coupon sequence number; otherwise sold_out.
 -- Writes per request: the status record "status\tcampaign\tuser\tseq\tms" (seq empty unless
--- issued) and the log line "request_id\tuser\tstatus\t\tms\tseq" (code field left empty).
+-- issued) and the log line "request_id\tuser\tstatus\t\tms\tseq" (code field left empty). The
+-- batch's log entry holds the lines in field `d` and the state's rebuild epoch in field `e`.
 --
 -- Atomic: popping, deciding, writing each final status and appending the batch to the log happen
 -- in one script, so no moment exists in which a request has left the queue without a recorded
@@ -36,7 +37,7 @@ local status_prefix, batch = ARGV[1], tonumber(ARGV[2])
 local work_channel, decided_channel, campaign = ARGV[3], ARGV[4], ARGV[5]
 local max_log = tonumber(ARGV[6])
 
-local state = redis.call('HMGET', meta, 'ready', 'remaining', 'issued', 'seq', 'sold_out')
+local state = redis.call('HMGET', meta, 'ready', 'remaining', 'issued', 'seq', 'sold_out', 'epoch')
 if state[1] ~= '1' then return {'M'} end
 if redis.call('XLEN', log) >= max_log then return {'F', redis.call('LLEN', queue)} end
 local remaining, issued, seq = tonumber(state[2]), tonumber(state[3]), tonumber(state[4])
@@ -79,7 +80,13 @@ if state[5] then
   redis.call('HINCRBY', meta, 'sold_out', n_sold_out)
   redis.call('HINCRBY', meta, 'duplicate', n_duplicate)
 end
-redis.call('XADD', log, '*', 'd', table.concat(lines, '\n'))
+-- The rebuild epoch of the state that decided (absent in a state built before epochs existed):
+-- persisting refuses the entry if a rebuild has read the record since (warm_finish.lua).
+if state[6] then
+  redis.call('XADD', log, '*', 'd', table.concat(lines, '\n'), 'e', state[6])
+else
+  redis.call('XADD', log, '*', 'd', table.concat(lines, '\n'))
+end
 if redis.call('SET', dirty, '1', 'NX') then
   redis.call('PUBLISH', work_channel, campaign)
 end

@@ -17,6 +17,9 @@
 //!    then acknowledges with `lua/ack.lua`; entries of a dead consumer are claimed after an idle
 //!    time. `lua/rollback.lua` undoes decisions PostgreSQL refused. Entries no worker can ever
 //!    persist go to the campaign's dead-letter stream ([`dead_letters`]) and back on replay.
+//!    Entries of a Redis state older than the record's rebuild epoch (decided before Redis lost
+//!    its data, committed after a rebuild) are refused by the record; [`requeue`] puts their
+//!    requests back at the head of the queue to be decided again.
 //! 4. [`status`] — `GET /v1/requests/{id}` and `GET /v1/campaigns/{id}` read records here.
 //! 5. [`warm`] — a campaign's Redis state is (re)built from PostgreSQL when missing.
 //! 6. [`admin`] — operator actions: close a campaign now, raise its stock, read its pipeline
@@ -42,6 +45,7 @@ pub mod log;
 pub mod notify;
 pub mod reconcile;
 pub mod record;
+pub mod requeue;
 mod scripts;
 pub mod status;
 pub mod warm;
@@ -65,6 +69,7 @@ pub use keys::{CampaignKeys, Keys};
 pub use log::{LogEntry, LogRead, Rollback, UnreadableEntry};
 pub use notify::{Notifications, Subscriber};
 pub use reconcile::RedisCampaign;
+pub use requeue::Requeued;
 pub use status::CampaignState;
 pub use warm::{WarmError, Warmed};
 

@@ -28,6 +28,9 @@ pub struct LogEntry {
     pub id: String,
     /// The decisions it carries (empty if the entry was deleted meanwhile).
     pub decisions: Vec<Decision>,
+    /// The rebuild epoch of the Redis state that made them (field `e`); `None` for entries
+    /// written before epochs existed, which are persisted as before.
+    pub epoch: Option<i64>,
 }
 
 /// A log entry whose content does not decode: it can never be persisted as it stands.
@@ -144,6 +147,7 @@ impl Queue {
         read.entries.extend(deleted.into_iter().map(|id| LogEntry {
             id,
             decisions: Vec::new(),
+            epoch: None,
         }));
         Ok(read)
     }
@@ -402,11 +406,16 @@ fn parse_entry(
             return Ok(Ok(LogEntry {
                 id,
                 decisions: Vec::new(),
+                epoch: None,
             }));
         }
     };
     match parse_decisions(fields, code_key) {
-        Ok(decisions) => Ok(Ok(LogEntry { id, decisions })),
+        Ok((decisions, epoch)) => Ok(Ok(LogEntry {
+            id,
+            decisions,
+            epoch,
+        })),
         Err(e) => Ok(Err(UnreadableEntry {
             id,
             error: e.to_string(),
@@ -414,19 +423,33 @@ fn parse_entry(
     }
 }
 
-/// The decision lines of an entry's `d` field.
-fn parse_decisions(fields: &[Value], code_key: &str) -> Result<Vec<Decision>, QueueError> {
+/// The decision lines of an entry's `d` field, and its rebuild epoch (field `e`, optional).
+fn parse_decisions(
+    fields: &[Value],
+    code_key: &str,
+) -> Result<(Vec<Decision>, Option<i64>), QueueError> {
     let mut decisions = None;
+    let mut epoch = None;
     for pair in fields.chunks(2) {
-        if let [name, value] = pair
-            && text(name)? == "d"
-        {
-            let mut lines = Vec::new();
-            for line in text(value)?.split('\n').filter(|l| !l.is_empty()) {
-                lines.push(parse_decision(line, code_key)?);
+        let [name, value] = pair else { continue };
+        match text(name)? {
+            "d" => {
+                let mut lines = Vec::new();
+                for line in text(value)?.split('\n').filter(|l| !l.is_empty()) {
+                    lines.push(parse_decision(line, code_key)?);
+                }
+                decisions = Some(lines);
             }
-            decisions = Some(lines);
+            "e" => {
+                let stamped = text(value)?;
+                epoch = Some(stamped.parse::<i64>().map_err(|_| {
+                    QueueError::protocol(format!("log entry epoch {stamped:?} is not an integer"))
+                })?);
+            }
+            _ => {}
         }
     }
-    decisions.ok_or_else(|| QueueError::protocol("log entry without a decisions field"))
+    let decisions =
+        decisions.ok_or_else(|| QueueError::protocol("log entry without a decisions field"))?;
+    Ok((decisions, epoch))
 }

@@ -26,6 +26,16 @@ pub enum Warmed {
     NotFound,
 }
 
+/// How one attempt at building a campaign's state ended.
+enum Built {
+    /// Published: the campaign is ready.
+    Published,
+    /// Ownership of the warm-up was lost on the way (another process took it over).
+    Lost,
+    /// The record's epoch moved since it was read: another rebuild began meanwhile.
+    EpochMoved,
+}
+
 /// A warm-up failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WarmError<E: std::error::Error + 'static> {
@@ -47,15 +57,18 @@ impl Queue {
         campaign: &CampaignId,
         record: &R,
     ) -> Result<Warmed, WarmError<R::Error>> {
-        let Some(snapshot) = record.snapshot(campaign).await.map_err(WarmError::Source)? else {
-            return Ok(Warmed::NotFound);
-        };
-        // The record's key is the one Redis holds or is about to (it never changes), so codes
-        // can be minted without the first `HGET`.
-        self.remember_code_key(campaign, &snapshot.code_key);
         let keys = self.keys.campaign(campaign);
         let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
         loop {
+            // Read before claiming: its epoch is the one this attempt's rebuild may move on from
+            // (see `build`), so a stalled owner whose lease was taken over cannot bump the epoch
+            // after its successor did.
+            let Some(snapshot) = record.snapshot(campaign).await.map_err(WarmError::Source)? else {
+                return Ok(Warmed::NotFound);
+            };
+            // The record's key is the one Redis holds or is about to (it never changes), so codes
+            // can be minted without the first `HGET`.
+            self.remember_code_key(campaign, &snapshot.code_key);
             let token = Uuid::new_v4().to_string();
             let mut begin = scripts::WARM_BEGIN.prepare_invoke();
             begin
@@ -68,8 +81,15 @@ impl Queue {
                 .await?;
             let ready = match claimed {
                 0 => true,
-                1 => match self.build(campaign, &token, record).await {
-                    Ok(published) => published,
+                1 => match self.build(campaign, &token, snapshot.epoch, record).await {
+                    Ok(Built::Published) => true,
+                    Ok(Built::Lost) => false,
+                    Ok(Built::EpochMoved) => {
+                        // Another rebuild moved the epoch since `snapshot` was read: start over
+                        // from a fresh read, releasing the lease so the next claim is at once.
+                        self.abandon(campaign, &token).await;
+                        false
+                    }
                     Err(e) => {
                         self.abandon(campaign, &token).await;
                         return Err(e);
@@ -205,17 +225,34 @@ impl Queue {
         }
     }
 
-    /// Loads holders and publishes the state; `false` when ownership was lost on the way.
+    /// Moves the record's epoch on from `seen`, loads holders and publishes the state.
+    ///
+    /// The epoch comes first: it takes the campaign row's lock, so a persist transaction in
+    /// flight commits before it (and the reads below see its rows), and every persist after it
+    /// refuses decisions stamped with an older epoch — decisions of a Redis state this rebuild
+    /// does not see (a worker holding a batch it read before Redis lost its data). Nothing is
+    /// decided with the new epoch before `warm_finish.lua` publishes it. The move is a
+    /// compare-and-set from the epoch read before the claim, so of two processes that both
+    /// believe they own the warm-up (a stalled owner whose lease ran out), only one moves it, and
+    /// a stalled owner can never move it past the epoch its successor published.
     async fn build<R: CampaignRecord>(
         &self,
         campaign: &CampaignId,
         token: &str,
+        seen_epoch: i64,
         record: &R,
-    ) -> Result<bool, WarmError<R::Error>> {
+    ) -> Result<Built, WarmError<R::Error>> {
         let keys = self.keys.campaign(campaign);
         if !self.log_persisted(campaign, token).await? {
-            return Ok(false);
+            return Ok(Built::Lost);
         }
+        let Some(epoch) = record
+            .begin_rebuild(campaign, seen_epoch)
+            .await
+            .map_err(WarmError::Source)?
+        else {
+            return Ok(Built::EpochMoved);
+        };
         let mut after = None;
         let mut holders = 0usize;
         loop {
@@ -239,7 +276,7 @@ impl Queue {
                 .run(|mut conn| async move { Ok(chunk.invoke_async(&mut conn).await?) })
                 .await?;
             if owned != 1 {
-                return Ok(false);
+                return Ok(Built::Lost);
             }
         }
         // Register before publishing `ready`, so that "ready implies registered": a crash or a
@@ -252,7 +289,7 @@ impl Queue {
         // Read the counts after the holders: nothing is decided while the campaign is not ready,
         // so they cannot have moved in between.
         let Some(data) = record.snapshot(campaign).await.map_err(WarmError::Source)? else {
-            return Ok(false);
+            return Ok(Built::Lost);
         };
         let mut finish = scripts::WARM_FINISH.prepare_invoke();
         finish
@@ -270,7 +307,8 @@ impl Queue {
             .arg(data.issued)
             .arg(data.next_seq)
             .arg(&data.code_key)
-            .arg(PERSIST_GROUP);
+            .arg(PERSIST_GROUP)
+            .arg(epoch);
         let published: i64 = self
             .run(|mut conn| async move { Ok(finish.invoke_async(&mut conn).await?) })
             .await?;
@@ -284,10 +322,15 @@ impl Queue {
                 remaining = data.stock.saturating_sub(data.issued),
                 holders,
                 next_coupon_seq = data.next_seq,
+                epoch,
                 "campaign state built in Redis from PostgreSQL"
             );
         }
-        Ok(published == 1)
+        Ok(if published == 1 {
+            Built::Published
+        } else {
+            Built::Lost
+        })
     }
 
     /// Of `candidates` (campaigns the record holds), registers for the workers' sweep those that

@@ -20,6 +20,14 @@ impl CampaignRecord for FailsMidWay<'_> {
         self.0.campaign_snapshot(campaign).await
     }
 
+    async fn begin_rebuild(
+        &self,
+        campaign: &CampaignId,
+        seen: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.0.begin_rebuild(campaign, seen).await
+    }
+
     async fn holders_after(
         &self,
         _campaign: &CampaignId,

@@ -31,6 +31,14 @@ pub(crate) struct CampaignRow {
     code_key: String,
 }
 
+/// A campaign row with its rebuild epoch, for a warm-up.
+#[derive(sqlx::FromRow)]
+struct SnapshotRow {
+    #[sqlx(flatten)]
+    row: CampaignRow,
+    epoch: i64,
+}
+
 impl CampaignRow {
     pub(crate) fn into_stored(self) -> Result<StoredCampaign, StoreError> {
         Ok(StoredCampaign {
@@ -126,8 +134,8 @@ impl Store {
         id: &CampaignId,
     ) -> Result<Option<CampaignSnapshot>, StoreError> {
         self.bounded(async {
-            let Some(row) = sqlx::query_as::<_, CampaignRow>(
-                "SELECT id, name, stock, issued, opens_at, closes_at, code_key FROM campaigns WHERE id = $1",
+            let Some(SnapshotRow { row, epoch }) = sqlx::query_as::<_, SnapshotRow>(
+                "SELECT id, name, stock, issued, opens_at, closes_at, code_key, epoch FROM campaigns WHERE id = $1",
             )
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -146,7 +154,42 @@ impl Store {
                 issued: stored.issued,
                 next_seq: max_seq.unwrap_or(-1) + 1 + stock as i64,
                 code_key: stored.code_key,
+                epoch,
             }))
+        })
+        .await
+    }
+
+    /// Claims the next rebuild epoch of the campaign if it still is `seen` (see
+    /// [`CampaignRecord::begin_rebuild`]). One `UPDATE`: it takes the campaign row's lock, so it
+    /// waits for a persist transaction in flight (which holds that lock, see [`crate::persist`])
+    /// and every persist after it reads the new epoch.
+    pub async fn begin_rebuild(
+        &self,
+        id: &CampaignId,
+        seen: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        self.bounded(async {
+            Ok(sqlx::query_scalar(
+                "UPDATE campaigns SET epoch = epoch + 1 WHERE id = $1 AND epoch = $2 RETURNING epoch",
+            )
+            .bind(id.as_str())
+            .bind(seen)
+            .fetch_optional(&self.pool)
+            .await?)
+        })
+        .await
+    }
+
+    /// The campaign's rebuild epoch, `None` when the record does not hold it.
+    pub async fn epoch(&self, id: &CampaignId) -> Result<Option<i64>, StoreError> {
+        self.bounded(async {
+            Ok(
+                sqlx::query_scalar("SELECT epoch FROM campaigns WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?,
+            )
         })
         .await
     }
@@ -209,6 +252,14 @@ impl CampaignRecord for Store {
         campaign: &CampaignId,
     ) -> Result<Option<CampaignSnapshot>, StoreError> {
         self.campaign_snapshot(campaign).await
+    }
+
+    async fn begin_rebuild(
+        &self,
+        campaign: &CampaignId,
+        seen: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        Store::begin_rebuild(self, campaign, seen).await
     }
 
     async fn holders_after(

@@ -18,6 +18,21 @@ pub enum StoreError {
     /// A stored row does not hold a valid domain value.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// Decisions stamped with a rebuild epoch older than the record's: a warm-up rebuilt the
+    /// campaign's Redis state from the record after they were made, without them. Nothing was
+    /// committed; `unrecorded` are the decisions the record does not hold (in the order given),
+    /// to be decided again by the rebuilt state. The rest were committed before the rebuild.
+    #[error(
+        "decisions of rebuild epoch {entry_epoch} superseded by the record's epoch {record_epoch}"
+    )]
+    Superseded {
+        /// The epoch the decisions were stamped with.
+        entry_epoch: i64,
+        /// The record's epoch.
+        record_epoch: i64,
+        /// The decisions the record does not hold.
+        unrecorded: Vec<rushline_domain::Decision>,
+    },
     /// Decisions for a campaign the record does not hold.
     #[error("decisions for campaign {0}, which the record does not hold")]
     UnknownCampaign(rushline_domain::CampaignId),
@@ -33,7 +48,12 @@ impl StoreError {
     /// every entry would hit it alike.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Self::UnknownCampaign(_) | Self::Corrupt(_) | Self::Conflict => true,
+            // Retrying a superseded batch fails the same way; the worker hands its decisions to
+            // the rebuilt state instead (crates/worker/src/persist.rs).
+            Self::UnknownCampaign(_)
+            | Self::Corrupt(_)
+            | Self::Conflict
+            | Self::Superseded { .. } => true,
             Self::Database(sqlx::Error::Database(db)) => db
                 .code()
                 .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),

@@ -10,6 +10,15 @@
 //!    refused by a unique index (the user holds a coupon already → `duplicate`; a code clash →
 //!    `sold_out`), and are inserted with the status the record supports.
 //!
+//! Step 1 also compares the batch's rebuild epoch (stamped on its log entry) with the campaign's:
+//! an older one means a warm-up rebuilt Redis from the record after the batch was decided,
+//! without it (Redis lost its data while a worker held the batch in memory). Committing it now
+//! would put decisions in the record that the rebuilt holders and `remaining` never counted, so
+//! the transaction commits nothing and fails with [`StoreError::Superseded`], naming the
+//! decisions the record does not hold. The warm-up bumps the epoch under the same row lock
+//! (`Store::begin_rebuild`), so either this transaction committed before the rebuild's reads
+//! (which then see it) or it sees the new epoch.
+//!
 //! Every refusal is returned so the caller undoes it in Redis *after* commit; that undo is
 //! idempotent and is re-derived from the record if the caller dies before it (step 4).
 //! In normal operation Redis never makes a decision the record refuses, and steps 2 and 4 are a
@@ -60,31 +69,56 @@ struct Row<'a> {
 impl Store {
     /// Records `decisions` (all of `campaign`) in one transaction. Idempotent: persisting the same
     /// batch again inserts nothing and refuses nothing new — so a transaction cut short by the
-    /// store's timeout (rolled back when dropped) is simply retried.
+    /// store's timeout (rolled back when dropped) is simply retried. For decisions that carry no
+    /// rebuild epoch (log entries written before epochs existed); see [`Store::persist_at`].
     pub async fn persist(
         &self,
         campaign: &CampaignId,
         decisions: &[Decision],
     ) -> Result<Persisted, StoreError> {
-        self.bounded(self.persist_unbounded(campaign, decisions))
+        self.persist_at(campaign, None, decisions).await
+    }
+
+    /// As [`Store::persist`], for decisions made by a Redis state of rebuild epoch `epoch`
+    /// (`None`: unstamped, accepted as before). Fails with [`StoreError::Superseded`], committing
+    /// nothing, when the campaign's epoch is newer (see the module doc).
+    pub async fn persist_at(
+        &self,
+        campaign: &CampaignId,
+        epoch: Option<i64>,
+        decisions: &[Decision],
+    ) -> Result<Persisted, StoreError> {
+        self.bounded(self.persist_unbounded(campaign, epoch, decisions))
             .await
     }
 
     async fn persist_unbounded(
         &self,
         campaign: &CampaignId,
+        epoch: Option<i64>,
         decisions: &[Decision],
     ) -> Result<Persisted, StoreError> {
         if decisions.is_empty() {
             return Ok(Persisted::default());
         }
         let mut tx = self.pool.begin().await?;
-        let (stock, issued): (i64, i64) =
-            sqlx::query_as("SELECT stock, issued FROM campaigns WHERE id = $1 FOR UPDATE")
+        let (stock, issued, record_epoch): (i64, i64, i64) =
+            sqlx::query_as("SELECT stock, issued, epoch FROM campaigns WHERE id = $1 FOR UPDATE")
                 .bind(campaign.as_str())
                 .fetch_optional(&mut *tx)
                 .await?
                 .ok_or_else(|| StoreError::UnknownCampaign(campaign.clone()))?;
+        if let Some(entry_epoch) = epoch
+            && entry_epoch < record_epoch
+        {
+            let unrecorded = unrecorded(&mut tx, decisions).await?;
+            // Dropping the transaction rolls it back: nothing of the batch commits.
+            return Err(StoreError::Superseded {
+                entry_epoch,
+                record_epoch,
+                unrecorded,
+            });
+        }
         let mut room = stock - issued;
 
         let issuing = decisions
@@ -129,6 +163,28 @@ impl Store {
         tx.commit().await?;
         Ok(Persisted { inserted, refused })
     }
+}
+
+/// Of `decisions`, those the record does not hold, in their order. A superseded batch may have
+/// been committed already (before the rebuild) by a persist whose acknowledgement was lost:
+/// those rows stand, and only the rest are decided again.
+async fn unrecorded(
+    tx: &mut Transaction<'_, Postgres>,
+    decisions: &[Decision],
+) -> Result<Vec<Decision>, StoreError> {
+    let ids: Vec<Uuid> = decisions.iter().map(|d| d.request_id.as_uuid()).collect();
+    let recorded: HashSet<Uuid> =
+        sqlx::query_scalar("SELECT request_id FROM requests WHERE request_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .collect();
+    Ok(decisions
+        .iter()
+        .filter(|d| !recorded.contains(&d.request_id.as_uuid()))
+        .cloned()
+        .collect())
 }
 
 fn refusal(

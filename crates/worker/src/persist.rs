@@ -12,6 +12,12 @@
 //! record) → acknowledged and gone from the log. Nothing is lost at any step; nothing is
 //! decided here at all.
 //!
+//! Each entry carries the rebuild epoch of the Redis state that decided it. If Redis lost its
+//! data while a batch was in hand here and a warm-up rebuilt the campaign from the record
+//! before the batch committed, the record refuses it as superseded (nothing commits) and its
+//! requests go back to the head of the queue to be decided by the rebuilt state ([`hand_back`]):
+//! still exactly one recorded final status each, and a rebuilt state that misses nothing.
+//!
 //! While PostgreSQL is down, writes are retried with jittered backoff (per campaign, holding the
 //! entries already taken); decisions wait in Redis.
 
@@ -271,18 +277,58 @@ pub enum PersistFailure {
     Permanent(StoreError),
 }
 
-/// One transaction for `entries`, then the Redis undo of refusals, then the acknowledgement.
+/// Superseded decisions handed back to the rebuilt state, by what became of each: `requeued`
+/// (back at the head of the queue) or `skipped` (Redis holds its status already: an earlier
+/// hand-back). See [`hand_back`].
+pub const SUPERSEDED: &str = "rushline_superseded_decisions_total";
+
+/// One transaction per run of `entries` stamped with the same rebuild epoch (in practice all of
+/// them), then the Redis undo of refusals, then the acknowledgement. A run the record refuses as
+/// superseded is handed back to the rebuilt state instead ([`hand_back`]).
 pub async fn persist_entries(
     ctx: &Context,
     campaign: &CampaignId,
     entries: &[LogEntry],
 ) -> Result<(), PersistFailure> {
+    for run in entries.chunk_by(|a, b| a.epoch == b.epoch) {
+        persist_run(ctx, campaign, run).await?;
+    }
+    Ok(())
+}
+
+/// [`persist_entries`] for entries of one rebuild epoch.
+async fn persist_run(
+    ctx: &Context,
+    campaign: &CampaignId,
+    entries: &[LogEntry],
+) -> Result<(), PersistFailure> {
+    let Some(first) = entries.first() else {
+        return Ok(());
+    };
     let decisions: Vec<Decision> = entries
         .iter()
         .flat_map(|e| e.decisions.iter().cloned())
         .collect();
-    let persisted: Persisted = match ctx.store.persist(campaign, &decisions).await {
+    let persisted: Persisted = match ctx
+        .store
+        .persist_at(campaign, first.epoch, &decisions)
+        .await
+    {
         Ok(persisted) => persisted,
+        Err(StoreError::Superseded {
+            entry_epoch,
+            record_epoch,
+            unrecorded,
+        }) => {
+            return hand_back(
+                ctx,
+                campaign,
+                entries,
+                &unrecorded,
+                (entry_epoch, record_epoch),
+            )
+            .await;
+        }
         Err(e) if e.is_permanent() => return Err(PersistFailure::Permanent(e)),
         Err(e) => {
             return Err(PersistFailure::Transient(StepFailed::postgres(
@@ -320,6 +366,45 @@ pub async fn persist_entries(
         .await
         .map_err(StepFailed::redis("acknowledging log entries"))
         .map_err(PersistFailure::Transient)
+}
+
+/// The record refused `entries` as superseded: Redis lost its data while they were held here,
+/// and a warm-up rebuilt the campaign from the record without them (their epoch is older than
+/// the record's). Committing them now would give the record decisions the rebuilt holders and
+/// `remaining` never counted — later decisions reported `issued` would then be refused (a final
+/// status that changes) and codes could collide. Their requests are still owed exactly one final
+/// status: those the record does not hold (`unrecorded`, in decision order) go back to the head
+/// of the campaign's queue with their original ids and users, to be decided by the rebuilt
+/// state, and the entries are acknowledged in the same atomic step (`lua/requeue.lua`, which
+/// skips a request Redis already holds a status for, so a retry or a takeover never queues one
+/// twice). Requests the record does hold were committed before the rebuild and stand.
+async fn hand_back(
+    ctx: &Context,
+    campaign: &CampaignId,
+    entries: &[LogEntry],
+    unrecorded: &[Decision],
+    (entry_epoch, record_epoch): (i64, i64),
+) -> Result<(), PersistFailure> {
+    let done = ctx
+        .queue
+        .requeue_superseded(campaign, entries, unrecorded)
+        .await
+        .map_err(StepFailed::redis(
+            "handing superseded decisions back to the queue",
+        ))
+        .map_err(PersistFailure::Transient)?;
+    tracing::warn!(
+        campaign = %campaign,
+        entry_epoch,
+        record_epoch,
+        entries = entries.len(),
+        requeued = done.requeued,
+        skipped = done.skipped,
+        "decisions made before a rebuild of the campaign's Redis state were superseded by it; their requests are decided again"
+    );
+    metrics::counter!(SUPERSEDED, "action" => "requeued").increment(done.requeued);
+    metrics::counter!(SUPERSEDED, "action" => "skipped").increment(done.skipped);
+    Ok(())
 }
 
 /// A refusal means Redis disagreed with the record: it issued a sequence number the record holds

@@ -1,0 +1,261 @@
+//! Issue 10, §5: a warm-up racing a persist held in memory. Redis loses its data (and its decision
+//! log) while a worker holds a batch it read before the loss; a warm-up rebuilds the campaign
+//! from the record; new requests are decided; then the held batch reaches PostgreSQL. The
+//! rebuild must not miss it: the record refuses it (its epoch is older) and its requests are
+//! decided again by the rebuilt state. Real Redis and PostgreSQL; the worker's own persist step.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rushline_domain::{CampaignId, RequestId, RequestStatus, UserId};
+use rushline_queue::{AcceptItem, AcceptOutcome, LogRead, Queue};
+use rushline_testkit::{TestEnv, audit};
+use rushline_worker::{Config, Context, dead_letter};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+fn context(env: &TestEnv, queue: &Queue) -> Context {
+    let config = Config::from_lookup(env.settings(&[("RUSHLINE_WORKER_METRICS_ADDR", "off")]))
+        .expect("test settings");
+    Context {
+        config: Arc::new(config),
+        queue: queue.clone(),
+        store: env.store.clone(),
+        consumer: format!("test-{}", Uuid::new_v4().simple()),
+        hard_stop: CancellationToken::new(),
+    }
+}
+
+/// Queues one request per user, in order, through the API's accept script.
+async fn enqueue(queue: &Queue, campaign: &CampaignId, users: &[&str]) -> Vec<RequestId> {
+    let items: Vec<AcceptItem> = users
+        .iter()
+        .map(|u| AcceptItem {
+            request_id: RequestId::new_for(campaign),
+            user_id: UserId::parse(*u).unwrap(),
+            idempotency_key: None,
+        })
+        .collect();
+    let outcomes = queue.accept(campaign, &items).await.unwrap();
+    assert!(outcomes.iter().all(|o| *o == AcceptOutcome::Queued));
+    items.iter().map(|i| i.request_id).collect()
+}
+
+/// What Redis reports for each request: status and coupon code.
+async fn reported(
+    queue: &Queue,
+    ids: &[RequestId],
+) -> HashMap<RequestId, (RequestStatus, Option<String>)> {
+    let mut out = HashMap::new();
+    for id in ids {
+        let view = queue
+            .request_status(*id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("Redis holds no status for {id}"));
+        out.insert(
+            *id,
+            (view.status, view.coupon_code.map(|c| c.as_str().to_owned())),
+        );
+    }
+    out
+}
+
+/// What the record holds for each request: every row (there must be exactly one).
+async fn recorded(
+    env: &TestEnv,
+    ids: &[RequestId],
+) -> HashMap<RequestId, Vec<(RequestStatus, Option<String>)>> {
+    let uuids: Vec<Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+    let rows: Vec<(Uuid, String, Option<String>)> = sqlx::query_as(
+        "SELECT request_id, status, coupon_code FROM requests WHERE request_id = ANY($1)",
+    )
+    .bind(&uuids)
+    .fetch_all(env.store.pool())
+    .await
+    .unwrap();
+    let mut out: HashMap<RequestId, Vec<_>> = HashMap::new();
+    for (id, status, code) in rows {
+        out.entry(RequestId::from(id))
+            .or_default()
+            .push((status.parse().unwrap(), code));
+    }
+    out
+}
+
+/// Persists one read of the log exactly as the persist loop's turn does.
+async fn persist(ctx: &Context, campaign: &CampaignId, read: &LogRead) {
+    dead_letter::settle(ctx, campaign, read)
+        .await
+        .unwrap_or_else(|failure| panic!("persist failed: {failure:?}"));
+}
+
+/// Reads and persists everything the campaign's log holds.
+async fn persist_log(ctx: &Context, campaign: &CampaignId) {
+    loop {
+        let read = ctx
+            .queue
+            .read_log(campaign, &ctx.consumer, 64)
+            .await
+            .unwrap();
+        if read.is_empty() {
+            return;
+        }
+        persist(ctx, campaign, &read).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_held_across_a_redis_loss_and_a_rebuild_is_decided_again_not_committed() {
+    let env = TestEnv::new().await.unwrap();
+    let queue = Queue::new(env.queue_config()).unwrap();
+    let ctx = context(&env, &queue);
+    let stock = 4;
+    let campaign = env.warm_open_campaign(&queue, stock).await.unwrap();
+
+    // A batch is decided (3 coupons) and a worker reads it: it now holds it in memory.
+    let held_ids = enqueue(&queue, &campaign, &["u-a0", "u-a1", "u-a2"]).await;
+    let decided = queue.decide(&campaign, 16).await.unwrap().unwrap();
+    assert_eq!(decided.issued, 3);
+    let held = queue.read_log(&campaign, "held-worker", 16).await.unwrap();
+    assert_eq!(held.entries.len(), 1);
+    assert!(held.entries[0].epoch.is_some(), "decide stamps its epoch");
+
+    // Redis loses its data, log included; a warm-up rebuilds the campaign from the record, which
+    // holds nothing of the held batch yet.
+    env.flush_redis().await.unwrap();
+    assert_eq!(
+        queue.warm(&campaign, &env.store).await.unwrap(),
+        rushline_queue::Warmed::Ready
+    );
+
+    // New requests, one from a user of the held batch, are decided by the rebuilt state and
+    // reported to their clients.
+    let new_ids = enqueue(&queue, &campaign, &["u-a0", "u-b0", "u-b1", "u-b2", "u-b3"]).await;
+    queue.decide(&campaign, 16).await.unwrap().unwrap();
+    let reported_new = reported(&queue, &new_ids).await;
+    let issued_new = reported_new
+        .values()
+        .filter(|(s, _)| *s == RequestStatus::Issued)
+        .count();
+    assert_eq!(
+        issued_new as u64, stock,
+        "the rebuilt state issues its stock"
+    );
+
+    // Now the held batch reaches PostgreSQL; then everything the log holds is persisted.
+    persist(&ctx, &campaign, &held).await;
+    // A duplicated hand-back (a takeover of the same stale entry) must change nothing.
+    let queued_after_hand_back = queue.queue_len(&campaign).await.unwrap();
+    persist(&ctx, &campaign, &held).await;
+    assert_eq!(
+        queue.queue_len(&campaign).await.unwrap(),
+        queued_after_hand_back,
+        "a second hand-back of the same entry queues nothing again"
+    );
+    persist_log(&ctx, &campaign).await;
+    // Whatever was handed back is decided by the rebuilt state and persisted.
+    while queue.queue_len(&campaign).await.unwrap() > 0 {
+        queue.decide(&campaign, 16).await.unwrap().unwrap();
+        persist_log(&ctx, &campaign).await;
+    }
+
+    // Guarantees 1-3 in the record.
+    let figures = audit(&env.store, &campaign).await.unwrap();
+    figures.assert_guarantees();
+    assert!(figures.issued_rows <= stock as i64);
+
+    // A final status never changes: what the new requests were told is what the record holds.
+    let record_new = recorded(&env, &new_ids).await;
+    for id in &new_ids {
+        assert_eq!(
+            record_new.get(id).map(Vec::as_slice),
+            Some(std::slice::from_ref(&reported_new[id])),
+            "request {id}: reported {:?} before the held batch was persisted",
+            reported_new[id]
+        );
+    }
+
+    // Every request of the held batch has exactly one final status, the same in the record and
+    // in Redis (what `GET /v1/requests/{id}` reads first).
+    let record_held = recorded(&env, &held_ids).await;
+    let reported_held = reported(&queue, &held_ids).await;
+    for id in &held_ids {
+        let rows = record_held.get(id).cloned().unwrap_or_default();
+        assert_eq!(rows.len(), 1, "request {id}: rows {rows:?}");
+        assert_eq!(rows[0], reported_held[id], "request {id}");
+        assert_ne!(
+            rows[0].0,
+            RequestStatus::Issued,
+            "stock went to the rebuilt state"
+        );
+    }
+
+    // Redis's rebuilt counters and holders match the record (what `rushline reconcile` checks).
+    let redis = queue.redis_campaign(&campaign).await.unwrap();
+    assert_eq!(redis.log_entries, 0);
+    assert_eq!(redis.issued, Some(figures.issued_rows));
+    assert_eq!(redis.remaining, Some(figures.stock - figures.issued_rows));
+    let holders: HashSet<String> = queue
+        .redis_holders(&campaign)
+        .await
+        .unwrap()
+        .into_keys()
+        .collect();
+    let issued_users: HashSet<String> = sqlx::query_scalar(
+        "SELECT user_id FROM requests WHERE campaign_id = $1 AND status = 'issued'",
+    )
+    .bind(campaign.as_str())
+    .fetch_all(env.store.pool())
+    .await
+    .unwrap()
+    .into_iter()
+    .collect();
+    assert_eq!(holders, issued_users);
+    env.cleanup().await.unwrap();
+}
+
+/// Log entries written before epochs existed (by a Redis state warmed before this change) carry
+/// none, and are persisted as before, whatever the record's epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_without_an_epoch_still_persist() {
+    let env = TestEnv::new().await.unwrap();
+    let queue = Queue::new(env.queue_config()).unwrap();
+    let ctx = context(&env, &queue);
+    let campaign = env.warm_open_campaign(&queue, 2).await.unwrap();
+    // A state built by the previous version: no epoch in its meta hash.
+    let mut redis = redis::Client::open(env.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let meta = queue.keys().campaign(&campaign).meta;
+    let _: i64 = redis::cmd("HDEL")
+        .arg(&meta)
+        .arg("epoch")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    // The record's epoch has moved on meanwhile (no rebuild of this state, just the column).
+    let epoch = env.store.epoch(&campaign).await.unwrap().unwrap();
+    assert_eq!(
+        env.store.begin_rebuild(&campaign, epoch).await.unwrap(),
+        Some(epoch + 1)
+    );
+
+    let ids = enqueue(&queue, &campaign, &["u-0", "u-1", "u-2"]).await;
+    queue.decide(&campaign, 16).await.unwrap().unwrap();
+    let read = queue.read_log(&campaign, &ctx.consumer, 16).await.unwrap();
+    assert_eq!(read.entries.len(), 1);
+    assert_eq!(read.entries[0].epoch, None, "no epoch stamped");
+    persist(&ctx, &campaign, &read).await;
+
+    let rows = recorded(&env, &ids).await;
+    assert_eq!(rows.len(), 3, "all three persisted: {rows:?}");
+    assert_eq!(queue.log_len(&campaign).await.unwrap(), 0);
+    audit(&env.store, &campaign)
+        .await
+        .unwrap()
+        .assert_guarantees();
+    env.cleanup().await.unwrap();
+}
