@@ -1,12 +1,12 @@
 //! Every Redis key and channel rushline uses, and nothing else builds key names.
 //!
 //! ```text
-//! rushline:[<ns>:]{tag}:c:<campaign>        hash    campaign state (ready, stock, remaining, issued, seq, key, window; warming,
+//! rushline:[<ns>:]{tag}:c:<campaign>        hash    campaign state (ready, stock, remaining, issued, seq, key, window, epoch; warming,
 //!                                                   warm_until, rebuild while a warm-up runs)
 //!                                                   and refusal tallies (sold_out, duplicate) while exact
 //! rushline:[<ns>:]{tag}:c:<campaign>:q      list    queued requests, "request_id\tuser_id", FIFO
 //! rushline:[<ns>:]{tag}:c:<campaign>:h      hash    coupon holders, user_id -> request_id
-//! rushline:[<ns>:]{tag}:c:<campaign>:log    stream  decisions not yet acknowledged as persisted
+//! rushline:[<ns>:]{tag}:c:<campaign>:log    stream  decisions not yet acknowledged as persisted (d: lines, e: epoch)
 //! rushline:[<ns>:]{tag}:c:<campaign>:dirty  string  "persisters were told about new log entries"
 //! rushline:[<ns>:]{tag}:c:<campaign>:dead   stream  dead letters: log entries no worker can persist
 //! rushline:[<ns>:]{tag}:c:<campaign>:i:<k>  string  idempotency key -> "request_id\tuser_id" (TTL)

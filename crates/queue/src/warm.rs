@@ -57,18 +57,15 @@ impl Queue {
         campaign: &CampaignId,
         record: &R,
     ) -> Result<Warmed, WarmError<R::Error>> {
+        // Read before claiming: its epoch is the one a rebuild by this call may move on from
+        // (see `build`), so an owner that stalled until its lease was taken over can never move
+        // the epoch past the one its successor publishes. Read again only when the epoch moved.
+        let Some(mut seen_epoch) = self.read_before_claim(campaign, record).await? else {
+            return Ok(Warmed::NotFound);
+        };
         let keys = self.keys.campaign(campaign);
         let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
         loop {
-            // Read before claiming: its epoch is the one this attempt's rebuild may move on from
-            // (see `build`), so a stalled owner whose lease was taken over cannot bump the epoch
-            // after its successor did.
-            let Some(snapshot) = record.snapshot(campaign).await.map_err(WarmError::Source)? else {
-                return Ok(Warmed::NotFound);
-            };
-            // The record's key is the one Redis holds or is about to (it never changes), so codes
-            // can be minted without the first `HGET`.
-            self.remember_code_key(campaign, &snapshot.code_key);
             let token = Uuid::new_v4().to_string();
             let mut begin = scripts::WARM_BEGIN.prepare_invoke();
             begin
@@ -81,13 +78,17 @@ impl Queue {
                 .await?;
             let ready = match claimed {
                 0 => true,
-                1 => match self.build(campaign, &token, snapshot.epoch, record).await {
+                1 => match self.build(campaign, &token, seen_epoch, record).await {
                     Ok(Built::Published) => true,
                     Ok(Built::Lost) => false,
                     Ok(Built::EpochMoved) => {
-                        // Another rebuild moved the epoch since `snapshot` was read: start over
-                        // from a fresh read, releasing the lease so the next claim is at once.
+                        // Another rebuild moved the epoch since it was read: release the lease
+                        // (so the next claim is at once) and start over from a fresh read.
                         self.abandon(campaign, &token).await;
+                        match self.read_before_claim(campaign, record).await? {
+                            Some(epoch) => seen_epoch = epoch,
+                            None => return Ok(Warmed::NotFound),
+                        }
                         false
                     }
                     Err(e) => {
@@ -111,6 +112,22 @@ impl Queue {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Reads the campaign's record before a claim: its rebuild epoch, `None` when the record does
+    /// not hold the campaign.
+    async fn read_before_claim<R: CampaignRecord>(
+        &self,
+        campaign: &CampaignId,
+        record: &R,
+    ) -> Result<Option<i64>, WarmError<R::Error>> {
+        let Some(snapshot) = record.snapshot(campaign).await.map_err(WarmError::Source)? else {
+            return Ok(None);
+        };
+        // The record's key is the one Redis holds or is about to (it never changes), so codes
+        // can be minted without the first `HGET`.
+        self.remember_code_key(campaign, &snapshot.code_key);
+        Ok(Some(snapshot.epoch))
     }
 
     /// For a rebuild of a state Redis still holds (invalidated, see
