@@ -9,39 +9,50 @@
 use redis::Value;
 use rushline_domain::{CampaignId, Decision};
 
-use crate::record::{array, int};
+use crate::record::{array, int, status_code};
 use crate::{LogEntry, PERSIST_GROUP, Queue, QueueError, scripts};
 
 /// What a hand-back did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Requeued {
-    /// Requests put back at the head of the queue.
-    pub requeued: u64,
-    /// Requests skipped because Redis already holds their status (an earlier hand-back).
-    pub skipped: u64,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeued {
+    /// The requests went back to the queue and the entries were acknowledged.
+    Done {
+        /// Requests put back at the head of the queue.
+        requeued: u64,
+        /// Requests skipped because Redis holds a newer status for them (an earlier hand-back).
+        skipped: u64,
+    },
+    /// The campaign's current Redis state is older than the record's epoch (Redis came back
+    /// older, not empty): it was taken out of service and nothing else was done. Warm the
+    /// campaign (a rebuild from the record) and hand back again.
+    StateSuperseded,
 }
 
 impl Queue {
     /// Puts the requests of `decisions` (superseded decisions the record does not hold, in the
     /// order they were first decided) back at the head of `campaign`'s queue and acknowledges
-    /// `entries`, in one atomic step. Idempotent: a request whose status record exists is
+    /// `entries`, in one atomic step (`lua/requeue.lua`). Idempotent: a request whose status
+    /// record is no longer the superseded decision's own (queued or decided again since) is
     /// skipped, so running it again (a lost reply, another worker's takeover) queues nothing
-    /// twice.
+    /// twice. `record_epoch` is the record's rebuild epoch that superseded them.
     pub async fn requeue_superseded(
         &self,
         campaign: &CampaignId,
+        record_epoch: i64,
         entries: &[LogEntry],
         decisions: &[Decision],
     ) -> Result<Requeued, QueueError> {
         let keys = self.keys.campaign(campaign);
         let mut invocation = scripts::REQUEUE.prepare_invoke();
         invocation
+            .key(&keys.meta)
             .key(&keys.queue)
             .key(&keys.log)
             .arg(PERSIST_GROUP)
             .arg(&keys.status_prefix)
             .arg(self.keys.work_channel())
             .arg(campaign.as_str())
+            .arg(record_epoch)
             .arg(entries.len());
         for entry in entries {
             invocation.arg(&entry.id);
@@ -49,17 +60,35 @@ impl Queue {
         for decision in decisions {
             invocation
                 .arg(decision.request_id.to_string())
-                .arg(decision.user_id.as_str());
+                .arg(decision.user_id.as_str())
+                .arg(decided_record(campaign, decision));
         }
         let reply: Value = self
             .run(|mut conn| async move { Ok(invocation.invoke_async(&mut conn).await?) })
             .await?;
         match array(&reply)? {
-            [requeued, skipped] => Ok(Requeued {
+            [requeued, skipped] => Ok(Requeued::Done {
                 requeued: int(requeued)?.max(0) as u64,
                 skipped: int(skipped)?.max(0) as u64,
             }),
+            [stale] if int(stale)? == -1 => Ok(Requeued::StateSuperseded),
             _ => Err(QueueError::protocol("requeue reply")),
         }
     }
+}
+
+/// The status record `decide.lua` / `accept.lua` wrote for `decision`:
+/// "status\tcampaign\tuser\tseq\tms".
+fn decided_record(campaign: &CampaignId, decision: &Decision) -> String {
+    format!(
+        "{}\t{}\t{}\t{}\t{}",
+        status_code(decision.status),
+        campaign,
+        decision.user_id.as_str(),
+        decision
+            .coupon_seq
+            .map(|seq| seq.to_string())
+            .unwrap_or_default(),
+        decision.decided_at.timestamp_millis()
+    )
 }

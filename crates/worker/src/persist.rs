@@ -24,7 +24,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use rushline_domain::{CampaignId, Decision};
-use rushline_queue::{LogEntry, LogRead, QueueError, Rollback};
+use rushline_queue::{LogEntry, LogRead, QueueError, Requeued, Rollback};
 use rushline_store::{Persisted, StoreError};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -385,26 +385,59 @@ async fn hand_back(
     unrecorded: &[Decision],
     (entry_epoch, record_epoch): (i64, i64),
 ) -> Result<(), PersistFailure> {
-    let done = ctx
-        .queue
-        .requeue_superseded(campaign, entries, unrecorded)
-        .await
-        .map_err(StepFailed::redis(
-            "handing superseded decisions back to the queue",
-        ))
-        .map_err(PersistFailure::Transient)?;
-    tracing::warn!(
-        campaign = %campaign,
-        entry_epoch,
-        record_epoch,
-        entries = entries.len(),
-        requeued = done.requeued,
-        skipped = done.skipped,
-        "decisions made before a rebuild of the campaign's Redis state were superseded by it; their requests are decided again"
-    );
-    metrics::counter!(SUPERSEDED, "action" => "requeued").increment(done.requeued);
-    metrics::counter!(SUPERSEDED, "action" => "skipped").increment(done.skipped);
-    Ok(())
+    let mut rebuilt = false;
+    loop {
+        let done = ctx
+            .queue
+            .requeue_superseded(campaign, record_epoch, entries, unrecorded)
+            .await
+            .map_err(StepFailed::redis(
+                "handing superseded decisions back to the queue",
+            ))
+            .map_err(PersistFailure::Transient)?;
+        match done {
+            Requeued::Done { requeued, skipped } => {
+                tracing::warn!(
+                    campaign = %campaign,
+                    entry_epoch,
+                    record_epoch,
+                    entries = entries.len(),
+                    requeued,
+                    skipped,
+                    "decisions made before a rebuild of the campaign's Redis state were superseded by it; their requests are decided again"
+                );
+                metrics::counter!(SUPERSEDED, "action" => "requeued").increment(requeued);
+                metrics::counter!(SUPERSEDED, "action" => "skipped").increment(skipped);
+                return Ok(());
+            }
+            // Redis came back older than the record's epoch (not empty): the script took its
+            // state out of service; rebuild it from the record, then hand back again.
+            Requeued::StateSuperseded if !rebuilt => {
+                tracing::warn!(campaign = %campaign, entry_epoch, record_epoch, "campaign state in Redis is older than the record's rebuild epoch; rebuilding it from PostgreSQL");
+                ctx.queue
+                    .warm(campaign, &ctx.store)
+                    .await
+                    .map_err(|e| superseded_state(campaign, e.to_string()))?;
+                rebuilt = true;
+            }
+            Requeued::StateSuperseded => {
+                return Err(superseded_state(
+                    campaign,
+                    format!("still older than epoch {record_epoch} after a rebuild"),
+                ));
+            }
+        }
+    }
+}
+
+/// The campaign's Redis state could not be brought past a superseding epoch (yet): transient,
+/// the entries stay in hand and the hand-back is retried.
+fn superseded_state(campaign: &CampaignId, error: String) -> PersistFailure {
+    PersistFailure::Transient(StepFailed {
+        step: "rebuilding a superseded campaign state",
+        backend: Backend::Redis,
+        error: format!("campaign {campaign}: {error}"),
+    })
 }
 
 /// A refusal means Redis disagreed with the record: it issued a sequence number the record holds

@@ -259,3 +259,52 @@ async fn entries_without_an_epoch_still_persist() {
         .assert_guarantees();
     env.cleanup().await.unwrap();
 }
+
+/// Redis came back *older* (a failover to a lagging replica, a restored snapshot) rather than
+/// empty: its state, still `ready`, predates the record's last rebuild. Its held batch is
+/// superseded, and the requests' status records are still the superseded decisions' own. The
+/// hand-back takes that state out of service, rebuilds it from the record, and queues the
+/// requests again — it must not mistake those records for an earlier hand-back and drop them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_batch_of_a_redis_that_came_back_older_is_decided_again() {
+    let env = TestEnv::new().await.unwrap();
+    let queue = Queue::new(env.queue_config()).unwrap();
+    let ctx = context(&env, &queue);
+    let stock = 4;
+    let campaign = env.warm_open_campaign(&queue, stock).await.unwrap();
+    let ids = enqueue(&queue, &campaign, &["u-0", "u-1", "u-2"]).await;
+    queue.decide(&campaign, 16).await.unwrap().unwrap();
+    let held = queue.read_log(&campaign, "held-worker", 16).await.unwrap();
+    // Meanwhile the campaign was rebuilt elsewhere (a Redis this one has now replaced), moving
+    // the record's epoch past the state this Redis still holds.
+    let epoch = held.entries[0].epoch.unwrap();
+    assert_eq!(
+        env.store.begin_rebuild(&campaign, epoch).await.unwrap(),
+        Some(epoch + 1)
+    );
+
+    persist(&ctx, &campaign, &held).await;
+    assert_eq!(queue.queue_len(&campaign).await.unwrap(), 3, "handed back");
+    while queue.queue_len(&campaign).await.unwrap() > 0 {
+        queue.decide(&campaign, 16).await.unwrap().unwrap();
+        persist_log(&ctx, &campaign).await;
+    }
+
+    let figures = audit(&env.store, &campaign).await.unwrap();
+    figures.assert_guarantees();
+    assert_eq!(figures.issued_rows, 3);
+    let rows = recorded(&env, &ids).await;
+    let now = reported(&queue, &ids).await;
+    for id in &ids {
+        let rows = rows.get(id).cloned().unwrap_or_default();
+        assert_eq!(rows.len(), 1, "request {id}: rows {rows:?}");
+        assert_eq!(rows[0], now[id], "request {id}");
+    }
+    let redis = queue.redis_campaign(&campaign).await.unwrap();
+    assert!(redis.ready);
+    assert_eq!(redis.issued, Some(3));
+    assert_eq!(redis.remaining, Some(stock as i64 - 3));
+    assert_eq!(redis.log_entries, 0);
+    assert_eq!(queue.redis_holders(&campaign).await.unwrap().len(), 3);
+    env.cleanup().await.unwrap();
+}
