@@ -47,8 +47,8 @@ pub struct Reconcile {
 /// One difference between Redis and the record.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 struct Difference {
-    /// `not_warm`, `unregistered`, `behind`, `stock`, `window`, `issued`, `remaining`,
-    /// `holders_missing`, `holders_extra`.
+    /// `not_warm`, `unregistered`, `behind`, `superseded`, `stock`, `window`, `issued`,
+    /// `remaining`, `holders_missing`, `holders_extra`.
     field: &'static str,
     redis: String,
     record: String,
@@ -221,6 +221,21 @@ async fn compare(
             "behind",
             format!("next coupon seq {}", opt(redis.seq)),
             format!("coupon seq {high} recorded"),
+        );
+    }
+    // A state older than the record's rebuild epoch predates a rebuild it never saw (Redis came
+    // back older): the record refuses every decision it makes (they are handed back).
+    let record_epoch = store
+        .epoch(id)
+        .await
+        .with_context(|| format!("{id}: reading the rebuild epoch"))?;
+    if let (Some(redis_epoch), Some(record_epoch)) = (redis.epoch, record_epoch)
+        && redis_epoch < record_epoch
+    {
+        differ(
+            "superseded",
+            format!("rebuild epoch {redis_epoch}"),
+            format!("rebuild epoch {record_epoch}"),
         );
     }
     if redis.log_entries > 0 {

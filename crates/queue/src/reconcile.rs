@@ -26,6 +26,8 @@ pub struct RedisCampaign {
     pub opens_ms: Option<i64>,
     /// Window end, ms since the epoch (`None`: never, or not held).
     pub closes_ms: Option<i64>,
+    /// Rebuild epoch of the state (`None`: not held, or built before epochs existed).
+    pub epoch: Option<i64>,
     /// Decided batches not yet persisted.
     pub log_entries: u64,
     /// Requests waiting to be decided.
@@ -51,6 +53,7 @@ impl Queue {
                         "seq",
                         "opens",
                         "closes",
+                        "epoch",
                     ])
                     .cmd("SISMEMBER")
                     .arg(&registry)
@@ -78,6 +81,7 @@ impl Queue {
             seq: num(4),
             opens_ms: num(5),
             closes_ms: num(6),
+            epoch: num(7),
             log_entries,
             queued,
         })

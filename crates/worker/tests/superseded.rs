@@ -194,6 +194,7 @@ async fn a_batch_held_across_a_redis_loss_and_a_rebuild_is_decided_again_not_com
     // Redis's rebuilt counters and holders match the record (what `rushline reconcile` checks).
     let redis = queue.redis_campaign(&campaign).await.unwrap();
     assert_eq!(redis.log_entries, 0);
+    assert_eq!(redis.epoch, env.store.epoch(&campaign).await.unwrap());
     assert_eq!(redis.issued, Some(figures.issued_rows));
     assert_eq!(redis.remaining, Some(figures.stock - figures.issued_rows));
     let holders: HashSet<String> = queue
@@ -302,6 +303,7 @@ async fn a_superseded_batch_of_a_redis_that_came_back_older_is_decided_again() {
     }
     let redis = queue.redis_campaign(&campaign).await.unwrap();
     assert!(redis.ready);
+    assert_eq!(redis.epoch, env.store.epoch(&campaign).await.unwrap());
     assert_eq!(redis.issued, Some(3));
     assert_eq!(redis.remaining, Some(stock as i64 - 3));
     assert_eq!(redis.log_entries, 0);
