@@ -19,6 +19,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use rushline_domain::{CampaignId, CouponCode, RequestView};
 
+use crate::keys::meta_field;
 use crate::record::StatusRecord;
 use crate::{Queue, QueueError};
 
@@ -73,7 +74,7 @@ impl Queue {
             .run(|mut conn| async move {
                 Ok(redis::cmd("HGET")
                     .arg(meta)
-                    .arg("key")
+                    .arg(meta_field::CODE_KEY)
                     .query_async(&mut conn)
                     .await?)
             })

@@ -126,6 +126,33 @@ impl Keys {
     }
 }
 
+/// Field names of the campaign meta hash that Rust code reads (the Lua scripts name them in
+/// their headers; see the table above). One place, so a rename cannot miss a reader.
+pub mod meta_field {
+    /// "1" when the state is built and accepts and decides.
+    pub const READY: &str = "ready";
+    /// Set by `warm_invalidate.lua`: the state is still here, the rebuild waits for the log.
+    pub const REBUILD: &str = "rebuild";
+    /// Display name.
+    pub const NAME: &str = "name";
+    /// Stock.
+    pub const STOCK: &str = "stock";
+    /// Coupons left.
+    pub const REMAINING: &str = "remaining";
+    /// Coupons issued.
+    pub const ISSUED: &str = "issued";
+    /// Next coupon sequence number.
+    pub const SEQ: &str = "seq";
+    /// Window start (ms).
+    pub const OPENS: &str = "opens";
+    /// Window end (ms, "" = never).
+    pub const CLOSES: &str = "closes";
+    /// Secret key of the coupon-code permutation.
+    pub const CODE_KEY: &str = "key";
+    /// Rebuild epoch the state was built at (copied from the record by `warm_finish.lua`).
+    pub const EPOCH: &str = "epoch";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use rushline_domain::CampaignId;
 
+use crate::keys::meta_field;
 use crate::{Queue, QueueError};
 
 /// A campaign's state as Redis holds it (every field `None` when Redis holds none).
@@ -46,14 +47,14 @@ impl Queue {
                     .cmd("HMGET")
                     .arg(&keys.meta)
                     .arg(&[
-                        "ready",
-                        "stock",
-                        "remaining",
-                        "issued",
-                        "seq",
-                        "opens",
-                        "closes",
-                        "epoch",
+                        meta_field::READY,
+                        meta_field::STOCK,
+                        meta_field::REMAINING,
+                        meta_field::ISSUED,
+                        meta_field::SEQ,
+                        meta_field::OPENS,
+                        meta_field::CLOSES,
+                        meta_field::EPOCH,
                     ])
                     .cmd("SISMEMBER")
                     .arg(&registry)

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use rushline_domain::{CampaignId, RequestId, RequestView, timefmt};
 
+use crate::keys::meta_field;
 use crate::record::parse_status;
 use crate::{Queue, QueueError};
 
@@ -56,13 +57,13 @@ impl Queue {
                 Ok(redis::cmd("HMGET")
                     .arg(meta)
                     .arg(&[
-                        "ready",
-                        "name",
-                        "stock",
-                        "remaining",
-                        "issued",
-                        "opens",
-                        "closes",
+                        meta_field::READY,
+                        meta_field::NAME,
+                        meta_field::STOCK,
+                        meta_field::REMAINING,
+                        meta_field::ISSUED,
+                        meta_field::OPENS,
+                        meta_field::CLOSES,
                     ])
                     .query_async(&mut conn)
                     .await?)

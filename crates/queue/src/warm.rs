@@ -10,6 +10,7 @@ use std::time::Duration;
 use rushline_domain::{CampaignId, CampaignRecord};
 use uuid::Uuid;
 
+use crate::keys::meta_field;
 use crate::{PERSIST_GROUP, Queue, QueueError, scripts};
 
 /// A warm-up's owner must finish within this lease or another process takes over.
@@ -24,6 +25,28 @@ pub enum Warmed {
     Ready,
     /// PostgreSQL has no such campaign.
     NotFound,
+}
+
+/// `warm_begin.lua`'s reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// 0: the campaign is warm already.
+    AlreadyWarm,
+    /// 1: this call's token owns the warm-up.
+    Owned,
+    /// -1: another warm-up holds a live lease.
+    HeldByAnother,
+}
+
+impl Claim {
+    fn from_reply(reply: i64) -> Result<Self, QueueError> {
+        match reply {
+            0 => Ok(Self::AlreadyWarm),
+            1 => Ok(Self::Owned),
+            -1 => Ok(Self::HeldByAnother),
+            other => Err(QueueError::protocol(format!("warm_begin reply {other}"))),
+        }
+    }
 }
 
 /// How one attempt at building a campaign's state ended.
@@ -76,9 +99,10 @@ impl Queue {
             let claimed: i64 = self
                 .run(|mut conn| async move { Ok(begin.invoke_async(&mut conn).await?) })
                 .await?;
-            let ready = match claimed {
-                0 => true,
-                1 => match self.build(campaign, &token, seen_epoch, record).await {
+            let claim = Claim::from_reply(claimed)?;
+            let ready = match claim {
+                Claim::AlreadyWarm => true,
+                Claim::Owned => match self.build(campaign, &token, seen_epoch, record).await {
                     Ok(Built::Published) => true,
                     Ok(Built::Lost) => false,
                     Ok(Built::EpochMoved) => {
@@ -96,10 +120,10 @@ impl Queue {
                         return Err(e);
                     }
                 },
-                _ => false,
+                Claim::HeldByAnother => false,
             };
             if ready {
-                if claimed == 0 {
+                if claim == Claim::AlreadyWarm {
                     // Built by another process, which registered it first; registering again is
                     // idempotent and heals a registry entry lost since (see `build`).
                     self.register(campaign).await?;
@@ -149,7 +173,7 @@ impl Queue {
             .run(|mut conn| async move {
                 Ok(redis::cmd("HGET")
                     .arg(meta)
-                    .arg("rebuild")
+                    .arg(meta_field::REBUILD)
                     .query_async(&mut conn)
                     .await?)
             })
@@ -378,7 +402,7 @@ impl Queue {
                     .await?;
                 let mut pipe = redis::pipe();
                 for meta in metas_ref {
-                    pipe.cmd("HGET").arg(meta).arg("ready");
+                    pipe.cmd("HGET").arg(meta).arg(meta_field::READY);
                 }
                 let ready: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
                 Ok((registered, ready))
