@@ -4,13 +4,21 @@
 //! - [`campaigns`]: campaign creation and reads.
 //! - [`admin`]: operator endpoints — campaign list, close now, add stock.
 //! - [`stats`]: a campaign's pipeline for operators (admin).
+//! - [`campaign_view`]: a campaign as shown, from Redis's live state or from the record.
 //! - [`ops`]: health, readiness, metrics.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' attributes.
 //! - [`extract`]: extractors that reject as problem+json, and the admin guard.
 //! - [`request_id`]: the `X-Request-Id` on every request's span and response.
 //! - [`problem`]: [`ApiError`], rendered as RFC 9457 problem details.
+//!
+//! Dependencies point one way: route modules use the shared modules ([`campaign_view`],
+//! [`extract`], [`problem`]) and [`crate::state::AppState`] (whose `warmed` is the one
+//! "this campaign, warmed" step); no route module imports another. [`openapi`] gathers the
+//! route modules' documented paths; the schemas they still name from it move to the domain types
+//! with issue 11 §2, after which nothing imports back from it.
 
 pub mod admin;
+pub mod campaign_view;
 pub mod campaigns;
 pub mod extract;
 pub mod openapi;
