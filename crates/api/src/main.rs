@@ -1,12 +1,13 @@
 //! `rushline-api`: see the library docs for the layout.
 
-use anyhow::Context;
 use rushline_api::{Application, Config, telemetry};
+use rushline_runtime::config;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_env().context("reading configuration")?;
+    // `--help`, or an unusable variable: print and exit before anything starts.
+    let config = config::or_exit("rushline-api", Config::from_args_and_env());
     telemetry::init(config.log_json);
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));

@@ -1,13 +1,14 @@
 //! `rushline-worker`: see the library docs for the layout.
 
-use anyhow::Context;
+use rushline_runtime::config;
 use rushline_worker::{Config, Worker, telemetry};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::from_env().context("reading configuration")?;
+    // `--help`, or an unusable variable: print and exit before anything starts.
+    let config = config::or_exit("rushline-worker", Config::from_args_and_env());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a terminal: logs redirected to a file stay plain text.
     let logs = tracing_subscriber::fmt()
