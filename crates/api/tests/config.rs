@@ -77,6 +77,9 @@ fn help_lists_every_variable_with_its_default() {
         "[default: 256]",
         "[default: 30000]",
     ] {
-        assert!(help.contains(default), "{default} missing from --help:\n{help}");
+        assert!(
+            help.contains(default),
+            "{default} missing from --help:\n{help}"
+        );
     }
 }

@@ -98,7 +98,12 @@ pub struct SharedArgs {
     pub status_ttl_secs: u64,
 
     /// Log format: `pretty` for people, `json` for machines
-    #[arg(long, env = "RUSHLINE_LOG_FORMAT", default_value = "pretty", ignore_case = true)]
+    #[arg(
+        long,
+        env = "RUSHLINE_LOG_FORMAT",
+        default_value = "pretty",
+        ignore_case = true
+    )]
     pub log_format: LogFormat,
 }
 
@@ -231,7 +236,10 @@ fn first_line(error: &clap::Error) -> String {
 /// A URL (or a comma-separated list of them, as a Redis Cluster's) with each password replaced
 /// by `***`, for `Debug` output and logs: database and Redis URLs carry passwords inline.
 pub fn redact_url(urls: &str) -> String {
-    urls.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+    urls.split(',')
+        .map(redact_one)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn redact_one(url: &str) -> String {
@@ -280,7 +288,9 @@ mod tests {
 
     fn demo(args: &[&str], vars: &[(&str, &str)]) -> Result<Demo, ConfigError> {
         parse(
-            std::iter::once("demo").chain(args.iter().copied()).map(OsString::from),
+            std::iter::once("demo")
+                .chain(args.iter().copied())
+                .map(OsString::from),
             |name| {
                 vars.iter()
                     .find(|(n, _)| *n == name)
@@ -310,11 +320,21 @@ mod tests {
     fn out_of_range_names_the_variable() {
         let err = demo(&[], &[("DEMO_BATCH", "11")]).err().unwrap();
         assert!(err.to_string().starts_with("DEMO_BATCH: \"11\""), "{err}");
-        let err = demo(&[], &[("RUSHLINE_MAX_LOG_ENTRIES", "0")]).err().unwrap();
-        assert!(err.to_string().starts_with("RUSHLINE_MAX_LOG_ENTRIES"), "{err}");
+        let err = demo(&[], &[("RUSHLINE_MAX_LOG_ENTRIES", "0")])
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().starts_with("RUSHLINE_MAX_LOG_ENTRIES"),
+            "{err}"
+        );
         let err = demo(&[], &[("RUSHLINE_LOG_FORMAT", "xml")]).err().unwrap();
         assert!(err.to_string().contains("pretty, json"), "{err}");
-        assert!(demo(&[], &[("RUSHLINE_LOG_FORMAT", "JSON")]).unwrap().shared.log_json());
+        assert!(
+            demo(&[], &[("RUSHLINE_LOG_FORMAT", "JSON")])
+                .unwrap()
+                .shared
+                .log_json()
+        );
     }
 
     #[test]
@@ -322,7 +342,12 @@ mod tests {
         let Err(ConfigError::Info(help)) = demo(&["--help"], &[]) else {
             panic!("--help is not an error");
         };
-        for needle in ["DEMO_BATCH", "RUSHLINE_REDIS_URL", "[default: 5]", "RUSHLINE_LOG_FORMAT"] {
+        for needle in [
+            "DEMO_BATCH",
+            "RUSHLINE_REDIS_URL",
+            "[default: 5]",
+            "RUSHLINE_LOG_FORMAT",
+        ] {
             assert!(help.contains(needle), "{needle} missing from\n{help}");
         }
     }
@@ -342,7 +367,10 @@ mod tests {
             redact_url("redis://:p%40ss@host:6379/0"),
             "redis://:***@host:6379/0"
         );
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
         assert_eq!(
             redact_url("redis://:a@n1:7000,redis://:b@n2:7001"),
             "redis://:***@n1:7000,redis://:***@n2:7001"

@@ -75,6 +75,9 @@ fn help_lists_every_variable_with_its_default() {
         "[default: 127.0.0.1:9091]",
         "[default: 8192]",
     ] {
-        assert!(help.contains(default), "{default} missing from --help:\n{help}");
+        assert!(
+            help.contains(default),
+            "{default} missing from --help:\n{help}"
+        );
     }
 }

@@ -16,10 +16,10 @@ use rushline_store::StockAdded;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::http::ApiError;
 use crate::http::campaign_view;
 use crate::http::extract::{Admin, ApiJson, ApiPath, ApiQuery};
 use crate::http::openapi;
-use crate::http::ApiError;
 use crate::state::AppState;
 
 /// Page size when `?limit=` is absent.
