@@ -5,11 +5,12 @@
 //! start-up naming its variable, never clamped.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::time::Duration;
 
 use chrono::TimeDelta;
 use clap::Parser;
-use rushline_runtime::config::{self, SharedArgs};
+use rushline_runtime::config::{self, Redacted, SharedArgs, redact_url};
 
 pub use rushline_runtime::config::ConfigError;
 
@@ -84,7 +85,7 @@ pub struct ApiArgs {
 const MAX_CONNECTIONS_CAP: u64 = tokio::sync::Semaphore::MAX_PERMITS as u64;
 
 /// Everything `rushline-api` reads at start-up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// `RUSHLINE_HTTP_ADDR`: where to listen (port 0 picks a free one).
     pub http_addr: String,
@@ -208,6 +209,30 @@ impl From<ApiArgs> for Config {
     }
 }
 
+/// Secrets stay out of logs and panics: the admin token shows only whether it is set, database
+/// and Redis URLs without their passwords.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("http_addr", &self.http_addr)
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("database_url", &redact_url(&self.database_url))
+            .field("admin_token", &Redacted(&self.admin_token))
+            .field("key_namespace", &self.key_namespace)
+            .field("accept_batch", &self.accept_batch)
+            .field("accept_in_flight", &self.accept_in_flight)
+            .field("max_queue", &self.max_queue)
+            .field("max_log_entries", &self.max_log_entries)
+            .field("status_ttl", &self.status_ttl)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("backend_timeout", &self.backend_timeout)
+            .field("log_json", &self.log_json)
+            .field("clock_offset", &self.clock_offset)
+            .field("connections", &self.connections)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +299,27 @@ mod tests {
             let err = Config::from_lookup(|n| (n == name).then(|| value.to_owned())).unwrap_err();
             assert!(err.to_string().starts_with(name), "{err}");
         }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = Config::from_lookup(|n| match n {
+            "RUSHLINE_ADMIN_TOKEN" => Some("admin-s3cret".to_owned()),
+            "RUSHLINE_DATABASE_URL" => {
+                Some("postgres://rushline:db-s3cret@db:5432/rushline".to_owned())
+            }
+            "RUSHLINE_REDIS_URL" => Some("redis://:redis-s3cret@cache:6379".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let shown = format!("{config:?}");
+        for secret in ["admin-s3cret", "db-s3cret", "redis-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("postgres://rushline:***@db:5432/rushline"),
+            "{shown}"
+        );
+        assert!(shown.contains("admin_token: Some(\"***\")"), "{shown}");
     }
 }

@@ -5,11 +5,12 @@
 //! start-up naming its variable, never clamped.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use rushline_runtime::config::{self, SharedArgs};
+use rushline_runtime::config::{self, SharedArgs, redact_url};
 
 pub use rushline_runtime::config::ConfigError;
 
@@ -89,7 +90,7 @@ fn metrics_addr(value: &str) -> Result<MetricsAddr, String> {
 }
 
 /// Everything `rushline-worker` reads at start-up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// `RUSHLINE_REDIS_URL`.
     pub redis_url: String,
@@ -189,6 +190,29 @@ impl From<WorkerArgs> for Config {
     }
 }
 
+/// Secrets stay out of logs and panics: database and Redis URLs show without their passwords.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("database_url", &redact_url(&self.database_url))
+            .field("key_namespace", &self.key_namespace)
+            .field("decide_batch", &self.decide_batch)
+            .field("decide_in_flight", &self.decide_in_flight)
+            .field("max_log_entries", &self.max_log_entries)
+            .field("persist_entries", &self.persist_entries)
+            .field("claim_idle", &self.claim_idle)
+            .field("sweep_every", &self.sweep_every)
+            .field("status_ttl", &self.status_ttl)
+            .field("backend_timeout", &self.backend_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("log_json", &self.log_json)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,18 +226,25 @@ mod tests {
         assert_eq!(config.backend_timeout, Duration::from_secs(5));
         assert_eq!(config.db_max_connections, 8);
         assert_eq!(config.metrics_addr, DEFAULT_METRICS_ADDR.parse().ok());
-        assert_eq!(config.max_log_entries, rushline_queue::DEFAULT_MAX_LOG_ENTRIES);
+        assert_eq!(
+            config.max_log_entries,
+            rushline_queue::DEFAULT_MAX_LOG_ENTRIES
+        );
     }
 
     #[test]
     fn metrics_can_be_switched_off_and_bad_addresses_are_named() {
-        let off = Config::from_lookup(|n| (n == "RUSHLINE_WORKER_METRICS_ADDR").then(|| "off".into()));
+        let off =
+            Config::from_lookup(|n| (n == "RUSHLINE_WORKER_METRICS_ADDR").then(|| "off".into()));
         assert_eq!(off.unwrap().metrics_addr, None);
         let err = Config::from_lookup(|n| {
             (n == "RUSHLINE_WORKER_METRICS_ADDR").then(|| "nowhere".into())
         })
         .unwrap_err();
-        assert!(err.to_string().starts_with("RUSHLINE_WORKER_METRICS_ADDR"), "{err}");
+        assert!(
+            err.to_string().starts_with("RUSHLINE_WORKER_METRICS_ADDR"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -228,5 +259,25 @@ mod tests {
             let err = Config::from_lookup(|n| (n == name).then(|| value.to_owned())).unwrap_err();
             assert!(err.to_string().starts_with(name), "{err}");
         }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = Config::from_lookup(|n| match n {
+            "RUSHLINE_DATABASE_URL" => {
+                Some("postgres://rushline:db-s3cret@db:5432/rushline".to_owned())
+            }
+            "RUSHLINE_REDIS_URL" => Some("redis://:redis-s3cret@cache:6379".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let shown = format!("{config:?}");
+        for secret in ["db-s3cret", "redis-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("postgres://rushline:***@db:5432/rushline"),
+            "{shown}"
+        );
     }
 }
