@@ -158,24 +158,12 @@ impl Config {
     /// Reads the command line and the environment: `--help` and every error come back as
     /// [`ConfigError`] for `main` to print (see `rushline_runtime::config::or_exit`).
     pub fn from_args_and_env() -> Result<Self, ConfigError> {
-        Self::parse(std::env::args_os(), |name| std::env::var(name).ok())
+        config::from_process::<ApiArgs>().map(Self::from)
     }
 
-    /// Reads the environment alone; unset variables take the contract's defaults.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Reads configuration through `lookup` (tests pass a map).
+    /// Reads configuration through `lookup` (tests pass a map); unset variables take their defaults.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        Self::parse([OsString::from("rushline-api")], lookup)
-    }
-
-    fn parse(
-        args: impl IntoIterator<Item = OsString>,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        config::parse::<ApiArgs>(args, lookup).map(Self::from)
+        config::parse::<ApiArgs>([OsString::from("rushline-api")], lookup).map(Self::from)
     }
 }
 

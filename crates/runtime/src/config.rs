@@ -152,6 +152,11 @@ pub fn parse<P: Parser>(
     P::from_arg_matches(&matches).map_err(|e| explain(&documented, e))
 }
 
+/// Parses `P` from this process's command line and environment.
+pub fn from_process<P: Parser>() -> Result<P, ConfigError> {
+    parse(std::env::args_os(), |name| std::env::var(name).ok())
+}
+
 /// For `main`: the configuration, or the process ends — `--help` printed and exit 0, or the
 /// problem (naming the variable) on standard error and exit 2, the usual code for bad usage.
 pub fn or_exit<T>(program: &str, parsed: Result<T, ConfigError>) -> T {
