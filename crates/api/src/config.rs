@@ -1,19 +1,91 @@
-//! Configuration from the environment (CONTRACT.md lists the variables).
+//! Configuration from the environment (CONTRACT.md lists the variables) or the matching flags.
+//!
+//! [`ApiArgs`] declares every setting once — variable, flag, default, limits — and `--help`
+//! prints them all; [`Config`] is what the API runs with. A value out of range is an error at
+//! start-up naming its variable, never clamped.
 
+use std::ffi::OsString;
+use std::fmt;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use clap::Parser;
+use rushline_runtime::config::{self, Redacted, SharedArgs, redact_url};
 
-/// A variable is set to something unusable.
-#[derive(Debug, thiserror::Error)]
-#[error("{name}: {problem}")]
-pub struct ConfigError {
-    name: &'static str,
-    problem: String,
+pub use rushline_runtime::config::ConfigError;
+
+/// `rushline-api`: the stateless HTTP front of rushline.
+///
+/// Every setting is an environment variable; the flag of the same name overrides it.
+#[derive(Parser)]
+#[command(name = "rushline-api", version, about)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    shared: SharedArgs,
+
+    /// Where to listen (port 0 picks a free one)
+    #[arg(long, env = "RUSHLINE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: String,
+
+    /// Bearer token for the admin endpoints; unset, they answer 403
+    #[arg(long, env = "RUSHLINE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+
+    /// Most requests one accept script call takes (group commit); 1 to 4096
+    #[arg(long, env = "RUSHLINE_ACCEPT_BATCH", default_value_t = 256,
+        value_parser = clap::value_parser!(u64).range(1..=4096))]
+    accept_batch: u64,
+
+    /// Accept script calls in flight at once; 1 to 256
+    #[arg(long, env = "RUSHLINE_ACCEPT_IN_FLIGHT", default_value_t = 4,
+        value_parser = clap::value_parser!(u64).range(1..=256))]
+    accept_in_flight: u64,
+
+    /// Per-campaign queue length past which requests are shed with 503; at least 1
+    #[arg(long, env = "RUSHLINE_MAX_QUEUE", default_value_t = 1_000_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    max_queue: u64,
+
+    /// PostgreSQL pool size; 1 to 1000
+    #[arg(long, env = "RUSHLINE_DB_MAX_CONNECTIONS", default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..=1000))]
+    db_max_connections: u32,
+
+    /// Bound on any one Redis or PostgreSQL call, in milliseconds; at least 10
+    #[arg(long, env = "RUSHLINE_BACKEND_TIMEOUT_MS", default_value_t = 2000,
+        value_parser = clap::value_parser!(u64).range(10..))]
+    backend_timeout_ms: u64,
+
+    /// Milliseconds a connection may take to send a complete request head (from opening or its
+    /// previous response) before it is closed; at least 1
+    #[arg(long, env = "RUSHLINE_HTTP_HEADER_TIMEOUT_MS", default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    http_header_timeout_ms: u64,
+
+    /// Milliseconds a kept-alive connection may stay idle after a response before it is closed;
+    /// at least 1
+    #[arg(long, env = "RUSHLINE_HTTP_IDLE_TIMEOUT_MS", default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    http_idle_timeout_ms: u64,
+
+    /// Milliseconds a request body may take to arrive once the handler reads it (else 408); at
+    /// least 1
+    #[arg(long, env = "RUSHLINE_HTTP_BODY_TIMEOUT_MS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    http_body_timeout_ms: u64,
+
+    /// Open connections past which new ones are answered 503 and closed; at least 1
+    #[arg(long, env = "RUSHLINE_HTTP_MAX_CONNECTIONS", default_value_t = 10_000,
+        // A tokio semaphore holds at most usize::MAX >> 3 permits.
+        value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS_CAP))]
+    http_max_connections: u64,
 }
 
+/// The largest `RUSHLINE_HTTP_MAX_CONNECTIONS`: what a tokio semaphore can hold.
+const MAX_CONNECTIONS_CAP: u64 = tokio::sync::Semaphore::MAX_PERMITS as u64;
+
 /// Everything `rushline-api` reads at start-up.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// `RUSHLINE_HTTP_ADDR`: where to listen (port 0 picks a free one).
     pub http_addr: String,
@@ -41,7 +113,7 @@ pub struct Config {
     pub db_max_connections: u32,
     /// `RUSHLINE_BACKEND_TIMEOUT_MS`: bound on any one Redis or PostgreSQL call.
     pub backend_timeout: Duration,
-    /// `RUSHLINE_LOG_FORMAT`: `json` for machines, anything else for people.
+    /// `RUSHLINE_LOG_FORMAT`: `json` for machines, `pretty` for people.
     pub log_json: bool,
     /// Added to this host's clock wherever the API reads it. Zero unless a test sets it (it is
     /// not read from the environment) to play a host whose clock is wrong: window decisions use
@@ -83,98 +155,69 @@ impl Default for ConnectionLimits {
 }
 
 impl Config {
-    /// Reads the environment; unset variables take the contract's defaults.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// Reads the command line and the environment: `--help` and every error come back as
+    /// [`ConfigError`] for `main` to print (see `rushline_runtime::config::or_exit`).
+    pub fn from_args_and_env() -> Result<Self, ConfigError> {
+        config::from_process::<ApiArgs>().map(Self::from)
     }
 
-    /// Reads configuration through `lookup` (tests pass a map).
+    /// Reads configuration through `lookup` (tests pass a map); unset variables take their defaults.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let text = |name: &str, default: &str| {
-            lookup(name)
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| default.to_owned())
-        };
-        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match lookup(name).filter(|v| !v.is_empty()) {
-                None => Ok(default),
-                Some(v) => v.parse().map_err(|_| ConfigError {
-                    name,
-                    problem: format!("{v:?} is not a non-negative integer"),
-                }),
-            }
-        };
-        // Connection bounds are refused, not clamped, when unusable: a zero timeout would close
-        // every connection, which nobody means.
-        let positive_millis = |name: &'static str, default: Duration| {
-            let default_ms = u64::try_from(default.as_millis()).unwrap_or(u64::MAX);
-            match number(name, default_ms)? {
-                0 => Err(ConfigError {
-                    name,
-                    problem: "must be at least 1 millisecond".into(),
-                }),
-                ms => Ok(Duration::from_millis(ms)),
-            }
-        };
-        let defaults = ConnectionLimits::default();
-        Ok(Self {
-            http_addr: text("RUSHLINE_HTTP_ADDR", "127.0.0.1:8080"),
-            redis_url: text("RUSHLINE_REDIS_URL", "redis://127.0.0.1:6379"),
-            database_url: text(
-                "RUSHLINE_DATABASE_URL",
-                "postgres://rushline:rushline@127.0.0.1:5432/rushline",
-            ),
-            admin_token: lookup("RUSHLINE_ADMIN_TOKEN").filter(|t| !t.is_empty()),
-            key_namespace: lookup("RUSHLINE_KEY_NAMESPACE").filter(|t| !t.is_empty()),
-            accept_batch: number("RUSHLINE_ACCEPT_BATCH", 256)?.clamp(1, 4096) as usize,
-            accept_in_flight: number("RUSHLINE_ACCEPT_IN_FLIGHT", 4)?.clamp(1, 256) as usize,
-            max_queue: number("RUSHLINE_MAX_QUEUE", 1_000_000)?.max(1),
-            max_log_entries: number(
-                "RUSHLINE_MAX_LOG_ENTRIES",
-                rushline_queue::DEFAULT_MAX_LOG_ENTRIES,
-            )?
-            .max(1),
-            status_ttl: Duration::from_secs(number("RUSHLINE_STATUS_TTL_SECS", 600)?.max(1)),
-            db_max_connections: number("RUSHLINE_DB_MAX_CONNECTIONS", 16)?.clamp(1, 1000) as u32,
-            backend_timeout: Duration::from_millis(
-                number("RUSHLINE_BACKEND_TIMEOUT_MS", 2000)?.max(10),
-            ),
-            log_json: text("RUSHLINE_LOG_FORMAT", "pretty") == "json",
-            connections: ConnectionLimits {
-                header_read_timeout: positive_millis(
-                    "RUSHLINE_HTTP_HEADER_TIMEOUT_MS",
-                    defaults.header_read_timeout,
-                )?,
-                keep_alive_idle: positive_millis(
-                    "RUSHLINE_HTTP_IDLE_TIMEOUT_MS",
-                    defaults.keep_alive_idle,
-                )?,
-                body_read_timeout: positive_millis(
-                    "RUSHLINE_HTTP_BODY_TIMEOUT_MS",
-                    defaults.body_read_timeout,
-                )?,
-                max_connections: match number(
-                    "RUSHLINE_HTTP_MAX_CONNECTIONS",
-                    defaults.max_connections as u64,
-                )? {
-                    0 => {
-                        return Err(ConfigError {
-                            name: "RUSHLINE_HTTP_MAX_CONNECTIONS",
-                            problem: "must be at least 1".into(),
-                        });
-                    }
-                    // A tokio semaphore holds at most usize::MAX >> 3 permits.
-                    n => usize::try_from(n)
-                        .ok()
-                        .filter(|&n| n <= tokio::sync::Semaphore::MAX_PERMITS)
-                        .ok_or_else(|| ConfigError {
-                            name: "RUSHLINE_HTTP_MAX_CONNECTIONS",
-                            problem: format!("{n} is too large"),
-                        })?,
-                },
-            },
+        config::parse::<ApiArgs>([OsString::from("rushline-api")], lookup).map(Self::from)
+    }
+}
+
+impl From<ApiArgs> for Config {
+    fn from(args: ApiArgs) -> Self {
+        // Every bound below was checked by the parser (`ApiArgs`' ranges), so the conversions
+        // cannot lose anything; `usize` is at least 32 bits on every target tokio supports.
+        let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Self {
+            log_json: args.shared.log_json(),
+            status_ttl: args.shared.status_ttl(),
+            http_addr: args.http_addr,
+            redis_url: args.shared.redis_url,
+            database_url: args.shared.database_url,
+            admin_token: args.admin_token,
+            key_namespace: args.shared.key_namespace,
+            accept_batch: to_usize(args.accept_batch),
+            accept_in_flight: to_usize(args.accept_in_flight),
+            max_queue: args.max_queue,
+            max_log_entries: args.shared.max_log_entries,
+            db_max_connections: args.db_max_connections,
+            backend_timeout: Duration::from_millis(args.backend_timeout_ms),
             clock_offset: TimeDelta::zero(),
-        })
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_millis(args.http_header_timeout_ms),
+                keep_alive_idle: Duration::from_millis(args.http_idle_timeout_ms),
+                body_read_timeout: Duration::from_millis(args.http_body_timeout_ms),
+                max_connections: to_usize(args.http_max_connections),
+            },
+        }
+    }
+}
+
+/// Secrets stay out of logs and panics: the admin token shows only whether it is set, database
+/// and Redis URLs without their passwords.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("http_addr", &self.http_addr)
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("database_url", &redact_url(&self.database_url))
+            .field("admin_token", &Redacted(&self.admin_token))
+            .field("key_namespace", &self.key_namespace)
+            .field("accept_batch", &self.accept_batch)
+            .field("accept_in_flight", &self.accept_in_flight)
+            .field("max_queue", &self.max_queue)
+            .field("max_log_entries", &self.max_log_entries)
+            .field("status_ttl", &self.status_ttl)
+            .field("db_max_connections", &self.db_max_connections)
+            .field("backend_timeout", &self.backend_timeout)
+            .field("log_json", &self.log_json)
+            .field("clock_offset", &self.clock_offset)
+            .field("connections", &self.connections)
+            .finish()
     }
 }
 
@@ -229,5 +272,42 @@ mod tests {
         let err = Config::from_lookup(|n| (n == "RUSHLINE_MAX_QUEUE").then(|| "lots".to_owned()))
             .unwrap_err();
         assert!(err.to_string().starts_with("RUSHLINE_MAX_QUEUE"));
+    }
+
+    #[test]
+    fn out_of_range_is_refused_not_clamped() {
+        for (name, value) in [
+            ("RUSHLINE_ACCEPT_BATCH", "10000"),
+            ("RUSHLINE_ACCEPT_IN_FLIGHT", "0"),
+            ("RUSHLINE_DB_MAX_CONNECTIONS", "1001"),
+            ("RUSHLINE_BACKEND_TIMEOUT_MS", "5"),
+            ("RUSHLINE_STATUS_TTL_SECS", "0"),
+            ("RUSHLINE_LOG_FORMAT", "yaml"),
+        ] {
+            let err = Config::from_lookup(|n| (n == name).then(|| value.to_owned())).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config = Config::from_lookup(|n| match n {
+            "RUSHLINE_ADMIN_TOKEN" => Some("admin-s3cret".to_owned()),
+            "RUSHLINE_DATABASE_URL" => {
+                Some("postgres://rushline:db-s3cret@db:5432/rushline".to_owned())
+            }
+            "RUSHLINE_REDIS_URL" => Some("redis://:redis-s3cret@cache:6379".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        let shown = format!("{config:?}");
+        for secret in ["admin-s3cret", "db-s3cret", "redis-s3cret"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(
+            shown.contains("postgres://rushline:***@db:5432/rushline"),
+            "{shown}"
+        );
+        assert!(shown.contains("admin_token: Some(\"***\")"), "{shown}");
     }
 }

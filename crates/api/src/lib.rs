@@ -12,8 +12,10 @@
 //!    parks the caller in [`waiters`] until a worker's `decided` notification arrives.
 //!
 //! Around it: [`http::campaigns`] (admin create, public read), [`http::ops`] (health,
-//! readiness, metrics), [`state`] (what handlers share), [`config`] (environment),
-//! [`telemetry`] (logs, metrics recorder) and [`startup`] (build, serve, shut down).
+//! readiness, metrics), [`state`] (what handlers share), [`config`] (environment and flags),
+//! [`telemetry`] (metrics recorder) and [`startup`] (build, serve, shut down). Process plumbing
+//! shared with the worker (configuration parser, logs, signals, backoff, connecting to
+//! PostgreSQL) is `rushline_runtime`.
 
 pub mod accept;
 pub mod config;

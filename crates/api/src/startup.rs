@@ -31,7 +31,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rushline_queue::{Queue, QueueConfig};
-use rushline_store::Store;
+use rushline_runtime::postgres;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -43,9 +43,6 @@ use crate::config::{Config, ConnectionLimits};
 use crate::state::{AppState, Parts};
 use crate::waiters::Waiters;
 use crate::{http, telemetry};
-
-/// How long start-up keeps trying to reach PostgreSQL before giving up.
-const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
 
 /// How long shutdown waits for open connections to finish before dropping them. In-flight
 /// requests finish well within it (backing calls are bounded, `?wait=` callers are woken); what
@@ -68,12 +65,19 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to PostgreSQL (retrying for a while, so a stack can start in any order), applies
-    /// migrations, prepares Redis and binds the listener (port 0 picks a free port).
+    /// Connects to PostgreSQL (patiently, so a stack can start in any order: see
+    /// `rushline_runtime::postgres`), applies migrations, prepares Redis and binds the listener
+    /// (port 0 picks a free port).
     pub async fn build(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         telemetry::metrics();
         tokio::spawn(telemetry::upkeep(shutdown.clone()));
-        let store = connect_store(&config).await?;
+        let store = postgres::connect_patiently(postgres::Connect {
+            url: &config.database_url,
+            max_connections: config.db_max_connections,
+            timeout: config.backend_timeout,
+        })
+        .await
+        .context("connecting to PostgreSQL")?;
         store.migrate().await.context("applying migrations")?;
         let queue = Queue::new(QueueConfig {
             namespace: config.key_namespace.clone(),
@@ -338,24 +342,4 @@ fn over_capacity_response() -> Vec<u8> {
 fn refuse(stream: &TcpStream, response: &[u8]) {
     metrics::counter!(telemetry::HTTP_CONNECTIONS_REFUSED).increment(1);
     let _ = stream.try_write(response);
-}
-
-async fn connect_store(config: &Config) -> anyhow::Result<Store> {
-    let deadline = tokio::time::Instant::now() + STARTUP_PATIENCE;
-    loop {
-        match Store::connect(
-            &config.database_url,
-            config.db_max_connections,
-            config.backend_timeout,
-        )
-        .await
-        {
-            Ok(store) => return Ok(store),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(error = %e, "PostgreSQL not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e).context("connecting to PostgreSQL"),
-        }
-    }
 }

@@ -1,5 +1,6 @@
 //! The state every handler shares.
 
+use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -63,6 +64,36 @@ impl AppState {
             .warm(campaign, &self.store)
             .await
             .map_err(ApiError::unavailable)
+    }
+
+    /// "This campaign, warmed": runs `attempt` against Redis, and when it finds the campaign cold
+    /// (`Ok(None)`: Redis does not hold its state, after a restart or an eviction) builds that
+    /// state from PostgreSQL and runs `attempt` once more.
+    ///
+    /// Every step that needs a campaign's state in Redis goes through here, so the rule is
+    /// written once: 404 when the record has no such campaign, 503 when the campaign is still
+    /// cold right after its warm-up (Redis lost it again at once; a retry will do). The first
+    /// attempt is the whole cost on a warm campaign, so the hot path pays nothing for it.
+    pub async fn warmed<T, Attempt, Fut>(
+        &self,
+        campaign: &CampaignId,
+        mut attempt: Attempt,
+    ) -> Result<T, ApiError>
+    where
+        Attempt: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, ApiError>>,
+    {
+        if let Some(found) = attempt().await? {
+            return Ok(found);
+        }
+        if self.warm(campaign).await? == Warmed::NotFound {
+            return Err(ApiError::no_such_campaign());
+        }
+        attempt().await?.ok_or_else(|| {
+            ApiError::unavailable(anyhow::anyhow!(
+                "campaign {campaign} not warm after warm-up"
+            ))
+        })
     }
 
     /// Now, by Redis's clock: the clock `accept.lua` decides windows with, the same for every

@@ -1,4 +1,5 @@
-//! Logging and metrics set-up, and the name of every metric the API exports.
+//! Metrics set-up and the name of every metric the API exports (logs are set up by
+//! `rushline_runtime::logs`).
 //!
 //! | metric | type | labels | what it tells an operator |
 //! | --- | --- | --- | --- |
@@ -29,7 +30,6 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rushline_queue::{QueueError, WarmError};
 use rushline_store::StoreError;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 use crate::accept::AcceptError;
 
@@ -65,21 +65,6 @@ const LATENCY_BUCKETS: &[f64] = &[
 
 /// How often recorded histogram samples are folded into their buckets (see [`upkeep`]).
 pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
-
-/// Installs the global tracing subscriber: `RUST_LOG` (default `info`), JSON lines or pretty.
-/// Calling it again (tests start several apps in one process) does nothing.
-pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only for a terminal: logs redirected to a file stay plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
 
 /// The process's Prometheus recorder handle, installed on first use.
 ///
@@ -179,24 +164,8 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
 /// The `route` label of a request that matched no route.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// A backing service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// Redis.
-    Redis,
-    /// PostgreSQL.
-    Postgres,
-}
-
-impl Backend {
-    /// Its label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Redis => "redis",
-            Self::Postgres => "postgres",
-        }
-    }
-}
+/// A backing service (one definition for the API and the workers, so their labels agree).
+pub use rushline_runtime::Backend;
 
 /// Counts one failed call to `backend`.
 pub fn backend_error(backend: Backend) {

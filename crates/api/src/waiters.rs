@@ -6,7 +6,7 @@
 //! caller polls. A waiter registers *before* it reads the status, so a decision landing between
 //! the read and the wait still wakes it. When the subscription drops, every waiter is woken to
 //! re-read (a lost message costs a re-read, not a missed answer), and the subscription is
-//! re-established with backoff.
+//! re-established with backoff (`rushline_runtime::Backoff`).
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use rushline_domain::RequestId;
 use rushline_queue::Subscriber;
+use rushline_runtime::Backoff;
 use tokio::sync::Notify;
 use tokio::sync::futures::OwnedNotified;
 use tokio_util::sync::CancellationToken;
@@ -97,11 +98,11 @@ impl Waiters {
 
     /// Keeps the `decided` subscription alive until `token` is cancelled, then wakes everyone.
     pub async fn listen(self, subscriber: Subscriber, channel: String, token: CancellationToken) {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::default();
         while !token.is_cancelled() {
             match subscriber.subscribe(&channel).await {
                 Ok(mut notifications) => {
-                    backoff = Duration::from_millis(50);
+                    backoff.reset();
                     // Anything decided while we were not subscribed: re-read.
                     self.wake_all();
                     loop {
@@ -120,9 +121,8 @@ impl Waiters {
             self.wake_all();
             tokio::select! {
                 () = token.cancelled() => {}
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep(backoff.next_delay()) => {}
             }
-            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
         self.wake_all();
     }

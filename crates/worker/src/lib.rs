@@ -16,11 +16,12 @@
 //! campaign never starves another.
 //!
 //! [`telemetry`] names the metrics the loops record and serves them on `GET /metrics`.
+//! Process plumbing shared with the API — the configuration parser, logs, signals, [`backoff`],
+//! connecting to PostgreSQL — is `rushline_runtime`.
 //!
 //! [`Worker::run`] wires them and owns shutdown: the decide loop stops first (after its call in
 //! flight), then the persist loop drains what is left within the grace period.
 
-pub mod backoff;
 pub mod config;
 pub mod dead_letter;
 pub mod decide;
@@ -30,14 +31,16 @@ pub mod telemetry;
 pub mod wake;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use rushline_queue::Queue;
+use rushline_runtime::postgres;
 use rushline_store::Store;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+/// Jittered exponential backoff, shared with the API (`rushline_runtime`).
+pub use rushline_runtime::backoff;
 
 /// What the loops share.
 #[derive(Clone)]
@@ -62,7 +65,13 @@ pub struct Worker {
 impl Worker {
     /// Connects (PostgreSQL eagerly, retrying for a while; Redis lazily).
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
-        let store = connect_store(&config).await?;
+        let store = postgres::connect_patiently(postgres::Connect {
+            url: &config.database_url,
+            max_connections: config.db_max_connections,
+            timeout: config.backend_timeout,
+        })
+        .await
+        .context("connecting to PostgreSQL")?;
         let queue = Queue::new(config.queue_config()).context("configuring Redis")?;
         Ok(Self::new(config, queue, store))
     }
@@ -132,25 +141,5 @@ impl Worker {
         timer.abort();
         let _ = tokio::join!(listener, sweeper, taker);
         tracing::info!(consumer = %ctx.consumer, "worker stopped");
-    }
-}
-
-async fn connect_store(config: &Config) -> anyhow::Result<Store> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        match Store::connect(
-            &config.database_url,
-            config.db_max_connections,
-            config.backend_timeout,
-        )
-        .await
-        {
-            Ok(store) => return Ok(store),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(error = %e, "PostgreSQL not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e).context("connecting to PostgreSQL"),
-        }
     }
 }

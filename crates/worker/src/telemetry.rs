@@ -54,24 +54,8 @@ const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 16384.0,
 ];
 
-/// A backing service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// Redis.
-    Redis,
-    /// PostgreSQL.
-    Postgres,
-}
-
-impl Backend {
-    /// Its label value (the same as the API's).
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Redis => "redis",
-            Self::Postgres => "postgres",
-        }
-    }
-}
+/// A backing service (one definition for the API and the workers, so their labels agree).
+pub use rushline_runtime::Backend;
 
 /// Counts one failed call to `backend` during `step`.
 pub fn backend_error(backend: Backend, step: &'static str) {

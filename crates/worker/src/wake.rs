@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use rushline_domain::CampaignId;
 use rushline_queue::{Queue, Subscriber};
+use rushline_runtime::Backoff;
 use rushline_store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -52,11 +53,11 @@ pub async fn listen(
     targets: Vec<Pending>,
     token: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::default();
     while !token.is_cancelled() {
         match subscriber.subscribe(&channel).await {
             Ok(mut notifications) => {
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 loop {
                     tokio::select! {
                         () = token.cancelled() => return,
@@ -78,9 +79,8 @@ pub async fn listen(
         }
         tokio::select! {
             () = token.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(2));
     }
 }
 

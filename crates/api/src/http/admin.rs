@@ -8,17 +8,16 @@
 //! Redis from the record repairs.
 
 use axum::extract::State;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use rushline_domain::{CampaignId, CampaignStatus, CampaignView, Stock, timefmt};
-use rushline_queue::{CampaignState, CloseOutcome, StockOutcome, Warmed};
-use rushline_store::{StockAdded, StoredCampaign};
+use rushline_queue::{CloseOutcome, StockOutcome};
+use rushline_store::StockAdded;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
-use crate::http::campaigns::{not_found, view};
+use crate::http::campaign_view;
 use crate::http::extract::{Admin, ApiJson, ApiPath, ApiQuery};
 use crate::http::openapi;
 use crate::state::AppState;
@@ -28,9 +27,11 @@ const DEFAULT_PAGE: u32 = 20;
 /// Largest `?limit=`.
 const MAX_PAGE: u32 = 100;
 
-/// Admin routes (the list is mounted on `/v1/campaigns` by [`super::campaigns`]).
+/// Admin routes. `GET /v1/campaigns` shares its path with [`super::campaigns`]'s `POST`; the
+/// router merges the two methods.
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/v1/campaigns", get(list))
         .route("/v1/campaigns/{id}/close", post(close))
         .route("/v1/campaigns/{id}/stock", post(add_stock))
 }
@@ -112,31 +113,14 @@ pub(crate) async fn list(
         .into_iter()
         .zip(live)
         .map(|(stored, live)| match live {
-            Ok(Some(live)) => view(stored.spec.id, live, now),
-            _ => Ok(recorded_view(stored, now)),
+            Ok(Some(live)) => campaign_view::live(stored.spec.id, live, now),
+            _ => Ok(campaign_view::recorded(stored, now)),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let next = more
         .then(|| campaigns.last().map(|c| c.id.clone()))
         .flatten();
     Ok(Json(CampaignPage { campaigns, next }))
-}
-
-/// A campaign as PostgreSQL has it (counts lag Redis by the persistence lag), its `status` at
-/// `now` by Redis's clock.
-fn recorded_view(stored: StoredCampaign, now: DateTime<Utc>) -> CampaignView {
-    let stock = stored.spec.stock.get();
-    let remaining = stock.saturating_sub(stored.issued);
-    CampaignView {
-        status: CampaignStatus::at(now, stored.spec.opens_at, stored.spec.closes_at, remaining),
-        id: stored.spec.id,
-        name: stored.spec.name,
-        stock,
-        remaining,
-        issued: stored.issued,
-        opens_at: stored.spec.opens_at,
-        closes_at: stored.spec.closes_at,
-    }
 }
 
 /// `POST /v1/campaigns/{id}/close`: new requests are refused (409) from now on; requests already
@@ -163,7 +147,7 @@ async fn close(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    let id = CampaignId::parse(id).map_err(|_| not_found())?;
+    let id = CampaignId::parse(id).map_err(|_| ApiError::no_such_campaign())?;
     // Closed from Redis's now, the clock accept.lua compares with: every accept after this
     // answer sees a time at or past `closes_at` and refuses, whatever this host's clock says.
     let now = state.now().await?;
@@ -172,23 +156,24 @@ async fn close(
         .close_campaign(&id, now)
         .await
         .map_err(ApiError::unavailable)?
-        .ok_or_else(not_found)?;
-    for _ in 0..2 {
-        match state
-            .queue
-            .close_campaign(&id, opens_at, closes_at)
-            .await
-            .map_err(ApiError::unavailable)?
-        {
-            CloseOutcome::Closed { .. } => {
-                tracing::info!(campaign = %id, closes_at = %timefmt::rfc3339(&closes_at), "campaign closed");
-                return live_view(&state, id).await.map(Json);
+        .ok_or_else(ApiError::no_such_campaign)?;
+    // A cold campaign needs no close in Redis: the warm-up reads the record, which already holds
+    // it, and the second attempt finds it closed.
+    let (queue, campaign) = (&state.queue, &id);
+    state
+        .warmed(campaign, || async move {
+            match queue
+                .close_campaign(campaign, opens_at, closes_at)
+                .await
+                .map_err(ApiError::unavailable)?
+            {
+                CloseOutcome::Closed { .. } => Ok(Some(())),
+                CloseOutcome::NotWarm => Ok(None),
             }
-            // The rebuild reads the record, which already holds the close.
-            CloseOutcome::NotWarm => warm_or_404(&state, &id).await?,
-        }
-    }
-    Err(not_warm(&id))
+        })
+        .await?;
+    tracing::info!(campaign = %id, closes_at = %timefmt::rfc3339(&closes_at), "campaign closed");
+    campaign_view::read_live(&state, id).await.map(Json)
 }
 
 /// `POST /v1/campaigns/{id}/stock` body.
@@ -232,14 +217,14 @@ async fn add_stock(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AddStock>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    let id = CampaignId::parse(id).map_err(|_| not_found())?;
+    let id = CampaignId::parse(id).map_err(|_| ApiError::no_such_campaign())?;
     if !(1..=Stock::MAX).contains(&body.add) {
         return Err(ApiError::BadRequest(
             "add: must be an integer from 1 to 100000000".into(),
         ));
     }
     // Refuse early what the script would refuse, so the record is rarely touched in vain.
-    let current = live_view(&state, id.clone()).await?;
+    let current = campaign_view::read_live(&state, id.clone()).await?;
     refuse_unless_growable(current.status)?;
     let target = match state
         .store
@@ -248,7 +233,7 @@ async fn add_stock(
         .map_err(ApiError::unavailable)?
     {
         StockAdded::Added(stock) => stock,
-        StockAdded::NotFound => return Err(not_found()),
+        StockAdded::NotFound => return Err(ApiError::no_such_campaign()),
         StockAdded::Closed => return Err(not_growable(CampaignStatus::Closed)),
         StockAdded::OverCap(stock) => {
             return Err(ApiError::BadRequest(format!(
@@ -259,33 +244,40 @@ async fn add_stock(
     };
     // If Redis fails from here on, the record keeps the addition (never more than Redis may
     // issue): the next add-stock, stats read or rebuild carries it into Redis.
-    for _ in 0..2 {
-        let refused = match state
-            .queue
-            .raise_stock(&id, target)
-            .await
-            .map_err(ApiError::unavailable)?
-        {
-            StockOutcome::Raised { stock, remaining } => {
-                tracing::info!(campaign = %id, add = body.add, stock, remaining, "stock added");
-                return live_view(&state, id).await.map(Json);
-            }
-            StockOutcome::NotWarm => {
-                warm_or_404(&state, &id).await?;
-                continue;
-            }
-            StockOutcome::Closed => CampaignStatus::Closed,
-            StockOutcome::SoldOut => CampaignStatus::SoldOut,
-        };
-        // Sold out or closed meanwhile: Redis will never take this stock, so the record gives
-        // it back (both states are final for stock, so nothing can have used it).
-        if let Err(e) = state.store.withdraw_stock(&id, body.add).await {
-            tracing::error!(campaign = %id, add = body.add, error = %e,
-                "stock refused by Redis but still recorded in PostgreSQL");
+    // A cold campaign is rebuilt from the record, which already holds the addition; raising it
+    // *to* `target` again is then a no-op that still answers `Raised`.
+    let (queue, campaign) = (&state.queue, &id);
+    // Raised: `Ok((stock, remaining))`; refused: `Err(status)`, the campaign's state that refused.
+    let raised = state
+        .warmed(campaign, || async move {
+            Ok(
+                match queue
+                    .raise_stock(campaign, target)
+                    .await
+                    .map_err(ApiError::unavailable)?
+                {
+                    StockOutcome::Raised { stock, remaining } => Some(Ok((stock, remaining))),
+                    StockOutcome::Closed => Some(Err(CampaignStatus::Closed)),
+                    StockOutcome::SoldOut => Some(Err(CampaignStatus::SoldOut)),
+                    StockOutcome::NotWarm => None,
+                },
+            )
+        })
+        .await?;
+    let refused = match raised {
+        Ok((stock, remaining)) => {
+            tracing::info!(campaign = %id, add = body.add, stock, remaining, "stock added");
+            return campaign_view::read_live(&state, id).await.map(Json);
         }
-        return Err(not_growable(refused));
+        Err(status) => status,
+    };
+    // Sold out or closed meanwhile: Redis will never take this stock, so the record gives it
+    // back (both states are final for stock, so nothing can have used it).
+    if let Err(e) = state.store.withdraw_stock(&id, body.add).await {
+        tracing::error!(campaign = %id, add = body.add, error = %e,
+            "stock refused by Redis but still recorded in PostgreSQL");
     }
-    Err(not_warm(&id))
+    Err(not_growable(refused))
 }
 
 fn refuse_unless_growable(status: CampaignStatus) -> Result<(), ApiError> {
@@ -303,41 +295,4 @@ fn not_growable(status: CampaignStatus) -> ApiError {
             .into(),
         _ => "campaign is closed; stock can only be added to a scheduled or open campaign".into(),
     })
-}
-
-/// The campaign as Redis holds it now, warming it from the record if needed.
-async fn live_view(state: &AppState, id: CampaignId) -> Result<CampaignView, ApiError> {
-    let (live, now) = tokio::join!(campaign_state(state, &id), state.now());
-    let live = match live? {
-        Some(live) => live,
-        None => {
-            warm_or_404(state, &id).await?;
-            campaign_state(state, &id)
-                .await?
-                .ok_or_else(|| not_warm(&id))?
-        }
-    };
-    view(id, live, now?)
-}
-
-async fn campaign_state(
-    state: &AppState,
-    id: &CampaignId,
-) -> Result<Option<CampaignState>, ApiError> {
-    state
-        .queue
-        .campaign_state(id)
-        .await
-        .map_err(ApiError::unavailable)
-}
-
-pub(crate) async fn warm_or_404(state: &AppState, id: &CampaignId) -> Result<(), ApiError> {
-    match state.warm(id).await? {
-        Warmed::Ready => Ok(()),
-        Warmed::NotFound => Err(not_found()),
-    }
-}
-
-fn not_warm(id: &CampaignId) -> ApiError {
-    ApiError::unavailable(anyhow::anyhow!("campaign {id} not warm after warm-up"))
 }

@@ -1,26 +1,24 @@
-//! `POST /v1/campaigns` (admin) and `GET /v1/campaigns/{id}`; `GET /v1/campaigns` (admin) is
-//! mounted here and lives in [`super::admin`].
+//! `POST /v1/campaigns` (admin) and `GET /v1/campaigns/{id}`. The admin list on the same path
+//! is [`super::admin`]'s; both shape campaigns through [`super::campaign_view`].
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use rushline_domain::{CampaignId, CampaignStatus, CampaignView, NewCampaign, Stock};
-use rushline_queue::{CampaignState, Warmed};
+use rushline_domain::{CampaignId, CampaignView, NewCampaign};
 use rushline_store::StoreError;
 use uuid::Uuid;
 
 use crate::http::extract::{Admin, ApiJson, ApiPath};
 use crate::http::openapi;
-use crate::http::{ApiError, admin};
+use crate::http::{ApiError, campaign_view};
 use crate::state::AppState;
 
 /// Campaign routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/campaigns", post(create).get(admin::list))
+        .route("/v1/campaigns", post(create))
         .route("/v1/campaigns/{id}", get(show))
 }
 
@@ -68,16 +66,7 @@ async fn create(
         tracing::warn!(campaign = %spec.id, error = %e, "campaign created; warming Redis deferred");
     }
     tracing::info!(campaign = %spec.id, stock = spec.stock.get(), "campaign created");
-    let view = CampaignView {
-        status: CampaignStatus::at(now, spec.opens_at, spec.closes_at, spec.stock.get()),
-        id: stored.spec.id.clone(),
-        name: stored.spec.name.clone(),
-        stock: stored.spec.stock.get(),
-        remaining: stored.spec.stock.get(),
-        issued: 0,
-        opens_at: stored.spec.opens_at,
-        closes_at: stored.spec.closes_at,
-    };
+    let view = campaign_view::recorded(stored, now);
     let location = format!("/v1/campaigns/{}", view.id);
     Ok((
         StatusCode::CREATED,
@@ -111,56 +100,6 @@ async fn show(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    let id = CampaignId::parse(id).map_err(|_| not_found())?;
-    // Both reads at once: one round trip's wait, not two.
-    let (campaign, now) = tokio::join!(state.queue.campaign_state(&id), state.now());
-    let campaign = match campaign.map_err(ApiError::unavailable)? {
-        Some(campaign) => campaign,
-        None => {
-            if state.warm(&id).await? == Warmed::NotFound {
-                return Err(not_found());
-            }
-            state
-                .queue
-                .campaign_state(&id)
-                .await
-                .map_err(ApiError::unavailable)?
-                .ok_or_else(|| {
-                    ApiError::unavailable(anyhow::anyhow!("campaign {id} not warm after warm-up"))
-                })?
-        }
-    };
-    Ok(Json(view(id, campaign, now?)?))
-}
-
-/// The view of a campaign as Redis holds it, its `status` at `now` (Redis's clock, so it agrees
-/// with what accept decides at that instant).
-pub(crate) fn view(
-    id: CampaignId,
-    campaign: CampaignState,
-    now: DateTime<Utc>,
-) -> Result<CampaignView, ApiError> {
-    let name = rushline_domain::CampaignName::from_record(campaign.name)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("campaign {id} name in Redis: {e}")))?;
-    Stock::new(campaign.stock)
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("campaign {id} stock in Redis: {e}")))?;
-    Ok(CampaignView {
-        status: CampaignStatus::at(
-            now,
-            campaign.opens_at,
-            campaign.closes_at,
-            campaign.remaining,
-        ),
-        id,
-        name,
-        stock: campaign.stock,
-        remaining: campaign.remaining,
-        issued: campaign.issued,
-        opens_at: campaign.opens_at,
-        closes_at: campaign.closes_at,
-    })
-}
-
-pub(crate) fn not_found() -> ApiError {
-    ApiError::NotFound("no such campaign".into())
+    let id = CampaignId::parse(id).map_err(|_| ApiError::no_such_campaign())?;
+    campaign_view::read_live(&state, id).await.map(Json)
 }

@@ -4,19 +4,28 @@
 //! - [`campaigns`]: campaign creation and reads.
 //! - [`admin`]: operator endpoints — campaign list, close now, add stock.
 //! - [`stats`]: a campaign's pipeline for operators (admin).
+//! - [`campaign_view`]: a campaign as shown, from Redis's live state or from the record.
 //! - [`ops`]: health, readiness, metrics.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' attributes.
 //! - [`extract`]: extractors that reject as problem+json, and the admin guard.
-//! - [`request_id`]: the `X-Request-Id` on every request's span and response.
+//! - [`correlation`]: the correlation id (`X-Request-Id`) on every request's span and response;
+//!   not the domain's `RequestId`.
 //! - [`problem`]: [`ApiError`], rendered as RFC 9457 problem details.
+//!
+//! Dependencies point one way: route modules use the shared modules ([`campaign_view`],
+//! [`extract`], [`problem`]) and [`crate::state::AppState`] (whose `warmed` is the one
+//! "this campaign, warmed" step); no route module imports another. [`openapi`] gathers the
+//! route modules' documented paths; the schemas they still name from it move to the domain types
+//! with issue 11 §2, after which nothing imports back from it.
 
 pub mod admin;
+pub mod campaign_view;
 pub mod campaigns;
+pub mod correlation;
 pub mod extract;
 pub mod openapi;
 pub mod ops;
 pub mod problem;
-pub mod request_id;
 pub mod requests;
 pub mod stats;
 
@@ -43,8 +52,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// The whole router, state applied.
 ///
 /// Layers run outermost (last added) first: an unusable `X-Request-Id` is dropped, the id layer
-/// sets one, the trace span records it, and it is copied onto the response — every response,
-/// problem+json and panics included.
+/// sets one, the trace span records it (as `correlation_id`), and it is copied onto the
+/// response — every response, problem+json and panics included.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(requests::router())
@@ -58,22 +67,22 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(record_latency))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(PropagateRequestIdLayer::new(request_id::X_REQUEST_ID))
+        .layer(PropagateRequestIdLayer::new(correlation::X_REQUEST_ID))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                 tracing::info_span!(
                     "http",
-                    request_id = %request_id::of(req),
+                    correlation_id = %correlation::of(req),
                     method = %req.method(),
                     path = %req.uri().path(),
                 )
             }),
         )
         .layer(SetRequestIdLayer::new(
-            request_id::X_REQUEST_ID,
-            request_id::MakeRandomUuid,
+            correlation::X_REQUEST_ID,
+            correlation::MakeRandomUuid,
         ))
-        .layer(middleware::map_request(request_id::drop_unusable))
+        .layer(middleware::map_request(correlation::drop_unusable))
         .with_state(state)
 }
 

@@ -120,6 +120,12 @@ impl ApiError {
     pub fn unavailable(e: impl Into<anyhow::Error>) -> Self {
         Self::Unavailable(e.into())
     }
+
+    /// The 404 for a campaign id that is malformed or that the record does not hold (the two are
+    /// answered alike: a malformed id names no campaign).
+    pub fn no_such_campaign() -> Self {
+        Self::NotFound("no such campaign".into())
+    }
 }
 
 impl From<ValidationError> for ApiError {

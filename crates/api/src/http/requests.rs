@@ -10,13 +10,12 @@ use axum::{Json, Router};
 use rushline_domain::{
     AcceptedView, CampaignId, IdempotencyKey, IssueRequest, RequestId, RequestStatus, RequestView,
 };
-use rushline_queue::{AcceptItem, AcceptOutcome, QueueError, Warmed};
+use rushline_queue::{AcceptItem, AcceptOutcome, QueueError};
 use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::accept::AcceptError;
 use crate::http::ApiError;
-use crate::http::campaigns::not_found;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, single_header};
 use crate::http::openapi;
 use crate::state::AppState;
@@ -63,7 +62,7 @@ async fn issue(
 ) -> Result<Response, ApiError> {
     let campaign = CampaignId::parse(campaign).map_err(|_| {
         refused("unknown_campaign");
-        not_found()
+        ApiError::no_such_campaign()
     })?;
     let idempotency_key = single_header(&headers, "idempotency-key")?
         .map(IdempotencyKey::parse)
@@ -73,18 +72,14 @@ async fn issue(
         user_id: body.user_id,
         idempotency_key,
     };
-    let mut outcome = accept(&state, &campaign, &item).await?;
-    if outcome == AcceptOutcome::Unknown {
-        let warmed = state
-            .warm(&campaign)
-            .await
-            .inspect_err(|_| refused("unavailable"))?;
-        if warmed == Warmed::NotFound {
-            refused("unknown_campaign");
-            return Err(not_found());
-        }
-        outcome = accept(&state, &campaign, &item).await?;
-    }
+    let (state_ref, campaign_ref, item_ref) = (&state, &campaign, &item);
+    let outcome = state
+        .warmed(&campaign, || async move {
+            let outcome = accept(state_ref, campaign_ref, item_ref).await?;
+            Ok((outcome != AcceptOutcome::Unknown).then_some(outcome))
+        })
+        .await
+        .inspect_err(|e| refused(refusal_reason(e)))?;
     count(&outcome);
     match outcome {
         AcceptOutcome::Queued => Ok(queued(item.request_id, campaign)),
@@ -114,7 +109,7 @@ async fn issue(
             "Idempotency-Key was already used with a different user_id".into(),
         )),
         AcceptOutcome::Unknown => Err(ApiError::unavailable(anyhow::anyhow!(
-            "campaign {campaign} not warm after warm-up"
+            "campaign {campaign} answered unknown by a warm accept"
         ))),
         AcceptOutcome::Scheduled => Err(ApiError::Conflict("campaign is not open yet".into())),
         AcceptOutcome::Closed => Err(ApiError::Conflict("campaign is closed".into())),
@@ -137,11 +132,9 @@ async fn accept(
         .await
         .map_err(|e| match e {
             AcceptError::Backlog => {
-                refused("backlog");
                 ApiError::Overloaded("too many requests in flight; retry shortly".into())
             }
             other => {
-                refused("unavailable");
                 if script_may_have_run(&other) {
                     ApiError::MaybeQueued {
                         request_id: item.request_id,
@@ -180,6 +173,16 @@ fn count(outcome: &AcceptOutcome) {
         AcceptOutcome::Queued => metrics::counter!(telemetry::ACCEPTED).increment(1),
         AcceptOutcome::Replay { .. } => {}
         _ => refused(label),
+    }
+}
+
+/// Why a request that failed before it had an outcome was not queued: the acceptor's backlog was
+/// full, the campaign does not exist (its warm-up found no record), or a backing service failed.
+fn refusal_reason(error: &ApiError) -> &'static str {
+    match error {
+        ApiError::Overloaded(_) => "backlog",
+        ApiError::NotFound(_) => "unknown_campaign",
+        _ => "unavailable",
     }
 }
 

@@ -13,8 +13,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
-use crate::http::admin::warm_or_404;
-use crate::http::campaigns::not_found;
 use crate::http::extract::{Admin, ApiPath};
 use crate::http::openapi;
 use crate::state::AppState;
@@ -97,20 +95,16 @@ async fn stats(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CampaignStats>, ApiError> {
-    let id = CampaignId::parse(id).map_err(|_| not_found())?;
+    let id = CampaignId::parse(id).map_err(|_| ApiError::no_such_campaign())?;
     let stored = state
         .store
         .campaign(&id)
         .await
         .map_err(ApiError::unavailable)?
-        .ok_or_else(not_found)?;
-    let mut pipeline = pipeline(&state, &id).await?;
-    if !pipeline.warm {
-        warm_or_404(&state, &id).await?;
-        pipeline = self::pipeline(&state, &id).await?;
-    }
+        .ok_or_else(ApiError::no_such_campaign)?;
+    let mut pipeline = state.warmed(&id, || warm_pipeline(&state, &id)).await?;
     let recorded_stock = stored.spec.stock.get();
-    if pipeline.warm && pipeline.stock < recorded_stock {
+    if pipeline.stock < recorded_stock {
         let repaired = state.queue.raise_stock(&id, recorded_stock).await;
         tracing::warn!(campaign = %id, redis = pipeline.stock, record = recorded_stock,
             outcome = ?repaired, "Redis stock behind the record; raised");
@@ -167,6 +161,15 @@ async fn stats(
         },
         at: now,
     }))
+}
+
+/// The pipeline, `None` while Redis does not hold the campaign.
+async fn warm_pipeline(
+    state: &AppState,
+    id: &CampaignId,
+) -> Result<Option<PipelineStats>, ApiError> {
+    let pipeline = pipeline(state, id).await?;
+    Ok(pipeline.warm.then_some(pipeline))
 }
 
 async fn pipeline(state: &AppState, id: &CampaignId) -> Result<PipelineStats, ApiError> {

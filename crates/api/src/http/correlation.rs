@@ -1,4 +1,9 @@
-//! `X-Request-Id`: one id per HTTP request, on its tracing span and echoed in the response.
+//! The correlation id: one id per HTTP exchange, carried in the `X-Request-Id` header, on its
+//! tracing span (field `correlation_id`) and echoed in the response.
+//!
+//! Named for what it does rather than for its header: it correlates log lines across hops, and
+//! it is not the domain's `rushline_domain::RequestId` (the id of a coupon request, returned in
+//! bodies as `request_id`), which a client's `X-Request-Id` has nothing to do with.
 //!
 //! A caller's (or a load balancer's) id is kept when it is 1–128 printable ASCII characters, so
 //! one id follows a request through every hop's logs; anything else is replaced by a fresh UUID
@@ -10,7 +15,8 @@
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use tower_http::request_id::{MakeRequestId, RequestId};
+// tower-http's `RequestId` is the header value it propagates, under a name that says so here.
+use tower_http::request_id::{MakeRequestId, RequestId as HeaderId};
 
 /// The header, lower-case as HTTP/2 sends it.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -48,16 +54,16 @@ pub async fn drop_unusable(mut request: Request) -> Request {
 pub struct MakeRandomUuid;
 
 impl MakeRequestId for MakeRandomUuid {
-    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
+    fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<HeaderId> {
         let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
         let mut text = uuid::Uuid::encode_buffer();
         let value = HeaderValue::from_str(uuid.hyphenated().encode_lower(&mut text)).ok()?;
-        Some(RequestId::new(value))
+        Some(HeaderId::new(value))
     }
 }
 
-/// The request's id as set by the id layer (empty before it ran, which the router's order rules
-/// out).
+/// The exchange's correlation id as set by the id layer (empty before it ran, which the router's
+/// order rules out).
 pub fn of<B>(request: &axum::http::Request<B>) -> &str {
     request
         .headers()
