@@ -46,6 +46,8 @@ pub const DECIDE_PAUSED: &str = "rushline_decide_paused_total";
 pub const DEAD_LETTERS: &str = "rushline_dead_letters_total";
 /// Dead letters waiting, over all campaigns.
 pub const DEAD_LETTER_ENTRIES: &str = "rushline_dead_letter_entries";
+/// Superseded decisions handed back after a rebuild, by `action`.
+pub use crate::persist::SUPERSEDED;
 
 /// Batch-size buckets: decide batches hold up to `RUSHLINE_DECIDE_BATCH` (default 256) requests,
 /// persist batches up to `RUSHLINE_PERSIST_ENTRIES` of those. Buckets (not summaries) so sizes can
@@ -87,6 +89,9 @@ pub fn install() -> Option<PrometheusHandle> {
     for reason in rushline_queue::DeadLetterReason::ALL {
         metrics::counter!(DEAD_LETTERS, "reason" => reason.as_str()).increment(0);
     }
+    for action in ["requeued", "skipped"] {
+        metrics::counter!(SUPERSEDED, "action" => action).increment(0);
+    }
     metrics::gauge!(DEAD_LETTER_ENTRIES).set(0.0);
     Some(handle)
 }
@@ -112,6 +117,10 @@ fn describe() {
     describe_counter!(
         DEAD_LETTERS,
         "Decision-log entries set aside because they can never be persisted, by reason."
+    );
+    describe_counter!(
+        SUPERSEDED,
+        "Decisions refused as superseded by a rebuild (Redis lost data), by what became of them."
     );
     describe_counter!(
         DECIDE_PAUSED,
