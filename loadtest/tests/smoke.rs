@@ -4,45 +4,23 @@
 
 use std::time::Duration;
 
-use rushline_api::{Application, Config};
 use rushline_loadtest::api::Api;
 use rushline_loadtest::scenarios::{self, Context, DropArgs};
 use rushline_queue::Queue;
-use rushline_testkit::TestEnv;
+use rushline_testkit::app::spawn_app;
 use sqlx::postgres::PgPoolOptions;
-use tokio_util::sync::CancellationToken;
 
 const ADMIN_TOKEN: &str = "loadtest-admin-token";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_holds_every_guarantee() {
-    let env = TestEnv::new().await.expect("test environment");
-    let config = Config::from_lookup(env.settings(&[
-        ("RUSHLINE_HTTP_ADDR", "127.0.0.1:0"),
-        ("RUSHLINE_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("RUSHLINE_DB_MAX_CONNECTIONS", "4"),
-    ]))
-    .expect("config");
-    let shutdown = CancellationToken::new();
-    let app = Application::build(config, shutdown.clone())
+    let app = spawn_app(ADMIN_TOKEN, 3)
         .await
-        .expect("build app");
-    let address = format!("http://{}", app.local_addr().expect("local addr"));
-    let server = tokio::spawn(app.run_until_stopped());
-
-    let worker_shutdown = CancellationToken::new();
-    let mut workers = Vec::new();
-    for _ in 0..3 {
-        let config =
-            rushline_worker::Config::from_lookup(env.settings(&[("RUSHLINE_SWEEP_MS", "200")]))
-                .expect("worker config");
-        let queue = Queue::new(env.queue_config()).expect("worker queue");
-        let worker = rushline_worker::Worker::new(config, queue, env.store.clone());
-        workers.push(tokio::spawn(worker.run(worker_shutdown.clone())));
-    }
+        .expect("start the API and three workers");
+    let env = &app.env;
 
     let ctx = Context {
-        api: Api::new(&address, Some(ADMIN_TOKEN.into()), 64).expect("client"),
+        api: Api::new(&app.url, Some(ADMIN_TOKEN.into()), 64).expect("client"),
         pool: PgPoolOptions::new()
             .max_connections(2)
             .connect(&env.database_url)
@@ -90,11 +68,5 @@ async fn smoke_holds_every_guarantee() {
     assert!(verdict.rows >= verdict.request_ids);
 
     ctx.pool.close().await;
-    worker_shutdown.cancel();
-    for worker in workers {
-        worker.await.expect("worker task");
-    }
-    shutdown.cancel();
-    server.await.expect("server task").expect("server result");
-    env.cleanup().await.expect("cleanup");
+    app.stop().await.expect("stop the API and the workers");
 }

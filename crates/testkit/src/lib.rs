@@ -7,16 +7,23 @@
 //! `redis-server` of the test process's own ([`process_redis`]), so nothing a test does depends
 //! on what else the machine's Redis holds; `RUSHLINE_TEST_REDIS_URL` names another Redis instead.
 //! [`audit`] checks guarantees 1–3 and 6 against the record. [`servers`] starts private Redis
-//! and PostgreSQL processes for tests that crash, stop or wipe them.
+//! and PostgreSQL processes for tests that crash, stop or wipe them. With the `app` feature,
+//! [`app::spawn_app`] runs the API and workers in-process on such an environment.
+//! [`eventually`] waits for a condition no event announces.
 
+#[cfg(feature = "app")]
+pub mod app;
 pub mod process_redis;
 pub mod servers;
+mod wait;
+
+pub use wait::eventually;
 
 use std::time::Duration;
 
 use anyhow::Context;
-use rushline_domain::{CampaignId, CampaignName, CampaignSpec, Stock};
-use rushline_queue::{Queue, QueueConfig};
+use rushline_domain::{CampaignId, CampaignName, CampaignSpec, RequestId, Stock, UserId};
+use rushline_queue::{AcceptItem, AcceptOutcome, Queue, QueueConfig};
 use rushline_store::Store;
 use sqlx::{Connection, Executor, PgConnection};
 use uuid::Uuid;
@@ -142,6 +149,20 @@ impl TestEnv {
         command
     }
 
+    /// [`TestEnv::command`] for tests on tokio: the child is killed if the test drops it (a
+    /// failed assertion must not leave a program running against a dropped database).
+    pub fn tokio_command(&self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+        let mut command = tokio::process::Command::from(self.command(program));
+        command.kill_on_drop(true);
+        command
+    }
+
+    /// A connection to the test's Redis, for commands a test sends by hand.
+    pub async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        let client = redis::Client::open(self.redis_url.as_str())?;
+        Ok(client.get_multiplexed_async_connection().await?)
+    }
+
     /// Records an open campaign `id` with `stock` in PostgreSQL (Redis is warmed on first use).
     pub async fn create_open_campaign(&self, id: &CampaignId, stock: u64) -> anyhow::Result<()> {
         let spec = CampaignSpec {
@@ -188,8 +209,7 @@ impl TestEnv {
         if keys.is_empty() {
             return Ok(0);
         }
-        let client = redis::Client::open(self.redis_url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut conn = self.redis().await?;
         Ok(redis::cmd("DEL")
             .arg(&keys)
             .query_async::<u64>(&mut conn)
@@ -255,8 +275,7 @@ impl TestEnv {
         if keys.is_empty() {
             return Ok(());
         }
-        let client = redis::Client::open(self.redis_url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
+        let mut conn = self.redis().await?;
         for chunk in keys.chunks(1000) {
             redis::cmd("UNLINK")
                 .arg(chunk)
@@ -265,6 +284,39 @@ impl TestEnv {
         }
         Ok(())
     }
+}
+
+/// How many requests [`queue_requests`] hands the accept script at once.
+const ACCEPT_GROUP: usize = 256;
+
+/// Queues one request per entry of `users` for `campaign` through the accept script the API's
+/// hot path uses (no idempotency key), and returns their ids in the same order.
+///
+/// A user named twice gets two requests. Fails unless every request was queued: the tests that
+/// call it want a backlog, not accept's refusals.
+pub async fn queue_requests(
+    queue: &Queue,
+    campaign: &CampaignId,
+    users: impl IntoIterator<Item = String>,
+) -> anyhow::Result<Vec<RequestId>> {
+    let items = users
+        .into_iter()
+        .map(|user| {
+            Ok(AcceptItem {
+                request_id: RequestId::new_for(campaign),
+                user_id: UserId::parse(user)?,
+                idempotency_key: None,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for group in items.chunks(ACCEPT_GROUP) {
+        let outcomes = queue.accept(campaign, group).await?;
+        anyhow::ensure!(
+            outcomes.iter().all(|o| *o == AcceptOutcome::Queued),
+            "not every request was queued: {outcomes:?}"
+        );
+    }
+    Ok(items.iter().map(|i| i.request_id).collect())
 }
 
 /// What the record says about one campaign.
