@@ -111,14 +111,18 @@ enum Scenario {
     Smoke(DropFlags),
     /// Accept rate vs the bare-axum ceiling (C=64, workers paused and running), p99 at half rate.
     Accept(AcceptFlags),
-    /// S1 concert presale: stock 10,000; 200,000 requests from 180,000 users; C=256.
-    S1(DropFlags),
-    /// S2 sold-out storm: stock 1,000; 500,000 requests.
-    S2(DropFlags),
-    /// S3 worker scaling: 1, 2, 4 workers over a pre-filled queue of 200,000.
-    S3(ScalingFlags),
-    /// S4 many campaigns: 100 campaigns × 2,000 requests.
-    S4(DropFlags),
+    /// Concert presale (alias s1): stock 10,000; 200,000 requests from 180,000 users; C=256.
+    #[command(alias = "s1")]
+    Presale(DropFlags),
+    /// Sold-out storm (alias s2): stock 1,000; 500,000 requests.
+    #[command(alias = "s2")]
+    SoldOutStorm(DropFlags),
+    /// Worker scaling (alias s3): 1, 2, 4 workers over a pre-filled queue of 200,000.
+    #[command(alias = "s3")]
+    WorkerScaling(ScalingFlags),
+    /// Many campaigns (alias s4): 100 campaigns × 2,000 requests.
+    #[command(alias = "s4")]
+    ManyCampaigns(DropFlags),
     /// Serves the ceiling in this process until standard input closes (the accept scenario
     /// starts it as a child to measure a ceiling in a process of its own).
     #[command(hide = true)]
@@ -127,7 +131,8 @@ enum Scenario {
         #[arg(long)]
         body_len: usize,
     },
-    /// accept, S1, S2, S3, S4 in turn, every count multiplied by --scale.
+    /// accept, presale, sold-out-storm, worker-scaling, many-campaigns in turn, every count
+    /// multiplied by --scale.
     All {
         /// Multiplies every request count (and stock) of every scenario.
         #[arg(long, default_value_t = 1.0)]
@@ -277,22 +282,32 @@ async fn main() -> anyhow::Result<()> {
             .scaled(f.scale);
             reports.push(scenarios::accept(&mut ctx, &args).await?);
         }
-        Scenario::S1(f) => reports.push(scenarios::s1(&ctx, &f.apply(DropArgs::s1())).await?),
-        Scenario::S2(f) => reports.push(scenarios::s2(&ctx, &f.apply(DropArgs::s2())).await?),
-        Scenario::S3(f) => {
+        Scenario::Presale(f) => {
+            reports.push(scenarios::presale(&ctx, &f.apply(DropArgs::presale())).await?)
+        }
+        Scenario::SoldOutStorm(f) => reports
+            .push(scenarios::sold_out_storm(&ctx, &f.apply(DropArgs::sold_out_storm())).await?),
+        Scenario::WorkerScaling(f) => {
             let args = ScalingArgs {
                 requests: ((f.requests as f64 * f.scale) as usize).max(100),
                 workers: f.worker_counts.clone(),
                 concurrency: f.concurrency,
             };
-            reports.push(scenarios::s3(&mut ctx, &args).await?);
+            reports.push(scenarios::worker_scaling(&mut ctx, &args).await?);
         }
-        Scenario::S4(f) => reports.push(scenarios::s4(&ctx, &f.apply(DropArgs::s4())).await?),
+        Scenario::ManyCampaigns(f) => reports
+            .push(scenarios::many_campaigns(&ctx, &f.apply(DropArgs::many_campaigns())).await?),
         // Served before anything was set up.
         Scenario::CeilingServer { .. } => {}
         Scenario::All { scale } => {
             let scale = *scale;
-            let steps: [&str; 5] = ["accept", "s1", "s2", "s3", "s4"];
+            let steps: [&str; 5] = [
+                "accept",
+                "presale",
+                "sold-out-storm",
+                "worker-scaling",
+                "many-campaigns",
+            ];
             for step in steps {
                 eprintln!("== {step} (scale {scale})");
                 let load_before = scenarios::load_average();
@@ -300,17 +315,25 @@ async fn main() -> anyhow::Result<()> {
                     "accept" => {
                         scenarios::accept(&mut ctx, &AcceptArgs::default().scaled(scale)).await?
                     }
-                    "s1" => scenarios::s1(&ctx, &DropArgs::s1().scaled(scale)).await?,
-                    "s2" => scenarios::s2(&ctx, &DropArgs::s2().scaled(scale)).await?,
-                    "s3" => {
+                    "presale" => {
+                        scenarios::presale(&ctx, &DropArgs::presale().scaled(scale)).await?
+                    }
+                    "sold-out-storm" => {
+                        let args = DropArgs::sold_out_storm().scaled(scale);
+                        scenarios::sold_out_storm(&ctx, &args).await?
+                    }
+                    "worker-scaling" => {
                         let defaults = ScalingArgs::default();
                         let args = ScalingArgs {
                             requests: ((defaults.requests as f64 * scale) as usize).max(100),
                             ..defaults
                         };
-                        scenarios::s3(&mut ctx, &args).await?
+                        scenarios::worker_scaling(&mut ctx, &args).await?
                     }
-                    _ => scenarios::s4(&ctx, &DropArgs::s4().scaled(scale)).await?,
+                    _ => {
+                        let args = DropArgs::many_campaigns().scaled(scale);
+                        scenarios::many_campaigns(&ctx, &args).await?
+                    }
                 };
                 for (name, value) in [
                     ("loadavg_before", load_before),
@@ -388,4 +411,37 @@ async fn idle_cpu(api_pid: u32, ctx: &Context, report: &mut ScenarioReport) {
     report
         .figures
         .insert("idle_cpu_pct_workers".into(), workers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(args: &[&str]) -> Scenario {
+        let mut argv = vec!["rushline-loadtest"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("parses").scenario
+    }
+
+    #[test]
+    fn scenarios_answer_to_their_names_and_to_issue_4s_numbers() {
+        for (name, old) in [
+            ("presale", "s1"),
+            ("sold-out-storm", "s2"),
+            ("worker-scaling", "s3"),
+            ("many-campaigns", "s4"),
+        ] {
+            let (new, aliased) = (scenario(&[name]), scenario(&[old]));
+            assert_eq!(
+                std::mem::discriminant(&new),
+                std::mem::discriminant(&aliased),
+                "{old} runs {name}"
+            );
+        }
+        assert!(matches!(
+            scenario(&["s3", "--scale", "0.5"]),
+            Scenario::WorkerScaling(ScalingFlags { scale, .. }) if scale == 0.5
+        ));
+        assert!(matches!(scenario(&["presale"]), Scenario::Presale(_)));
+    }
 }

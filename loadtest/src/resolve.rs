@@ -45,7 +45,7 @@ pub struct ResolveSummary {
     pub last_final_seen_s: f64,
     /// Seconds it took to post everything (blast duration).
     pub post_seconds: f64,
-    /// `last_decided_s / post_seconds`: the S1 target is ≤ 1.5.
+    /// `last_decided_s / post_seconds`: the presale (S1) target is ≤ 1.5.
     pub final_over_post: Option<f64>,
 }
 

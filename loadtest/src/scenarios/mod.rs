@@ -29,8 +29,8 @@ use crate::verify::{Verdict, verify};
 use crate::workers::WorkerPool;
 
 pub use accept::{AcceptArgs, accept};
-pub use drops::{DropArgs, s1, s2, s4, smoke};
-pub use scaling::{ScalingArgs, s3};
+pub use drops::{DropArgs, many_campaigns, presale, smoke, sold_out_storm};
+pub use scaling::{ScalingArgs, worker_scaling};
 
 /// Everything a scenario needs to reach the stack.
 pub struct Context {
@@ -63,7 +63,7 @@ pub struct Context {
     /// Time between monitor samples (stretched for many campaigns, so watching stays cheap).
     pub sample_every: Duration,
     /// The stack's `RUSHLINE_STATUS_TTL_SECS`, when known and short enough (≤ 120 s) to wait
-    /// for: S2 then checks Redis memory again once refused requests' records expired.
+    /// for: the sold-out storm then checks Redis memory again once refused requests' records expired.
     pub status_ttl: Option<Duration>,
 }
 
@@ -98,7 +98,7 @@ impl Context {
 /// One scenario's outcome: what the JSON report holds per scenario.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScenarioReport {
-    /// Scenario name (`smoke`, `accept`, `s1` …).
+    /// Scenario name (`smoke`, `accept`, `presale` …).
     pub name: String,
     /// What it models.
     pub description: String,
