@@ -13,7 +13,7 @@ use rushline_loadtest::api::Api;
 use rushline_loadtest::monitor::cpu_seconds;
 use rushline_loadtest::report;
 use rushline_loadtest::scenarios::{
-    self, AcceptArgs, Context, DropArgs, ScalingArgs, ScenarioReport,
+    self, AcceptArgs, Context, DropArgs, ScalingArgs, ScenarioReport, TwoDropsArgs,
 };
 use rushline_loadtest::workers::WorkerPool;
 use rushline_queue::{Queue, QueueConfig};
@@ -123,6 +123,9 @@ enum Scenario {
     /// Many campaigns (alias s4): 100 campaigns × 2,000 requests.
     #[command(alias = "s4")]
     ManyCampaigns(DropFlags),
+    /// Two drops at once: a spike on campaign A while campaign B gets a steady stream; B's and
+    /// A's time to final.
+    TwoDrops(TwoDropsFlags),
     /// Serves the ceiling in this process until standard input closes (the accept scenario
     /// starts it as a child to measure a ceiling in a process of its own).
     #[command(hide = true)]
@@ -131,8 +134,8 @@ enum Scenario {
         #[arg(long)]
         body_len: usize,
     },
-    /// accept, presale, sold-out-storm, worker-scaling, many-campaigns in turn, every count
-    /// multiplied by --scale.
+    /// accept, presale, sold-out-storm, worker-scaling, many-campaigns, two-drops in turn, every
+    /// count multiplied by --scale.
     All {
         /// Multiplies every request count (and stock) of every scenario.
         #[arg(long, default_value_t = 1.0)]
@@ -177,6 +180,45 @@ impl DropFlags {
             concurrency: self.concurrency.unwrap_or(base.concurrency),
             racing_share: self.racing_share.unwrap_or(base.racing_share),
         }
+    }
+}
+
+/// Overrides of the two-drops defaults.
+#[derive(Debug, Args)]
+struct TwoDropsFlags {
+    /// Requests on campaign A (the spike, closed loop).
+    #[arg(long, default_value_t = TwoDropsArgs::default().spike_requests)]
+    requests: usize,
+    /// Client tasks on A.
+    #[arg(long, short = 'c', default_value_t = TwoDropsArgs::default().spike_concurrency)]
+    concurrency: usize,
+    /// Requests per second on campaign B (the steady stream, open loop).
+    #[arg(long, default_value_t = TwoDropsArgs::default().steady_rate)]
+    steady_rate: f64,
+    /// Seconds B's stream lasts.
+    #[arg(long, default_value_t = TwoDropsArgs::default().steady_seconds)]
+    steady_seconds: f64,
+    /// Multiplies A's requests, users and stock (B's duration by its square root) after the
+    /// flags above.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+}
+
+impl TwoDropsFlags {
+    fn args(&self) -> TwoDropsArgs {
+        let defaults = TwoDropsArgs::default();
+        // Keep A's mix (users per request) and stock share when --requests changes its size.
+        let resize = self.requests as f64 / defaults.spike_requests as f64;
+        TwoDropsArgs {
+            spike_requests: self.requests,
+            spike_users: (defaults.spike_users as f64 * resize).round() as usize,
+            spike_stock: (defaults.spike_stock as f64 * resize).round().max(1.0) as i64,
+            spike_concurrency: self.concurrency,
+            steady_rate: self.steady_rate,
+            steady_seconds: self.steady_seconds,
+            ..defaults
+        }
+        .scaled(self.scale)
     }
 }
 
@@ -297,16 +339,18 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::ManyCampaigns(f) => reports
             .push(scenarios::many_campaigns(&ctx, &f.apply(DropArgs::many_campaigns())).await?),
+        Scenario::TwoDrops(f) => reports.push(scenarios::two_drops(&ctx, &f.args()).await?),
         // Served before anything was set up.
         Scenario::CeilingServer { .. } => {}
         Scenario::All { scale } => {
             let scale = *scale;
-            let steps: [&str; 5] = [
+            let steps: [&str; 6] = [
                 "accept",
                 "presale",
                 "sold-out-storm",
                 "worker-scaling",
                 "many-campaigns",
+                "two-drops",
             ];
             for step in steps {
                 eprintln!("== {step} (scale {scale})");
@@ -330,9 +374,13 @@ async fn main() -> anyhow::Result<()> {
                         };
                         scenarios::worker_scaling(&mut ctx, &args).await?
                     }
-                    _ => {
+                    "many-campaigns" => {
                         let args = DropArgs::many_campaigns().scaled(scale);
                         scenarios::many_campaigns(&ctx, &args).await?
+                    }
+                    _ => {
+                        let args = TwoDropsArgs::default().scaled(scale);
+                        scenarios::two_drops(&ctx, &args).await?
                     }
                 };
                 for (name, value) in [

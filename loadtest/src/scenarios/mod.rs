@@ -8,6 +8,7 @@
 pub mod accept;
 pub mod drops;
 pub mod scaling;
+pub mod two_drops;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use crate::workers::WorkerPool;
 pub use accept::{AcceptArgs, accept};
 pub use drops::{DropArgs, many_campaigns, presale, smoke, sold_out_storm};
 pub use scaling::{ScalingArgs, worker_scaling};
+pub use two_drops::{TwoDropsArgs, two_drops};
 
 /// Everything a scenario needs to reach the stack.
 pub struct Context {
@@ -311,6 +313,10 @@ pub async fn finish(
     report.figure("p99_ms", summary.latency.p99_ms);
     if let Some(ratio) = resolved.summary.final_over_post {
         report.figure("final_over_post", ratio);
+    }
+    if resolved.summary.time_to_final.count > 0 {
+        report.figure("final_p50_ms", resolved.summary.time_to_final.p50_ms);
+        report.figure("final_p99_ms", resolved.summary.time_to_final.p99_ms);
     }
     if let Some(rss) = samples.iter().filter_map(|s| s.api_rss_kib).max() {
         report.figure("api_rss_max_mib", rss as f64 / 1024.0);
