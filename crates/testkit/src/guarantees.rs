@@ -18,6 +18,7 @@
 //! detail are exact).
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -160,48 +161,33 @@ impl Record {
 
     /// Guarantee 2: one violation per (campaign, user) holding more than one issued coupon.
     pub fn users_with_two_coupons(&self) -> Vec<Violation> {
-        let mut holders: HashMap<(&str, &str), Vec<Uuid>> = HashMap::new();
-        for row in self.rows.iter().filter(|r| r.issued()) {
-            holders
-                .entry((&row.campaign_id, &row.user_id))
-                .or_default()
-                .push(row.request_id);
-        }
-        holders
-            .into_iter()
-            .filter(|(_, ids)| ids.len() > 1)
-            .map(|((campaign, user), ids)| {
-                Violation::new(
-                    2,
-                    format!("{campaign}: user {user} holds {} coupons", ids.len()),
-                    ids,
-                )
-            })
-            .collect()
+        shared(&self.rows, |row| {
+            row.issued()
+                .then_some((row.campaign_id.as_str(), row.user_id.as_str()))
+        })
+        .map(|((campaign, user), ids)| {
+            Violation::new(
+                2,
+                format!("{campaign}: user {user} holds {} coupons", ids.len()),
+                ids,
+            )
+        })
+        .collect()
     }
 
     /// Guarantee 3: one violation per code that stands on more than one row of a campaign.
     pub fn repeated_codes(&self) -> Vec<Violation> {
-        let mut codes: HashMap<(&str, &str), Vec<Uuid>> = HashMap::new();
-        for row in &self.rows {
-            if let Some(code) = &row.coupon_code {
-                codes
-                    .entry((&row.campaign_id, code))
-                    .or_default()
-                    .push(row.request_id);
-            }
-        }
-        codes
-            .into_iter()
-            .filter(|(_, ids)| ids.len() > 1)
-            .map(|((campaign, code), ids)| {
-                Violation::new(
-                    3,
-                    format!("{campaign}: code {code} on {} rows", ids.len()),
-                    ids,
-                )
-            })
-            .collect()
+        shared(&self.rows, |row| {
+            Some((row.campaign_id.as_str(), row.coupon_code.as_deref()?))
+        })
+        .map(|((campaign, code), ids)| {
+            Violation::new(
+                3,
+                format!("{campaign}: code {code} on {} rows", ids.len()),
+                ids,
+            )
+        })
+        .collect()
     }
 
     /// Guarantee 3's premise: every issued row holds a code.
@@ -242,6 +228,21 @@ impl Record {
             })
             .collect()
     }
+}
+
+/// The request ids of `rows` grouped by `key` (rows without one are left out), only the groups
+/// of more than one request.
+fn shared<'a, K: Eq + Hash>(
+    rows: &'a [Row],
+    key: impl Fn(&'a Row) -> Option<K>,
+) -> impl Iterator<Item = (K, Vec<Uuid>)> {
+    let mut groups: HashMap<K, Vec<Uuid>> = HashMap::new();
+    for row in rows {
+        if let Some(key) = key(row) {
+            groups.entry(key).or_default().push(row.request_id);
+        }
+    }
+    groups.into_iter().filter(|(_, ids)| ids.len() > 1)
 }
 
 /// A final status and code as the API reported them.

@@ -182,6 +182,18 @@ impl ScenarioReport {
         }
     }
 
+    /// Takes in a part measured beside this report's main blast: the API's peak RSS (the higher
+    /// of the two) and the part's verdict.
+    fn absorb_part(&mut self, part: &mut ScenarioReport) {
+        if let Some(rss) = part.figures.get("api_rss_max_mib").copied() {
+            let mine = self.figures.get("api_rss_max_mib").copied().unwrap_or(0.0);
+            self.figure("api_rss_max_mib", rss.max(mine));
+        }
+        if let Some(verdict) = part.verdict.take() {
+            self.absorb(verdict);
+        }
+    }
+
     /// Merges another verdict into this report's.
     fn absorb(&mut self, verdict: Verdict) {
         match &mut self.verdict {

@@ -120,14 +120,7 @@ pub async fn two_drops(ctx: &Context, args: &TwoDropsArgs) -> Result<ScenarioRep
         }
     }
     // Both monitors sampled the same API: its peak is the higher of the two.
-    if let Some(b_rss) = b_report.figures.get("api_rss_max_mib").copied() {
-        let a_rss = report
-            .figures
-            .get("api_rss_max_mib")
-            .copied()
-            .unwrap_or(0.0);
-        report.figure("api_rss_max_mib", a_rss.max(b_rss));
-    }
+    report.absorb_part(&mut b_report);
     report.figure("b_seconds", b_run.blast.elapsed.as_secs_f64());
     report.notes.push(format!(
         "A: {} requests closed loop (C={}) on one campaign; B: {steady_requests} requests open \
@@ -136,8 +129,5 @@ pub async fn two_drops(ctx: &Context, args: &TwoDropsArgs) -> Result<ScenarioRep
          A's; the verdict covers both.",
         args.spike_requests, args.spike_concurrency, args.steady_rate
     ));
-    if let Some(verdict) = b_report.verdict {
-        report.absorb(verdict);
-    }
     Ok(report)
 }
