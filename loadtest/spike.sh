@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs the spike scenarios (accept ceiling, S1–S4) against a fresh rushline stack on this
+# Runs the spike scenarios (accept ceiling, presale, sold-out storm, worker scaling, many campaigns) against a fresh rushline stack on this
 # machine and writes the report to loadtest/report/.
 #
 #   SCALE=0.25 loadtest/spike.sh      multiply every request count (default 1 = issue 4's sizes)
-#   SCENARIO=s2                       run one scenario (smoke, accept, s1, s2, s3, s4; default all)
+#   SCENARIO=sold-out-storm           run one scenario (smoke, accept, presale, sold-out-storm,
+#                                     worker-scaling, many-campaigns; the old names s1, s2, s3, s4
+#                                     still work; default all)
 #   WORKERS=2                         worker processes while not paused/scaling (default 2)
 #   SKIP_BUILD=1                      use the release binaries already in target/release
 #   BIN_DIR=/some/release             take the binaries from there instead (implies SKIP_BUILD):

@@ -13,9 +13,11 @@
 //!    send and answer instants are kept: they are the evidence for guarantee 5.
 //! 3. [`monitor`] samples, while the scenario runs, the API's campaign counters, queue depth in
 //!    Redis, persisted rows in PostgreSQL and the API's resident memory.
-//! 4. [`resolve`] long-polls (`?wait=30`) every request id to its final status.
+//! 4. [`resolve`] long-polls (`?wait=30`) every request id to its final status, and measures
+//!    each one's time to final.
 //! 5. [`verify`] waits for the record to settle, then checks the six guarantees of
-//!    `CONTRACT.md` against PostgreSQL (read directly) and the API, naming offending requests.
+//!    `CONTRACT.md` against PostgreSQL (read directly) and the API, naming offending requests,
+//!    with the one guarantee audit the test suites use (`rushline_testkit::guarantees`).
 //! 6. [`ceiling`] runs a bare axum server in-process answering every POST like rushline's `202`,
 //!    measured with the same client settings, so accept rates are reported as a ratio of it;
 //!    [`cpu`] says how much CPU each process spent per request in each of those blasts.

@@ -13,7 +13,7 @@ use rushline_loadtest::api::Api;
 use rushline_loadtest::monitor::cpu_seconds;
 use rushline_loadtest::report;
 use rushline_loadtest::scenarios::{
-    self, AcceptArgs, Context, DropArgs, ScalingArgs, ScenarioReport,
+    self, AcceptArgs, Context, DropArgs, ScalingArgs, ScenarioReport, TwoDropsArgs,
 };
 use rushline_loadtest::workers::WorkerPool;
 use rushline_queue::{Queue, QueueConfig};
@@ -111,14 +111,21 @@ enum Scenario {
     Smoke(DropFlags),
     /// Accept rate vs the bare-axum ceiling (C=64, workers paused and running), p99 at half rate.
     Accept(AcceptFlags),
-    /// S1 concert presale: stock 10,000; 200,000 requests from 180,000 users; C=256.
-    S1(DropFlags),
-    /// S2 sold-out storm: stock 1,000; 500,000 requests.
-    S2(DropFlags),
-    /// S3 worker scaling: 1, 2, 4 workers over a pre-filled queue of 200,000.
-    S3(ScalingFlags),
-    /// S4 many campaigns: 100 campaigns × 2,000 requests.
-    S4(DropFlags),
+    /// Concert presale (alias s1): stock 10,000; 200,000 requests from 180,000 users; C=256.
+    #[command(alias = "s1")]
+    Presale(DropFlags),
+    /// Sold-out storm (alias s2): stock 1,000; 500,000 requests.
+    #[command(alias = "s2")]
+    SoldOutStorm(DropFlags),
+    /// Worker scaling (alias s3): 1, 2, 4 workers over a pre-filled queue of 200,000.
+    #[command(alias = "s3")]
+    WorkerScaling(ScalingFlags),
+    /// Many campaigns (alias s4): 100 campaigns × 2,000 requests.
+    #[command(alias = "s4")]
+    ManyCampaigns(DropFlags),
+    /// Two drops at once: a spike on campaign A while campaign B gets a steady stream; B's and
+    /// A's time to final.
+    TwoDrops(TwoDropsFlags),
     /// Serves the ceiling in this process until standard input closes (the accept scenario
     /// starts it as a child to measure a ceiling in a process of its own).
     #[command(hide = true)]
@@ -127,7 +134,8 @@ enum Scenario {
         #[arg(long)]
         body_len: usize,
     },
-    /// accept, S1, S2, S3, S4 in turn, every count multiplied by --scale.
+    /// accept, presale, sold-out-storm, worker-scaling, many-campaigns, two-drops in turn, every
+    /// count multiplied by --scale.
     All {
         /// Multiplies every request count (and stock) of every scenario.
         #[arg(long, default_value_t = 1.0)]
@@ -172,6 +180,45 @@ impl DropFlags {
             concurrency: self.concurrency.unwrap_or(base.concurrency),
             racing_share: self.racing_share.unwrap_or(base.racing_share),
         }
+    }
+}
+
+/// Overrides of the two-drops defaults.
+#[derive(Debug, Args)]
+struct TwoDropsFlags {
+    /// Requests on campaign A (the spike, closed loop).
+    #[arg(long, default_value_t = TwoDropsArgs::default().spike_requests)]
+    requests: usize,
+    /// Client tasks on A.
+    #[arg(long, short = 'c', default_value_t = TwoDropsArgs::default().spike_concurrency)]
+    concurrency: usize,
+    /// Requests per second on campaign B (the steady stream, open loop).
+    #[arg(long, default_value_t = TwoDropsArgs::default().steady_rate)]
+    steady_rate: f64,
+    /// Seconds B's stream lasts.
+    #[arg(long, default_value_t = TwoDropsArgs::default().steady_seconds)]
+    steady_seconds: f64,
+    /// Multiplies A's requests, users and stock (B's duration by its square root) after the
+    /// flags above.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+}
+
+impl TwoDropsFlags {
+    fn args(&self) -> TwoDropsArgs {
+        let defaults = TwoDropsArgs::default();
+        // Keep A's mix (users per request) and stock share when --requests changes its size.
+        let resize = self.requests as f64 / defaults.spike_requests as f64;
+        TwoDropsArgs {
+            spike_requests: self.requests,
+            spike_users: (defaults.spike_users as f64 * resize).round() as usize,
+            spike_stock: (defaults.spike_stock as f64 * resize).round().max(1.0) as i64,
+            spike_concurrency: self.concurrency,
+            steady_rate: self.steady_rate,
+            steady_seconds: self.steady_seconds,
+            ..defaults
+        }
+        .scaled(self.scale)
     }
 }
 
@@ -277,22 +324,34 @@ async fn main() -> anyhow::Result<()> {
             .scaled(f.scale);
             reports.push(scenarios::accept(&mut ctx, &args).await?);
         }
-        Scenario::S1(f) => reports.push(scenarios::s1(&ctx, &f.apply(DropArgs::s1())).await?),
-        Scenario::S2(f) => reports.push(scenarios::s2(&ctx, &f.apply(DropArgs::s2())).await?),
-        Scenario::S3(f) => {
+        Scenario::Presale(f) => {
+            reports.push(scenarios::presale(&ctx, &f.apply(DropArgs::presale())).await?)
+        }
+        Scenario::SoldOutStorm(f) => reports
+            .push(scenarios::sold_out_storm(&ctx, &f.apply(DropArgs::sold_out_storm())).await?),
+        Scenario::WorkerScaling(f) => {
             let args = ScalingArgs {
                 requests: ((f.requests as f64 * f.scale) as usize).max(100),
                 workers: f.worker_counts.clone(),
                 concurrency: f.concurrency,
             };
-            reports.push(scenarios::s3(&mut ctx, &args).await?);
+            reports.push(scenarios::worker_scaling(&mut ctx, &args).await?);
         }
-        Scenario::S4(f) => reports.push(scenarios::s4(&ctx, &f.apply(DropArgs::s4())).await?),
+        Scenario::ManyCampaigns(f) => reports
+            .push(scenarios::many_campaigns(&ctx, &f.apply(DropArgs::many_campaigns())).await?),
+        Scenario::TwoDrops(f) => reports.push(scenarios::two_drops(&ctx, &f.args()).await?),
         // Served before anything was set up.
         Scenario::CeilingServer { .. } => {}
         Scenario::All { scale } => {
             let scale = *scale;
-            let steps: [&str; 5] = ["accept", "s1", "s2", "s3", "s4"];
+            let steps: [&str; 6] = [
+                "accept",
+                "presale",
+                "sold-out-storm",
+                "worker-scaling",
+                "many-campaigns",
+                "two-drops",
+            ];
             for step in steps {
                 eprintln!("== {step} (scale {scale})");
                 let load_before = scenarios::load_average();
@@ -300,17 +359,29 @@ async fn main() -> anyhow::Result<()> {
                     "accept" => {
                         scenarios::accept(&mut ctx, &AcceptArgs::default().scaled(scale)).await?
                     }
-                    "s1" => scenarios::s1(&ctx, &DropArgs::s1().scaled(scale)).await?,
-                    "s2" => scenarios::s2(&ctx, &DropArgs::s2().scaled(scale)).await?,
-                    "s3" => {
+                    "presale" => {
+                        scenarios::presale(&ctx, &DropArgs::presale().scaled(scale)).await?
+                    }
+                    "sold-out-storm" => {
+                        let args = DropArgs::sold_out_storm().scaled(scale);
+                        scenarios::sold_out_storm(&ctx, &args).await?
+                    }
+                    "worker-scaling" => {
                         let defaults = ScalingArgs::default();
                         let args = ScalingArgs {
                             requests: ((defaults.requests as f64 * scale) as usize).max(100),
                             ..defaults
                         };
-                        scenarios::s3(&mut ctx, &args).await?
+                        scenarios::worker_scaling(&mut ctx, &args).await?
                     }
-                    _ => scenarios::s4(&ctx, &DropArgs::s4().scaled(scale)).await?,
+                    "many-campaigns" => {
+                        let args = DropArgs::many_campaigns().scaled(scale);
+                        scenarios::many_campaigns(&ctx, &args).await?
+                    }
+                    _ => {
+                        let args = TwoDropsArgs::default().scaled(scale);
+                        scenarios::two_drops(&ctx, &args).await?
+                    }
                 };
                 for (name, value) in [
                     ("loadavg_before", load_before),
@@ -388,4 +459,37 @@ async fn idle_cpu(api_pid: u32, ctx: &Context, report: &mut ScenarioReport) {
     report
         .figures
         .insert("idle_cpu_pct_workers".into(), workers);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(args: &[&str]) -> Scenario {
+        let mut argv = vec!["rushline-loadtest"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("parses").scenario
+    }
+
+    #[test]
+    fn scenarios_answer_to_their_names_and_to_issue_4s_numbers() {
+        for (name, old) in [
+            ("presale", "s1"),
+            ("sold-out-storm", "s2"),
+            ("worker-scaling", "s3"),
+            ("many-campaigns", "s4"),
+        ] {
+            let (new, aliased) = (scenario(&[name]), scenario(&[old]));
+            assert_eq!(
+                std::mem::discriminant(&new),
+                std::mem::discriminant(&aliased),
+                "{old} runs {name}"
+            );
+        }
+        assert!(matches!(
+            scenario(&["s3", "--scale", "0.5"]),
+            Scenario::WorkerScaling(ScalingFlags { scale, .. }) if scale == 0.5
+        ));
+        assert!(matches!(scenario(&["presale"]), Scenario::Presale(_)));
+    }
 }

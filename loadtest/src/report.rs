@@ -45,7 +45,7 @@ pub fn summary(reports: &[ScenarioReport]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:<10} {:>10} {:>9} {:>9}  figures",
+        "{:<14} {:<10} {:>10} {:>9} {:>9}  figures",
         "scenario", "verdict", "requests", "accept/s", "p99 ms"
     );
     for report in reports {
@@ -68,7 +68,7 @@ pub fn summary(reports: &[ScenarioReport]) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<8} {:<10} {:>10} {:>9.0} {:>9.2}  {}",
+            "{:<14} {:<10} {:>10} {:>9.0} {:>9.2}  {}",
             report.name,
             verdict,
             sent,

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::api::{Api, RequestView};
-use crate::traffic::Blast;
+use crate::traffic::{Blast, Percentiles, histogram};
 
 /// The final view of each request, and when the last became final.
 #[derive(Debug, Default)]
@@ -45,8 +45,11 @@ pub struct ResolveSummary {
     pub last_final_seen_s: f64,
     /// Seconds it took to post everything (blast duration).
     pub post_seconds: f64,
-    /// `last_decided_s / post_seconds`: the S1 target is ≤ 1.5.
+    /// `last_decided_s / post_seconds`: the presale (S1) target is ≤ 1.5.
     pub final_over_post: Option<f64>,
+    /// Per request id: the server's `decided_at` minus the client's first send instant (the
+    /// wait a client saw between pressing and a final answer existing).
+    pub time_to_final: Percentiles,
 }
 
 /// Resolves every id the blast received, `concurrency` polls at a time, giving up on an id after
@@ -89,6 +92,7 @@ pub async fn resolve(api: &Api, blast: &Blast, concurrency: usize, deadline: Dur
             Err(reason) => resolved.unresolved.push((id, reason)),
         }
     }
+    let time_to_final = time_to_final(blast, &resolved);
     let post_seconds = blast.elapsed.as_secs_f64();
     let last_decided_s = last_decided
         .map(|at| (at - blast.started_wall).num_microseconds().unwrap_or(0) as f64 / 1e6);
@@ -100,8 +104,35 @@ pub async fn resolve(api: &Api, blast: &Blast, concurrency: usize, deadline: Dur
         last_final_seen_s: last_seen.duration_since(blast.started).as_secs_f64(),
         post_seconds,
         final_over_post: last_decided_s.map(|s| s / post_seconds.max(1e-6)),
+        time_to_final,
     };
     resolved
+}
+
+/// Percentiles of each final request's `decided_at` minus its first send (wall clock: the
+/// blast's start plus the send's monotonic offset; client and server share this machine's clock).
+fn time_to_final(blast: &Blast, resolved: &Resolved) -> Percentiles {
+    let mut first_sent: HashMap<Uuid, u64> = HashMap::new();
+    for record in &blast.records {
+        if let Some(id) = record.answer.request_id() {
+            let sent = first_sent.entry(id).or_insert(record.sent_us);
+            *sent = (*sent).min(record.sent_us);
+        }
+    }
+    let mut waits = histogram();
+    for (id, sent_us) in first_sent {
+        let Some(decided_at) = resolved.views.get(&id).and_then(|v| v.decided_at) else {
+            continue;
+        };
+        let waited = (decided_at - blast.started_wall)
+            .num_microseconds()
+            .unwrap_or(0)
+            - sent_us as i64;
+        // `decided_at` has millisecond precision: a request decided within that of its send
+        // counts as 1 µs rather than a negative wait.
+        waits.saturating_record(waited.max(1) as u64);
+    }
+    Percentiles::of(&waits)
 }
 
 /// Polls one id until it is final or `give_up` passes; transport errors are retried.
@@ -124,4 +155,80 @@ async fn poll_final(api: &Api, id: Uuid, give_up: Instant) -> Result<RequestView
         }
     }
     last_view.ok_or(last_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::traffic::{Answer, Job, Load, Record};
+
+    #[test]
+    fn time_to_final_runs_from_the_first_send_to_the_decision() {
+        let (quick, slow, pending) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let record = |id, sent_us| Record {
+            job: 0,
+            press: 0,
+            copy: 0,
+            campaign: 0,
+            intended_us: sent_us,
+            sent_us,
+            answered_us: sent_us + 100,
+            answer: Answer::Accepted(id),
+        };
+        let blast = Blast {
+            campaigns: Arc::new(vec!["c".into()]),
+            jobs: Arc::new(vec![Job {
+                campaign: 0,
+                user: "u".into(),
+                presses: 1,
+                racing: 1,
+            }]),
+            // `slow` was sent twice (a racing copy 3 ms later): its wait counts from the first.
+            records: vec![
+                record(quick, 10_000),
+                record(slow, 20_000),
+                record(slow, 23_000),
+                record(pending, 0),
+            ],
+            started_wall: Utc::now(),
+            started: Instant::now(),
+            elapsed: Duration::from_millis(30),
+            accept_body_len: 0,
+            load: Load::Closed { concurrency: 1 },
+        };
+        let mut resolved = Resolved::default();
+        for (id, decided_after_ms) in [(quick, Some(12)), (slow, Some(60)), (pending, None)] {
+            resolved.views.insert(
+                id,
+                RequestView {
+                    request_id: id,
+                    campaign_id: "c".into(),
+                    user_id: "u".into(),
+                    status: if decided_after_ms.is_some() {
+                        "issued"
+                    } else {
+                        "queued"
+                    }
+                    .into(),
+                    coupon_code: None,
+                    decided_at: decided_after_ms
+                        .map(|ms| blast.started_wall + chrono::Duration::milliseconds(ms)),
+                },
+            );
+        }
+        let waits = time_to_final(&blast, &resolved);
+        assert_eq!(waits.count, 2, "only decided requests count");
+        // The histogram keeps 3 significant digits.
+        let near = |ms: f64, expected: f64| (ms - expected).abs() < expected / 500.0;
+        assert!(
+            near(waits.p50_ms, 2.0),
+            "quick: sent at 10 ms, decided at 12 ms: {waits:?}"
+        );
+        assert!(
+            near(waits.max_ms, 40.0),
+            "slow: first sent at 20 ms, decided at 60 ms: {waits:?}"
+        );
+    }
 }

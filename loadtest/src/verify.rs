@@ -1,13 +1,18 @@
 //! The verdict: the six guarantees of `CONTRACT.md`, checked request by request.
 //!
-//! PostgreSQL is read directly (it is the record); the API gives the final statuses the clients
-//! were told and the campaign counters. Guarantee 5 uses only the client's own instants: when
-//! A's answer (with a request id) arrived before B was sent and A ended `sold_out`, B must not
-//! be `issued`. Every violation names the offending request ids.
+//! The checks themselves are testkit's one guarantee audit ([`guarantees`]), the one the test
+//! suites and the chaos test use; this module feeds it. PostgreSQL is read directly (it is the
+//! record); the API gives the final statuses the clients were told and the campaign counters.
+//! Guarantee 5 uses only the client's own instants: when A's answer (with a request id) arrived
+//! before B was sent and A ended `sold_out`, B must not be `issued`. What only a load test can
+//! see stays here: ids that never resolved, racing copies of one `Idempotency-Key` given two ids,
+//! and rows recorded for requests whose client got no id. Every violation names the offending
+//! request ids.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use rushline_testkit::guarantees::{self, Answered, MAX_IDS, Record, Reported};
 use serde::Serialize;
 use sqlx::PgPool;
 use tokio::time::Instant;
@@ -18,19 +23,7 @@ use crate::api::Api;
 use crate::resolve::Resolved;
 use crate::traffic::{Answer, Blast};
 
-/// Most ids listed per violation (the count is always exact).
-const MAX_IDS: usize = 50;
-
-/// One broken promise.
-#[derive(Debug, Clone, Serialize)]
-pub struct Violation {
-    /// Guarantee number (1–6); 0 for the idempotency-key promise.
-    pub guarantee: u8,
-    /// What is wrong.
-    pub detail: String,
-    /// Offending requests (at most 50 listed).
-    pub request_ids: Vec<Uuid>,
-}
+pub use rushline_testkit::guarantees::Violation;
 
 /// What was checked and what failed.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -63,23 +56,6 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, sqlx::FromRow)]
-struct Row {
-    request_id: Uuid,
-    campaign_id: String,
-    user_id: String,
-    status: String,
-    coupon_code: Option<String>,
-}
-
-fn violation(guarantee: u8, detail: String, ids: impl IntoIterator<Item = Uuid>) -> Violation {
-    Violation {
-        guarantee,
-        detail,
-        request_ids: ids.into_iter().take(MAX_IDS).collect(),
-    }
-}
-
 /// Waits (up to `settle`) until PostgreSQL holds a row for every id the clients received, then
 /// checks all six guarantees for the blast's campaigns.
 pub async fn verify(
@@ -103,31 +79,22 @@ pub async fn verify(
         settle_seconds: started.elapsed().as_secs_f64(),
         ..Verdict::default()
     };
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT request_id, campaign_id, user_id, status, coupon_code
-         FROM requests WHERE campaign_id = ANY($1)",
-    )
-    .bind(&campaigns)
-    .fetch_all(pool)
-    .await?;
-    verdict.rows = rows.len();
-    verdict.issued = rows.iter().filter(|r| r.status == "issued").count();
-    let by_id: HashMap<Uuid, &Row> = rows.iter().map(|r| (r.request_id, r)).collect();
-    let unanswered: Vec<Uuid> = rows
+    let record = Record::read(pool, &campaigns).await?;
+    verdict.rows = record.rows.len();
+    verdict.issued = record.rows.iter().filter(|r| r.status == "issued").count();
+    let unanswered: Vec<Uuid> = record
+        .rows
         .iter()
         .filter(|r| !ids.contains(&r.request_id))
         .map(|r| r.request_id)
         .collect();
     verdict.recorded_without_answer = unanswered.len();
     verdict.recorded_without_answer_ids = unanswered.into_iter().take(MAX_IDS).collect();
-    let mut violations = Vec::new();
-    check_stock(pool, &rows, &campaigns, &mut violations).await?;
-    check_one_per_user(&rows, &mut violations);
-    check_unique_codes(&rows, &mut violations);
-    check_every_request_final(blast, resolved, &by_id, &mut violations);
+    let mut violations = record.violations();
+    check_every_request_final(blast, resolved, &record, &mut violations);
     check_idempotency(blast, &mut violations);
     check_fifo(blast, resolved, &mut violations);
-    check_counts(api, pool, &campaigns, &mut violations).await?;
+    check_counts(api, &record, &campaigns, &mut violations).await?;
     verdict.violations = violations;
     Ok(verdict)
 }
@@ -154,84 +121,51 @@ async fn wait_for_rows(
     }
 }
 
-/// Guarantee 1: issued rows ≤ stock, counted in PostgreSQL.
-async fn check_stock(
-    pool: &PgPool,
-    rows: &[Row],
-    campaigns: &[String],
-    violations: &mut Vec<Violation>,
-) -> Result<(), LoadError> {
-    let stocks: Vec<(String, i64)> =
-        sqlx::query_as("SELECT id, stock FROM campaigns WHERE id = ANY($1)")
-            .bind(campaigns)
-            .fetch_all(pool)
-            .await?;
-    for (campaign, stock) in stocks {
-        let issued: Vec<Uuid> = rows
-            .iter()
-            .filter(|r| r.campaign_id == campaign && r.status == "issued")
-            .map(|r| r.request_id)
-            .collect();
-        if issued.len() as i64 > stock {
-            violations.push(violation(
-                1,
-                format!("{campaign}: {} issued rows for stock {stock}", issued.len()),
-                issued,
-            ));
-        }
-    }
-    Ok(())
+/// Every answer that carried a request id, as the audit takes it: the client's instants, what a
+/// `200` said at once, and the final status resolution found (none while still `queued`).
+fn answers(blast: &Blast, resolved: &Resolved) -> Vec<Answered> {
+    blast
+        .records
+        .iter()
+        .filter_map(|record| {
+            let id = record.answer.request_id()?;
+            let reported = resolved
+                .views
+                .get(&id)
+                .filter(|view| view.status != "queued")
+                .map(|view| Reported {
+                    status: view.status.clone(),
+                    coupon_code: view.coupon_code.clone(),
+                });
+            let told = match &record.answer {
+                Answer::Decided(_, status) => Some(status.clone()),
+                _ => None,
+            };
+            Some(Answered {
+                request_id: id,
+                campaign_id: blast.campaigns[usize::from(record.campaign)].clone(),
+                user_id: blast.jobs[record.job as usize].user.clone(),
+                sent: Duration::from_micros(record.sent_us),
+                answered: Duration::from_micros(record.answered_us),
+                told,
+                reported,
+            })
+        })
+        .collect()
 }
 
-/// Guarantee 2: at most one issued row per (campaign, user).
-fn check_one_per_user(rows: &[Row], violations: &mut Vec<Violation>) {
-    let mut holders: HashMap<(&str, &str), Vec<Uuid>> = HashMap::new();
-    for row in rows.iter().filter(|r| r.status == "issued") {
-        holders
-            .entry((&row.campaign_id, &row.user_id))
-            .or_default()
-            .push(row.request_id);
-    }
-    for ((campaign, user), ids) in holders.into_iter().filter(|(_, ids)| ids.len() > 1) {
-        violations.push(violation(
-            2,
-            format!("{campaign}: user {user} holds {} coupons", ids.len()),
-            ids,
-        ));
-    }
-}
-
-/// Guarantee 3: codes unique within a campaign.
-fn check_unique_codes(rows: &[Row], violations: &mut Vec<Violation>) {
-    let mut codes: HashMap<(&str, &str), Vec<Uuid>> = HashMap::new();
-    for row in rows {
-        if let Some(code) = &row.coupon_code {
-            codes
-                .entry((&row.campaign_id, code))
-                .or_default()
-                .push(row.request_id);
-        }
-    }
-    for ((campaign, code), ids) in codes.into_iter().filter(|(_, ids)| ids.len() > 1) {
-        violations.push(violation(
-            3,
-            format!("{campaign}: code {code} on {} rows", ids.len()),
-            ids,
-        ));
-    }
-}
-
-/// Guarantee 4: every id the clients received is final, recorded once, and the record agrees
-/// with what the API said (status, user, code: a final status never changes).
+/// Guarantee 4: every id the clients received is final ([`Resolved::unresolved`] names those
+/// that never were), recorded once, and the record agrees with what the API said (status,
+/// user, code: a final status never changes).
 fn check_every_request_final(
     blast: &Blast,
     resolved: &Resolved,
-    by_id: &HashMap<Uuid, &Row>,
+    record: &Record,
     violations: &mut Vec<Violation>,
 ) {
     let unresolved: Vec<Uuid> = resolved.unresolved.iter().map(|(id, _)| *id).collect();
     if !unresolved.is_empty() {
-        violations.push(violation(
+        violations.push(Violation::new(
             4,
             format!(
                 "{} requests never became final (first: {})",
@@ -241,65 +175,10 @@ fn check_every_request_final(
             unresolved,
         ));
     }
-    let mut missing = Vec::new();
-    let mut disagree = Vec::new();
-    let mut changed = Vec::new();
-    let mut seen = HashSet::new();
-    for record in &blast.records {
-        let Some(id) = record.answer.request_id() else {
-            continue;
-        };
-        if !seen.insert(id) {
-            continue;
-        }
-        let Some(row) = by_id.get(&id) else {
-            missing.push(id);
-            continue;
-        };
-        let job = &blast.jobs[record.job as usize];
-        let campaign = &blast.campaigns[usize::from(record.campaign)];
-        if row.user_id != job.user || &row.campaign_id != campaign {
-            disagree.push(id);
-        }
-        if let Some(view) = resolved.views.get(&id)
-            && view.status != "queued"
-            && (view.status != row.status || view.coupon_code != row.coupon_code)
-        {
-            changed.push(id);
-        }
-        if let Answer::Decided(_, status) = &record.answer
-            && status != &row.status
-        {
-            changed.push(id);
-        }
-    }
-    if !missing.is_empty() {
-        violations.push(violation(
-            4,
-            format!(
-                "{} answered requests have no row in PostgreSQL",
-                missing.len()
-            ),
-            missing,
-        ));
-    }
-    if !disagree.is_empty() {
-        violations.push(violation(
-            4,
-            format!("{} rows name another user or campaign", disagree.len()),
-            disagree,
-        ));
-    }
-    if !changed.is_empty() {
-        violations.push(violation(
-            4,
-            format!(
-                "{} requests: the record disagrees with the final status the API gave",
-                changed.len()
-            ),
-            changed,
-        ));
-    }
+    violations.extend(guarantees::every_answer_recorded(
+        record,
+        &answers(blast, resolved),
+    ));
 }
 
 /// The `Idempotency-Key` promise: racing copies of one press get one request id.
@@ -319,7 +198,7 @@ fn check_idempotency(blast: &Blast, violations: &mut Vec<Violation>) {
         .flatten()
         .collect();
     if !split.is_empty() {
-        violations.push(violation(
+        violations.push(Violation::new(
             0,
             "racing retries with one Idempotency-Key got different request ids".into(),
             split,
@@ -329,78 +208,27 @@ fn check_idempotency(blast: &Blast, violations: &mut Vec<Violation>) {
 
 /// Guarantee 5: no request sent after a `sold_out` request's answer arrived may be issued.
 fn check_fifo(blast: &Blast, resolved: &Resolved, violations: &mut Vec<Violation>) {
-    let status = |id: Uuid| resolved.views.get(&id).map(|v| v.status.as_str());
-    // Per campaign: the earliest answer instant of a request that ended sold_out.
-    let mut first_refusal: HashMap<u16, (u64, Uuid)> = HashMap::new();
-    for record in &blast.records {
-        let Some(id) = record.answer.request_id() else {
-            continue;
-        };
-        if status(id) == Some("sold_out") {
-            let entry = first_refusal
-                .entry(record.campaign)
-                .or_insert((record.answered_us, id));
-            if record.answered_us < entry.0 {
-                *entry = (record.answered_us, id);
-            }
-        }
-    }
-    let mut late: HashMap<u16, Vec<Uuid>> = HashMap::new();
-    for record in &blast.records {
-        let (Some(id), Some(&(refused_at, _))) = (
-            record.answer.request_id(),
-            first_refusal.get(&record.campaign),
-        ) else {
-            continue;
-        };
-        if record.sent_us > refused_at && status(id) == Some("issued") {
-            late.entry(record.campaign).or_default().push(id);
-        }
-    }
-    for (campaign, mut ids) in late {
-        let (_, refused) = first_refusal[&campaign];
-        ids.insert(0, refused);
-        violations.push(violation(
-            5,
-            format!(
-                "{}: {} requests issued although sent after {refused} was answered and refused sold_out",
-                blast.campaigns[usize::from(campaign)],
-                ids.len() - 1
-            ),
-            ids,
-        ));
-    }
+    violations.extend(guarantees::first_come_first_served(&answers(
+        blast, resolved,
+    )));
 }
 
-/// Guarantee 6: once drained, PostgreSQL's issued rows equal the API's `issued`, and
-/// `remaining = stock − issued`.
+/// Guarantee 6: once drained, PostgreSQL's issued rows equal `campaigns.issued` (checked with
+/// the record) and the API's `issued`, and `remaining = stock − issued`.
 async fn check_counts(
     api: &Api,
-    pool: &PgPool,
+    record: &Record,
     campaigns: &[String],
     violations: &mut Vec<Violation>,
 ) -> Result<(), LoadError> {
-    let counted: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT c.id, c.stock, c.issued,
-                (SELECT count(*) FROM requests r WHERE r.campaign_id = c.id AND r.status = 'issued')
-         FROM campaigns c WHERE c.id = ANY($1)",
-    )
-    .bind(campaigns)
-    .fetch_all(pool)
-    .await?;
-    for (campaign, stock, counter, rows) in counted {
-        let view = api.campaign(&campaign).await?;
-        if view.issued != rows || counter != rows || view.remaining != stock - rows {
-            violations.push(violation(
-                6,
-                format!(
-                    "{campaign}: PostgreSQL has {rows} issued rows (counter {counter}, stock \
-                     {stock}); the API says issued {} remaining {}",
-                    view.issued, view.remaining
-                ),
-                [],
-            ));
-        }
+    for campaign in campaigns {
+        let view = api.campaign(campaign).await?;
+        violations.extend(guarantees::counts_agree(
+            record,
+            campaign,
+            view.issued,
+            view.remaining,
+        ));
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! `rushline-worker` processes the run manages itself: pausing them (to measure accept alone or
-//! pre-fill a queue) and scaling them (S3).
+//! pre-fill a queue) and scaling them (worker scaling, S3).
 //!
 //! Children inherit this process's environment (`RUSHLINE_REDIS_URL`, `RUSHLINE_DATABASE_URL`,
 //! `RUSHLINE_KEY_NAMESPACE`, …), so they serve the same deployment as the API. They are stopped

@@ -1,48 +1,22 @@
-//! The smoke scenario's library code against an in-process API and three in-process workers,
-//! each test with its own database and Redis namespace (rushline_testkit). Asserts that every
-//! guarantee held — never a speed.
+//! The smoke and two-drops scenarios' library code against an in-process API and in-process
+//! workers, each test with its own database and Redis namespace (rushline_testkit). Asserts that
+//! every guarantee held and the figures are reported — never a speed.
 
 use std::time::Duration;
 
-use rushline_api::{Application, Config};
 use rushline_loadtest::api::Api;
-use rushline_loadtest::scenarios::{self, Context, DropArgs};
+use rushline_loadtest::scenarios::{self, Context, DropArgs, TwoDropsArgs};
 use rushline_queue::Queue;
-use rushline_testkit::TestEnv;
+use rushline_testkit::app::{TestApp, spawn_app};
 use sqlx::postgres::PgPoolOptions;
-use tokio_util::sync::CancellationToken;
 
 const ADMIN_TOKEN: &str = "loadtest-admin-token";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smoke_holds_every_guarantee() {
-    let env = TestEnv::new().await.expect("test environment");
-    let config = Config::from_lookup(env.settings(&[
-        ("RUSHLINE_HTTP_ADDR", "127.0.0.1:0"),
-        ("RUSHLINE_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("RUSHLINE_DB_MAX_CONNECTIONS", "4"),
-    ]))
-    .expect("config");
-    let shutdown = CancellationToken::new();
-    let app = Application::build(config, shutdown.clone())
-        .await
-        .expect("build app");
-    let address = format!("http://{}", app.local_addr().expect("local addr"));
-    let server = tokio::spawn(app.run_until_stopped());
-
-    let worker_shutdown = CancellationToken::new();
-    let mut workers = Vec::new();
-    for _ in 0..3 {
-        let config =
-            rushline_worker::Config::from_lookup(env.settings(&[("RUSHLINE_SWEEP_MS", "200")]))
-                .expect("worker config");
-        let queue = Queue::new(env.queue_config()).expect("worker queue");
-        let worker = rushline_worker::Worker::new(config, queue, env.store.clone());
-        workers.push(tokio::spawn(worker.run(worker_shutdown.clone())));
-    }
-
-    let ctx = Context {
-        api: Api::new(&address, Some(ADMIN_TOKEN.into()), 64).expect("client"),
+/// A scenario context on `app`'s API, database and Redis namespace.
+async fn context(app: &TestApp, tag: &str) -> Context {
+    let env = &app.env;
+    Context {
+        api: Api::new(&app.url, Some(ADMIN_TOKEN.into()), 64).expect("client"),
         pool: PgPoolOptions::new()
             .max_connections(2)
             .connect(&env.database_url)
@@ -54,14 +28,22 @@ async fn smoke_holds_every_guarantee() {
         api_pid: None,
         workers: None,
         running_workers: 0,
-        tag: "smoke".into(),
+        tag: tag.into(),
         progress: false,
         max_duration: Duration::from_secs(60),
         resolve_concurrency: 128,
         settle: Duration::from_secs(30),
         sample_every: Duration::from_millis(250),
         status_ttl: None,
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_holds_every_guarantee() {
+    let app = spawn_app(ADMIN_TOKEN, 3)
+        .await
+        .expect("start the API and three workers");
+    let ctx = context(&app, "smoke").await;
     // Debug-build sizes: enough to sell out both campaigns and exercise repeats and races.
     let args = DropArgs {
         requests: 2_400,
@@ -90,11 +72,52 @@ async fn smoke_holds_every_guarantee() {
     assert!(verdict.rows >= verdict.request_ids);
 
     ctx.pool.close().await;
-    worker_shutdown.cancel();
-    for worker in workers {
-        worker.await.expect("worker task");
+    app.stop().await.expect("stop the API and the workers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_drops_reports_each_campaigns_time_to_final() {
+    let app = spawn_app(ADMIN_TOKEN, 2)
+        .await
+        .expect("start the API and two workers");
+    let ctx = context(&app, "twodrops").await;
+    // Debug-build sizes: a spike of 2,000 on A beside 40 requests/s for 3 s on B.
+    let args = TwoDropsArgs {
+        spike_requests: 2_000,
+        spike_users: 1_900,
+        spike_stock: 300,
+        spike_concurrency: 32,
+        steady_rate: 40.0,
+        steady_seconds: 3.0,
+        steady_stock: 100,
+    };
+    let report = scenarios::two_drops(&ctx, &args)
+        .await
+        .expect("two-drops scenario");
+
+    let verdict = report.verdict.as_ref().expect("verdict");
+    assert!(
+        verdict.ok(),
+        "guarantees violated: {:#?}",
+        verdict.violations
+    );
+    assert_eq!(verdict.campaigns, 2, "both campaigns verified");
+    assert_eq!(verdict.issued, 400, "both campaigns sold out");
+    for figure in [
+        "a_final_p50_ms",
+        "a_final_p99_ms",
+        "b_final_p50_ms",
+        "b_final_p99_ms",
+    ] {
+        let value = report.figures.get(figure).copied();
+        assert!(
+            value.is_some_and(|ms| ms > 0.0),
+            "{figure} reported: {:?}",
+            report.figures
+        );
     }
-    shutdown.cancel();
-    server.await.expect("server task").expect("server result");
-    env.cleanup().await.expect("cleanup");
+    assert!(report.figures["b_final_p50_ms"] <= report.figures["b_final_p99_ms"]);
+
+    ctx.pool.close().await;
+    app.stop().await.expect("stop the API and the workers");
 }

@@ -17,13 +17,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::StatusCode;
-use rushline_api::{Application, Config};
 use rushline_domain::{CampaignId, RequestId};
 use rushline_queue::Queue;
-use rushline_testkit::TestEnv;
+use rushline_testkit::app::{TestApp, spawn_app};
 use serde_json::{Value, json};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// Counts the bytes the process holds on the heap.
 struct CountingAllocator;
@@ -96,53 +94,26 @@ const BURST: usize = 20_000;
 const MAX_GROWTH_BYTES: isize = 64 * 1024;
 
 struct Stack {
+    app: TestApp,
     base: String,
     client: reqwest::Client,
     state: rushline_api::state::AppState,
     queue: Queue,
-    shutdown: CancellationToken,
-    worker_shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
-    worker: tokio::task::JoinHandle<()>,
-    env: TestEnv,
 }
 
 async fn start() -> Stack {
-    let env = TestEnv::new().await.expect("test environment");
-    let config = Config::from_lookup(env.settings(&[
-        ("RUSHLINE_HTTP_ADDR", "127.0.0.1:0"),
-        ("RUSHLINE_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("RUSHLINE_DB_MAX_CONNECTIONS", "4"),
-    ]))
-    .expect("config");
-    let shutdown = CancellationToken::new();
-    let app = Application::build(config, shutdown.clone())
+    let app = spawn_app(ADMIN_TOKEN, 1)
         .await
-        .expect("build app");
-    let base = format!("http://{}", app.local_addr().expect("local addr"));
-    let state = app.state().clone();
-    let queue = state.queue.clone();
-    let server = tokio::spawn(app.run_until_stopped());
-    let worker_config =
-        rushline_worker::Config::from_lookup(env.settings(&[("RUSHLINE_SWEEP_MS", "200")]))
-            .expect("worker config");
-    let worker_queue = Queue::new(worker_config.queue_config()).expect("worker queue");
-    let worker = rushline_worker::Worker::new(worker_config, worker_queue, env.store.clone());
-    let worker_shutdown = CancellationToken::new();
-    let worker = tokio::spawn(worker.run(worker_shutdown.clone()));
+        .expect("start the API and a worker");
     Stack {
-        base,
+        base: app.url.clone(),
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(CONCURRENCY)
             .build()
             .expect("client"),
-        state,
-        queue,
-        shutdown,
-        worker_shutdown,
-        server,
-        worker,
-        env,
+        state: app.state.clone(),
+        queue: app.queue().clone(),
+        app,
     }
 }
 
@@ -291,13 +262,5 @@ async fn the_api_keeps_nothing_per_request() {
     );
 
     let stack = Arc::into_inner(stack).expect("no request left running");
-    stack.worker_shutdown.cancel();
-    stack.worker.await.expect("worker task");
-    stack.shutdown.cancel();
-    stack
-        .server
-        .await
-        .expect("server task")
-        .expect("server result");
-    stack.env.cleanup().await.expect("cleanup");
+    stack.app.stop().await.expect("stop the API and the worker");
 }

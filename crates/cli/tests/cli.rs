@@ -4,43 +4,25 @@
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use rushline_api::{Application, Config};
 use rushline_testkit::TestEnv;
+use rushline_testkit::app::{TestApp, spawn_app};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 const ADMIN_TOKEN: &str = "cli-test-token";
 
-/// A running API and the environment it uses.
+/// A running API (no workers) and the environment it uses.
 struct Api {
     url: String,
-    env: TestEnv,
-    shutdown: CancellationToken,
-    server: JoinHandle<anyhow::Result<()>>,
+    app: TestApp,
 }
 
 async fn spawn_api() -> Api {
-    let env = TestEnv::new().await.expect("test environment");
-    let config = Config::from_lookup(env.settings(&[
-        ("RUSHLINE_HTTP_ADDR", "127.0.0.1:0"),
-        ("RUSHLINE_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("RUSHLINE_DB_MAX_CONNECTIONS", "4"),
-    ]))
-    .expect("config");
-    let shutdown = CancellationToken::new();
-    let app = Application::build(config, shutdown.clone())
-        .await
-        .expect("build api");
-    let url = format!("http://{}", app.local_addr().expect("local addr"));
-    let server = tokio::spawn(app.run_until_stopped());
+    let app = spawn_app(ADMIN_TOKEN, 0).await.expect("start the API");
     Api {
-        url,
-        env,
-        shutdown,
-        server,
+        url: app.url.clone(),
+        app,
     }
 }
 
@@ -81,12 +63,7 @@ impl Api {
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.server
-            .await
-            .expect("server task")
-            .expect("server result");
-        self.env.cleanup().await.expect("cleanup");
+        self.app.stop().await.expect("stop the API");
     }
 }
 

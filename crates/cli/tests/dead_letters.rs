@@ -7,16 +7,11 @@ use rushline_domain::{CampaignId, RequestId};
 use rushline_queue::{DeadLetterReason, Queue};
 use rushline_testkit::TestEnv;
 use serde_json::Value;
-use tokio::process::Command;
 
 async fn rushline(env: &TestEnv, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rushline"))
+    env.tokio_command(env!("CARGO_BIN_EXE_rushline"))
         .arg("dead-letters")
         .args(args)
-        .env("RUSHLINE_DATABASE_URL", &env.database_url)
-        .env("RUSHLINE_REDIS_URL", &env.redis_url)
-        .env("RUSHLINE_KEY_NAMESPACE", &env.namespace)
-        .kill_on_drop(true)
         .output()
         .await
         .expect("run rushline dead-letters")
@@ -61,11 +56,7 @@ async fn dead_letter(
 async fn dead_letters_are_listed_and_replayed_into_their_log_once_the_campaign_exists() {
     let env = TestEnv::new().await.unwrap();
     let queue = Queue::new(env.queue_config()).unwrap();
-    let mut redis = redis::Client::open(env.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = env.redis().await.unwrap();
     let live = env.warm_open_campaign(&queue, 10).await.unwrap();
     let ghost = CampaignId::parse("ghost-campaign").unwrap();
     dead_letter(

@@ -9,17 +9,12 @@ use rushline_domain::{CampaignId, Decision, RequestId, UserId};
 use rushline_queue::{AcceptItem, Queue};
 use rushline_testkit::TestEnv;
 use serde_json::Value;
-use tokio::process::Command;
 
 async fn reconcile(env: &TestEnv, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rushline"))
+    env.tokio_command(env!("CARGO_BIN_EXE_rushline"))
         .arg("reconcile")
         .args(args)
         .arg("--json")
-        .env("RUSHLINE_DATABASE_URL", &env.database_url)
-        .env("RUSHLINE_REDIS_URL", &env.redis_url)
-        .env("RUSHLINE_KEY_NAMESPACE", &env.namespace)
-        .kill_on_drop(true)
         .output()
         .await
         .expect("run rushline reconcile")
@@ -70,11 +65,7 @@ async fn reconcile_finds_a_redis_behind_the_record_and_repairs_it() {
     let queue = Queue::new(env.queue_config()).unwrap();
     let campaign = env.warm_open_campaign(&queue, 10).await.unwrap();
     let keys = queue.keys().campaign(&campaign);
-    let mut redis = redis::Client::open(env.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = env.redis().await.unwrap();
 
     // In line: nothing to report, exit 0.
     let clean = reconcile(&env, &["--campaign", campaign.as_str()]).await;

@@ -7,7 +7,6 @@ use rushline_domain::CampaignId;
 use rushline_queue::Queue;
 use rushline_testkit::TestEnv;
 use serde_json::Value;
-use tokio::process::Command;
 use uuid::Uuid;
 
 async fn create_campaign(env: &TestEnv, id: &str, stock: u64) -> CampaignId {
@@ -34,13 +33,9 @@ async fn record_issued(env: &TestEnv, campaign: &CampaignId, users: &[&str]) {
 }
 
 async fn recover(env: &TestEnv, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rushline"))
+    env.tokio_command(env!("CARGO_BIN_EXE_rushline"))
         .arg("recover")
         .args(args)
-        .env("RUSHLINE_DATABASE_URL", &env.database_url)
-        .env("RUSHLINE_REDIS_URL", &env.redis_url)
-        .env("RUSHLINE_KEY_NAMESPACE", &env.namespace)
-        .kill_on_drop(true)
         .output()
         .await
         .expect("run rushline recover")

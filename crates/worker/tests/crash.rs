@@ -3,9 +3,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use rushline_domain::{CampaignId, RequestId, UserId};
-use rushline_queue::{AcceptItem, AcceptOutcome, Queue};
-use rushline_testkit::TestEnv;
+use rushline_domain::{CampaignId, RequestId};
+use rushline_queue::Queue;
+use rushline_testkit::{TestEnv, eventually, queue_requests};
 
 /// A campaign with `stock`, and `requests` requests queued for it through the same script the
 /// API's hot path uses. Every 10th user presses twice.
@@ -16,22 +16,11 @@ async fn queued_campaign(
     requests: usize,
 ) -> (CampaignId, Vec<RequestId>) {
     let id = env.warm_open_campaign(queue, stock).await.unwrap();
-    let mut ids = Vec::new();
-    let items: Vec<AcceptItem> = (0..requests)
-        .map(|n| {
-            let user = if n % 10 == 1 { n - 1 } else { n };
-            AcceptItem {
-                request_id: RequestId::new_for(&id),
-                user_id: UserId::parse(format!("user-{user}")).unwrap(),
-                idempotency_key: None,
-            }
-        })
-        .collect();
-    for group in items.chunks(256) {
-        let outcomes = queue.accept(&id, group).await.unwrap();
-        assert!(outcomes.iter().all(|o| *o == AcceptOutcome::Queued));
-        ids.extend(group.iter().map(|i| i.request_id));
-    }
+    let users = (0..requests).map(|n| {
+        let user = if n % 10 == 1 { n - 1 } else { n };
+        format!("user-{user}")
+    });
+    let ids = queue_requests(queue, &id, users).await.unwrap();
     (id, ids)
 }
 
@@ -47,19 +36,6 @@ fn spawn_worker(env: &TestEnv) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .expect("start rushline-worker")
-}
-
-/// Polls `condition` until it holds or `limit` passes (there is no event to await across
-/// processes; each poll is a cheap Redis read).
-async fn eventually(limit: Duration, what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,34 +5,11 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use rushline_domain::{CampaignId, RequestId, UserId};
-use rushline_queue::{AcceptItem, AcceptOutcome, DeadLetterReason, Queue};
-use rushline_testkit::{TestEnv, recorded_rows};
+use rushline_domain::{CampaignId, RequestId};
+use rushline_queue::{DeadLetterReason, Queue};
+use rushline_testkit::{TestEnv, eventually, queue_requests, recorded_rows};
 use rushline_worker::{Config, Worker, telemetry};
 use tokio_util::sync::CancellationToken;
-
-async fn enqueue(queue: &Queue, campaign: &CampaignId, users: std::ops::Range<usize>) {
-    let items: Vec<AcceptItem> = users
-        .map(|n| AcceptItem {
-            request_id: RequestId::new_for(campaign),
-            user_id: UserId::parse(format!("user-{n}")).unwrap(),
-            idempotency_key: None,
-        })
-        .collect();
-    let outcomes = queue.accept(campaign, &items).await.unwrap();
-    assert!(outcomes.iter().all(|o| *o == AcceptOutcome::Queued));
-}
-
-async fn eventually(limit: Duration, what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 async fn xadd(redis: &mut MultiplexedConnection, stream: &str, lines: &str) -> String {
     redis::cmd("XADD")
@@ -56,13 +33,11 @@ async fn entries_no_worker_can_persist_are_dead_lettered_and_replayed_once_fixed
     let metrics = telemetry::install().expect("the only recorder of this test binary");
     let env = TestEnv::new().await.unwrap();
     let queue = Queue::new(env.queue_config()).unwrap();
-    let mut redis = redis::Client::open(env.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
+    let mut redis = env.redis().await.unwrap();
+    let good = env.warm_open_campaign(&queue, 100).await.unwrap();
+    queue_requests(&queue, &good, (0..10).map(|n| format!("user-{n}")))
         .await
         .unwrap();
-    let good = env.warm_open_campaign(&queue, 100).await.unwrap();
-    enqueue(&queue, &good, 0..10).await;
 
     // A line a future (or broken) version wrote, in a live campaign's log.
     let garbage = "not\ta decision line";
@@ -111,7 +86,9 @@ async fn entries_no_worker_can_persist_are_dead_lettered_and_replayed_once_fixed
     )
     .await;
     // Everything else is persisted, now and afterwards: nothing blocks the loop.
-    enqueue(&queue, &good, 10..15).await;
+    queue_requests(&queue, &good, (10..15).map(|n| format!("user-{n}")))
+        .await
+        .unwrap();
     eventually(
         Duration::from_secs(30),
         "the good campaign persisted",

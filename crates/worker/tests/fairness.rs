@@ -4,26 +4,16 @@
 
 use std::time::Duration;
 
-use rushline_domain::{CampaignId, RequestId, UserId};
-use rushline_queue::{AcceptItem, AcceptOutcome, Queue};
-use rushline_testkit::TestEnv;
+use rushline_domain::{CampaignId, RequestId};
+use rushline_queue::Queue;
+use rushline_testkit::{TestEnv, eventually, queue_requests};
 use rushline_worker::{Config, Worker};
 use tokio_util::sync::CancellationToken;
 
 /// `requests` requests for `campaign` (distinct users), queued through the API's accept script.
 async fn enqueue(queue: &Queue, campaign: &CampaignId, requests: usize) -> Vec<RequestId> {
-    let items: Vec<AcceptItem> = (0..requests)
-        .map(|n| AcceptItem {
-            request_id: RequestId::new_for(campaign),
-            user_id: UserId::parse(format!("user-{n}")).unwrap(),
-            idempotency_key: None,
-        })
-        .collect();
-    for group in items.chunks(500) {
-        let outcomes = queue.accept(campaign, group).await.unwrap();
-        assert!(outcomes.iter().all(|o| *o == AcceptOutcome::Queued));
-    }
-    items.iter().map(|i| i.request_id).collect()
+    let users = (0..requests).map(|n| format!("user-{n}"));
+    queue_requests(queue, campaign, users).await.unwrap()
 }
 
 /// An in-process worker on the test's env with `extra` settings, and the token that stops it.
@@ -36,18 +26,6 @@ fn start_worker(
     let worker = Worker::new(config, queue, env.store.clone());
     let token = CancellationToken::new();
     (tokio::spawn(worker.run(token.clone())), token)
-}
-
-/// Polls `condition` until it holds, failing after `limit` (each poll is one cheap read).
-async fn eventually(limit: Duration, what: &str, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 async fn all_final(queue: &Queue, ids: &[RequestId]) -> bool {

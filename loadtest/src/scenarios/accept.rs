@@ -180,17 +180,7 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
     if let Some(blast) = &part.blast {
         report.figure("open_p50_ms", blast.latency.p50_ms);
     }
-    if let Some(rss) = part.figures.get("api_rss_max_mib") {
-        let max = report
-            .figures
-            .get("api_rss_max_mib")
-            .copied()
-            .unwrap_or(0.0);
-        report.figure("api_rss_max_mib", rss.max(max));
-    }
-    if let Some(verdict) = part.verdict.take() {
-        report.absorb(verdict);
-    }
+    report.absorb_part(&mut part);
     Ok(report)
 }
 

@@ -1,4 +1,4 @@
-//! Drops: smoke, S1 concert presale, S2 sold-out storm, S4 many campaigns.
+//! Drops: smoke, presale (S1), sold-out storm (S2), many campaigns (S4).
 
 use std::time::Duration;
 
@@ -39,8 +39,8 @@ impl DropArgs {
         }
     }
 
-    /// S1 concert presale: stock 10,000; 200,000 requests from 180,000 users; C = 256.
-    pub fn s1() -> Self {
+    /// Concert presale (S1): stock 10,000; 200,000 requests from 180,000 users; C = 256.
+    pub fn presale() -> Self {
         Self {
             requests: 200_000,
             users: 180_000,
@@ -51,8 +51,8 @@ impl DropArgs {
         }
     }
 
-    /// S2 sold-out storm: stock 1,000; 500,000 requests (475,000 users); C = 256.
-    pub fn s2() -> Self {
+    /// Sold-out storm (S2): stock 1,000; 500,000 requests (475,000 users); C = 256.
+    pub fn sold_out_storm() -> Self {
         Self {
             requests: 500_000,
             users: 475_000,
@@ -63,8 +63,8 @@ impl DropArgs {
         }
     }
 
-    /// S4 many campaigns: 100 campaigns × 2,000 requests, stock 500 each; C = 256.
-    pub fn s4() -> Self {
+    /// Many campaigns (S4): 100 campaigns × 2,000 requests, stock 500 each; C = 256.
+    pub fn many_campaigns() -> Self {
         Self {
             requests: 200_000,
             users: 190_000,
@@ -124,22 +124,22 @@ pub async fn smoke(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, Loa
     Ok(report)
 }
 
-/// S1 concert presale: is every request final within 1.5× the time it took to post them all?
-pub async fn s1(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadError> {
+/// Concert presale (S1): is every request final within 1.5× the time it took to post them all?
+pub async fn presale(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadError> {
     let mut report = report(
-        "s1",
+        "presale",
         "concert presale: one campaign, 10 % repeat presses, closed loop",
         args,
     );
-    run_drop(ctx, &args.spec("s1"), &mut report).await?;
+    run_drop(ctx, &args.spec("presale"), &mut report).await?;
     Ok(report)
 }
 
-/// S2 sold-out storm: does the accept rate hold once stock is gone, and what does Redis keep
+/// Sold-out storm (S2): does the accept rate hold once stock is gone, and what does Redis keep
 /// per refused request?
-pub async fn s2(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadError> {
+pub async fn sold_out_storm(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadError> {
     let mut report = report(
-        "s2",
+        "sold-out-storm",
         "sold-out storm: a small stock, a huge crowd; the sold-out fast path must carry it",
         args,
     );
@@ -150,7 +150,7 @@ pub async fn s2(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadEr
     }
     let before = redis_memory(ctx).await;
     let keys_before = namespace_keys(ctx).await;
-    let run = run_drop(ctx, &args.spec("s2"), &mut report).await?;
+    let run = run_drop(ctx, &args.spec("sold-out-storm"), &mut report).await?;
     let after = redis_memory(ctx).await;
     let keys_after = namespace_keys(ctx).await;
     // Split the blast at the first answer that was decided at once (the fast path took over).
@@ -201,14 +201,14 @@ pub async fn s2(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadEr
     Ok(report)
 }
 
-/// S4 many campaigns opening at once, requests interleaved across them.
-pub async fn s4(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadError> {
+/// Many campaigns (S4) opening at once, requests interleaved across them.
+pub async fn many_campaigns(ctx: &Context, args: &DropArgs) -> Result<ScenarioReport, LoadError> {
     let mut report = report(
-        "s4",
+        "many-campaigns",
         "many campaigns opening at once, requests interleaved across them",
         args,
     );
-    run_drop(ctx, &args.spec("s4"), &mut report).await?;
+    run_drop(ctx, &args.spec("many-campaigns"), &mut report).await?;
     Ok(report)
 }
 

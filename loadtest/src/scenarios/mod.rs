@@ -8,6 +8,7 @@
 pub mod accept;
 pub mod drops;
 pub mod scaling;
+pub mod two_drops;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,8 +30,9 @@ use crate::verify::{Verdict, verify};
 use crate::workers::WorkerPool;
 
 pub use accept::{AcceptArgs, accept};
-pub use drops::{DropArgs, s1, s2, s4, smoke};
-pub use scaling::{ScalingArgs, s3};
+pub use drops::{DropArgs, many_campaigns, presale, smoke, sold_out_storm};
+pub use scaling::{ScalingArgs, worker_scaling};
+pub use two_drops::{TwoDropsArgs, two_drops};
 
 /// Everything a scenario needs to reach the stack.
 pub struct Context {
@@ -63,7 +65,7 @@ pub struct Context {
     /// Time between monitor samples (stretched for many campaigns, so watching stays cheap).
     pub sample_every: Duration,
     /// The stack's `RUSHLINE_STATUS_TTL_SECS`, when known and short enough (≤ 120 s) to wait
-    /// for: S2 then checks Redis memory again once refused requests' records expired.
+    /// for: the sold-out storm then checks Redis memory again once refused requests' records expired.
     pub status_ttl: Option<Duration>,
 }
 
@@ -98,7 +100,7 @@ impl Context {
 /// One scenario's outcome: what the JSON report holds per scenario.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScenarioReport {
-    /// Scenario name (`smoke`, `accept`, `s1` …).
+    /// Scenario name (`smoke`, `accept`, `presale` …).
     pub name: String,
     /// What it models.
     pub description: String,
@@ -177,6 +179,18 @@ impl ScenarioReport {
     fn cpu_figures(&mut self, used: CpuSnapshot, requests: usize, label: &str) {
         for (name, value) in used.per_request(requests, label) {
             self.figure(&name, value);
+        }
+    }
+
+    /// Takes in a part measured beside this report's main blast: the API's peak RSS (the higher
+    /// of the two) and the part's verdict.
+    fn absorb_part(&mut self, part: &mut ScenarioReport) {
+        if let Some(rss) = part.figures.get("api_rss_max_mib").copied() {
+            let mine = self.figures.get("api_rss_max_mib").copied().unwrap_or(0.0);
+            self.figure("api_rss_max_mib", rss.max(mine));
+        }
+        if let Some(verdict) = part.verdict.take() {
+            self.absorb(verdict);
         }
     }
 
@@ -311,6 +325,10 @@ pub async fn finish(
     report.figure("p99_ms", summary.latency.p99_ms);
     if let Some(ratio) = resolved.summary.final_over_post {
         report.figure("final_over_post", ratio);
+    }
+    if resolved.summary.time_to_final.count > 0 {
+        report.figure("final_p50_ms", resolved.summary.time_to_final.p50_ms);
+        report.figure("final_p99_ms", resolved.summary.time_to_final.p99_ms);
     }
     if let Some(rss) = samples.iter().filter_map(|s| s.api_rss_kib).max() {
         report.figure("api_rss_max_mib", rss as f64 / 1024.0);

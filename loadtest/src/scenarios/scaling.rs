@@ -1,4 +1,4 @@
-//! S3 worker scaling: a queue pre-filled with workers absent, then drained by 1, 2, 4 workers.
+//! Worker scaling (S3): a queue pre-filled with workers absent, then drained by 1, 2, 4 workers.
 //!
 //! Stock equals the request count and every user is distinct, so every decision is an issue and
 //! the API's campaign `issued` counts decisions exactly, while PostgreSQL's trigger-kept
@@ -15,7 +15,7 @@ use crate::cpu::CpuSnapshot;
 use crate::monitor::issued_rows;
 use crate::traffic::{Load, Mix};
 
-/// S3's numbers.
+/// Worker scaling's numbers.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScalingArgs {
     /// Requests pre-filled for each worker count.
@@ -37,17 +37,20 @@ impl Default for ScalingArgs {
 }
 
 /// For each worker count: pre-fill, start the workers, time decisions and persistence, verify.
-pub async fn s3(ctx: &mut Context, args: &ScalingArgs) -> Result<ScenarioReport, LoadError> {
+pub async fn worker_scaling(
+    ctx: &mut Context,
+    args: &ScalingArgs,
+) -> Result<ScenarioReport, LoadError> {
     let mut report = ScenarioReport {
-        name: "s3".into(),
+        name: "worker-scaling".into(),
         description: "worker scaling: decisions/s and rows/s over a pre-filled queue".into(),
         params: serde_json::to_value(args).unwrap_or_default(),
         ..ScenarioReport::default()
     };
     if !ctx.set_workers(0).await? {
-        report
-            .notes
-            .push("workers are not managed by this run (--workers 0): S3 skipped".into());
+        report.notes.push(
+            "workers are not managed by this run (--workers 0): worker-scaling skipped".into(),
+        );
         return Ok(report);
     }
     for &n in &args.workers {

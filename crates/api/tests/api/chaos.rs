@@ -1,6 +1,6 @@
 //! The chaos scenario: a spike while workers are SIGKILLed, the API is SIGKILLed and restarted,
 //! PostgreSQL crashes and comes back and Redis crashes and comes back — then all six guarantees
-//! are checked request by request.
+//! are checked request by request, by testkit's one guarantee audit.
 //!
 //! Every process is real and started here: private Redis and PostgreSQL servers
 //! (`rushline_testkit::servers`, loopback only), the `rushline-api` binary and `rushline-worker`
@@ -27,6 +27,7 @@ use rand::Rng;
 use reqwest::StatusCode;
 use rushline_domain::CampaignId;
 use rushline_testkit::TestEnv;
+use rushline_testkit::guarantees::{self, Record, Reported, Violation};
 use rushline_testkit::servers::{PostgresServer, RedisServer};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -251,7 +252,7 @@ async fn run_once(requests: u32, spread: Duration) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let violations = check_guarantees(&env, &answered, &final_status, stock, &base, &client).await;
+    let violations = check_guarantees(&env, &answered, &final_status, &base, &client).await;
     println!(
         "chaos: {} faults injected ({} worker kills, {} API kills, {} PostgreSQL crashes, \
          {} Redis crashes); {} requests checked; {} violations",
@@ -273,84 +274,44 @@ async fn run_once(requests: u32, spread: Duration) {
     env.cleanup().await.expect("cleanup");
 }
 
-/// Checks the six guarantees; returns one line per violation.
+/// Checks the six guarantees with testkit's one audit ([`guarantees`]), and that every user,
+/// pressing once with one key, has one row.
 async fn check_guarantees(
     env: &TestEnv,
     answered: &[Answered],
     final_status: &HashMap<String, Value>,
-    stock: u64,
     base: &str,
     client: &reqwest::Client,
-) -> Vec<String> {
-    let mut violations = Vec::new();
-    let rows: Vec<(uuid::Uuid, String, String, Option<String>)> = sqlx::query_as(
-        "SELECT request_id, user_id, status, coupon_code FROM requests WHERE campaign_id = $1",
-    )
-    .bind(CAMPAIGN)
-    .fetch_all(env.store.pool())
-    .await
-    .expect("rows");
-    let recorded: HashMap<String, (String, String, Option<String>)> = rows
+) -> Vec<Violation> {
+    let record = Record::read(env.store.pool(), &[CAMPAIGN.to_owned()])
+        .await
+        .expect("read the record");
+    let start = answered
         .iter()
-        .map(|(id, user, status, code)| {
-            (id.to_string(), (user.clone(), status.clone(), code.clone()))
+        .map(|a| a.sent)
+        .min()
+        .unwrap_or_else(Instant::now);
+    let seen: Vec<guarantees::Answered> = answered
+        .iter()
+        .map(|a| {
+            let reported = &final_status[&a.request_id];
+            guarantees::Answered {
+                request_id: a.request_id.parse().expect("a uuid request id"),
+                campaign_id: CAMPAIGN.to_owned(),
+                user_id: a.user.clone(),
+                sent: a.sent - start,
+                answered: a.answered - start,
+                told: None,
+                reported: Some(Reported {
+                    status: reported["status"].as_str().unwrap_or_default().to_owned(),
+                    coupon_code: reported["coupon_code"].as_str().map(str::to_owned),
+                }),
+            }
         })
         .collect();
-
-    // 1. Never more than stock issued, counted in PostgreSQL.
-    let issued: Vec<_> = rows.iter().filter(|r| r.2 == "issued").collect();
-    if issued.len() as u64 > stock {
-        violations.push(format!("1: {} issued > stock {stock}", issued.len()));
-    }
-    // 2. One issued coupon per user — and, every user pressing once with one key, one row.
-    let mut users = HashSet::new();
-    for (id, user, _, _) in &rows {
-        if !users.insert(user) {
-            violations.push(format!("2/4: user {user} has a second row ({id})"));
-        }
-    }
-    // 3. Unique codes.
-    let mut codes = HashSet::new();
-    for (id, _, _, code) in issued.iter().copied() {
-        match code {
-            Some(code) if codes.insert(code) => {}
-            other => violations.push(format!("3: {id} has code {other:?}")),
-        }
-    }
-    // 4. Every answered request is final and recorded, as the API reports it.
-    for a in answered {
-        let reported = &final_status[&a.request_id];
-        match recorded.get(&a.request_id) {
-            None => violations.push(format!("4: {} ({}) not recorded", a.request_id, a.user)),
-            Some((user, status, code)) => {
-                if reported["status"] != status.as_str()
-                    || reported["coupon_code"].as_str() != code.as_deref()
-                    || user != &a.user
-                {
-                    violations.push(format!(
-                        "4: {} reported {reported}, recorded {status} {code:?}",
-                        a.request_id
-                    ));
-                }
-            }
-        }
-    }
-    // 5. First come, first served: no B issued that was sent after a sold-out A was answered.
-    let earliest_refusal = answered
-        .iter()
-        .filter(|a| final_status[&a.request_id]["status"] == "sold_out")
-        .min_by_key(|a| a.answered);
-    if let Some(refused) = earliest_refusal {
-        for b in answered {
-            if b.sent > refused.answered && final_status[&b.request_id]["status"] == "issued" {
-                violations.push(format!(
-                    "5: {} issued though sent after {} was answered (sold out)",
-                    b.request_id, refused.request_id
-                ));
-            }
-        }
-    }
-    // 6. The record and the API's counts agree once drained.
+    let mut violations = record.violations();
+    violations.extend(guarantees::every_answer_recorded(&record, &seen));
+    violations.extend(guarantees::first_come_first_served(&seen));
     let view: Value = client
         .get(format!("{base}/v1/campaigns/{CAMPAIGN}"))
         .send()
@@ -359,11 +320,23 @@ async fn check_guarantees(
         .json()
         .await
         .expect("campaign json");
-    if view["issued"] != issued.len() as u64 || view["remaining"] != stock - issued.len() as u64 {
-        violations.push(format!(
-            "6: API says {view}, record has {} issued",
-            issued.len()
-        ));
+    let figure = |name: &str| view[name].as_i64().unwrap_or(-1);
+    violations.extend(guarantees::counts_agree(
+        &record,
+        CAMPAIGN,
+        figure("issued"),
+        figure("remaining"),
+    ));
+    // Every user pressed once with one key: a second row is a request decided twice.
+    let mut users = HashSet::new();
+    for row in &record.rows {
+        if !users.insert(&row.user_id) {
+            violations.push(Violation::new(
+                4,
+                format!("user {} has a second row", row.user_id),
+                [row.request_id],
+            ));
+        }
     }
     violations
 }
