@@ -11,11 +11,12 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use rushline_domain::{CampaignId, CampaignStatus, CampaignView, Stock, timefmt};
+use rushline_domain::{
+    AddStock, CampaignId, CampaignPage, CampaignStatus, CampaignView, Stock, timefmt,
+};
 use rushline_queue::{CampaignState, CloseOutcome, StockOutcome, Warmed};
 use rushline_store::{StockAdded, StoredCampaign};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Deserialize;
 
 use crate::http::ApiError;
 use crate::http::campaigns::{not_found, view};
@@ -41,15 +42,6 @@ pub(crate) struct ListQuery {
     after: Option<String>,
 }
 
-/// `GET /v1/campaigns` body: one page in id order; `next` is the `?after=` of the next page.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct CampaignPage {
-    #[schema(value_type = Vec<openapi::CampaignView>)]
-    campaigns: Vec<CampaignView>,
-    #[schema(value_type = Option<String>)]
-    next: Option<CampaignId>,
-}
-
 /// `GET /v1/campaigns?limit=&after=`.
 #[utoipa::path(
     get,
@@ -58,7 +50,7 @@ pub(crate) struct CampaignPage {
     summary = "List campaigns (admin)",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("after" = Option<String>, Query, description = "Start after this campaign id (the previous page's `next`)"),
+        ("after" = Option<CampaignId>, Query, description = "Start after this campaign id (the previous page's `next`)"),
     ),
     security(("admin_token" = [])),
     responses(
@@ -189,15 +181,6 @@ async fn close(
         }
     }
     Err(not_warm(&id))
-}
-
-/// `POST /v1/campaigns/{id}/stock` body.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AddStock {
-    /// Coupons to add; the total may not exceed 100,000,000.
-    #[schema(minimum = 1, maximum = 100_000_000)]
-    add: u64,
 }
 
 /// `POST /v1/campaigns/{id}/stock`: `{"add": N}` more coupons for a campaign that is scheduled or
