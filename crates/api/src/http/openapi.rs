@@ -8,6 +8,8 @@
 //! `openapi.json` must equal what this module generates, and every documented shape must have
 //! exactly the fields the API really sends.
 
+use std::sync::LazyLock;
+
 use axum::Json;
 use axum::Router;
 use axum::routing::get;
@@ -31,8 +33,10 @@ pub fn router() -> Router<AppState> {
 /// The OpenAPI description of this API.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json")))]
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
+    // Built once: the document does not change while the process runs.
+    static DOCUMENT: LazyLock<utoipa::openapi::OpenApi> = LazyLock::new(ApiDoc::openapi);
+    Json(&DOCUMENT)
 }
 
 /// The whole document: every route and shape.
