@@ -1,5 +1,10 @@
 //! A typed client for the parts of rushline's HTTP contract the load test uses.
 //!
+//! Every answer is parsed by the API's own type from `rushline_domain` (what the API serializes
+//! is what is read here, validation included), then kept in the plain form the checks compare
+//! (statuses and ids as text, counts as `i64` like PostgreSQL's): the structs below are those
+//! projections, not second definitions of the wire shapes.
+//!
 //! One `reqwest::Client` (a keep-alive pool) is shared by every task, so C concurrent tasks hold
 //! at most C connections and reuse them; the ceiling server is measured through an identical
 //! client ([`Api::with_base`]).
@@ -8,14 +13,15 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
+use rushline_domain::{AcceptedView, CampaignId, CampaignName, NewCampaign, Stock};
 use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::LoadError;
 
 /// What `GET /v1/campaigns/{id}` answers (the fields the checks need).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "rushline_domain::CampaignView")]
 pub struct CampaignView {
     /// Campaign id.
     pub id: String,
@@ -31,6 +37,7 @@ pub struct CampaignView {
 
 /// What `GET /v1/requests/{id}` answers.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(from = "rushline_domain::RequestView")]
 pub struct RequestView {
     /// Request id.
     pub request_id: Uuid,
@@ -46,13 +53,50 @@ pub struct RequestView {
     pub decided_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// The body of a `202`/`200` answer to `POST …/requests` (the fields the checks need).
+/// The body of a `202`/`200` answer to `POST …/requests` (the fields the checks need): the
+/// `202`'s [`AcceptedView`], whose fields the `200`'s request view has too.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(from = "AcceptedView")]
 pub struct IssueAnswer {
     /// Request id.
     pub request_id: Uuid,
     /// `queued` for a `202`, a final status for a `200`.
     pub status: String,
+}
+
+impl TryFrom<rushline_domain::CampaignView> for CampaignView {
+    type Error = std::num::TryFromIntError;
+    fn try_from(view: rushline_domain::CampaignView) -> Result<Self, Self::Error> {
+        Ok(Self {
+            id: view.id.into(),
+            stock: i64::try_from(view.stock)?,
+            remaining: i64::try_from(view.remaining)?,
+            issued: i64::try_from(view.issued)?,
+            status: view.status.as_str().to_owned(),
+        })
+    }
+}
+
+impl From<rushline_domain::RequestView> for RequestView {
+    fn from(view: rushline_domain::RequestView) -> Self {
+        Self {
+            request_id: view.request_id.as_uuid(),
+            campaign_id: view.campaign_id.into(),
+            user_id: view.user_id.into(),
+            status: view.status.as_str().to_owned(),
+            coupon_code: view.coupon_code.map(String::from),
+            decided_at: view.decided_at,
+        }
+    }
+}
+
+impl From<AcceptedView> for IssueAnswer {
+    fn from(answer: AcceptedView) -> Self {
+        Self {
+            request_id: answer.request_id.as_uuid(),
+            status: answer.status.as_str().to_owned(),
+        }
+    }
 }
 
 /// A client for one rushline API on a loopback address.
@@ -135,10 +179,21 @@ impl Api {
 
     /// `POST /v1/campaigns`: creates an open campaign.
     pub async fn create_campaign(&self, id: &str, stock: i64) -> Result<(), LoadError> {
-        let mut request = self
-            .client
-            .post(self.url("/v1/campaigns"))
-            .json(&json!({"id": id, "name": format!("loadtest {id}"), "stock": stock}));
+        let invalid = |detail: String| LoadError::Unexpected {
+            what: format!("campaign {id}"),
+            detail,
+        };
+        let body = NewCampaign {
+            id: Some(CampaignId::parse(id).map_err(|e| invalid(e.to_string()))?),
+            name: CampaignName::parse(format!("loadtest {id}"))
+                .map_err(|e| invalid(e.to_string()))?,
+            stock: u64::try_from(stock)
+                .map_err(|e| invalid(e.to_string()))
+                .and_then(|n| Stock::new(n).map_err(|e| invalid(e.to_string())))?,
+            opens_at: None,
+            closes_at: None,
+        };
+        let mut request = self.client.post(self.url("/v1/campaigns")).json(&body);
         if let Some(token) = &self.admin_token {
             request = request.bearer_auth(token);
         }

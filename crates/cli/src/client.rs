@@ -5,7 +5,7 @@
 //! was refused, which field is wrong) rather than a bare status code.
 
 use reqwest::{Method, RequestBuilder, StatusCode};
-use serde::Deserialize;
+use rushline_domain::AddStock;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -39,80 +39,8 @@ pub enum ClientError {
     NoToken,
 }
 
-/// A campaign as the API reports it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Campaign {
-    /// Its id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Coupons it can issue.
-    pub stock: u64,
-    /// Coupons left.
-    pub remaining: u64,
-    /// Coupons issued.
-    pub issued: u64,
-    /// `scheduled`, `open`, `sold_out` or `closed`.
-    pub status: String,
-    /// Window start (RFC 3339).
-    pub opens_at: String,
-    /// Window end, if any.
-    pub closes_at: Option<String>,
-}
-
-/// One page of `GET /v1/campaigns`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CampaignPage {
-    /// The campaigns, in id order.
-    pub campaigns: Vec<Campaign>,
-    /// Pass as `after` for the next page; `None` on the last.
-    pub next: Option<String>,
-}
-
-/// Counts by final status.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-pub struct Counts {
-    /// `issued`.
-    pub issued: u64,
-    /// `sold_out`.
-    pub sold_out: u64,
-    /// `duplicate`.
-    pub duplicate: u64,
-    /// All of them.
-    pub total: u64,
-}
-
-/// `GET /v1/campaigns/{id}/stats`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Stats {
-    /// The campaign.
-    pub campaign_id: String,
-    /// Its status.
-    pub status: String,
-    /// Its stock.
-    pub stock: u64,
-    /// Coupons left.
-    pub remaining: u64,
-    /// Requests waiting for a worker.
-    pub queued: u64,
-    /// Decisions made, persisted or not.
-    pub decided: Counts,
-    /// Rows in PostgreSQL.
-    pub persisted: Counts,
-    /// How far persistence trails the decisions.
-    pub persistence_lag: Lag,
-    /// When the numbers were taken (RFC 3339).
-    pub at: String,
-}
-
-/// Persistence lag.
-#[derive(Debug, Clone, Copy, Deserialize)]
-pub struct Lag {
-    /// Decided batches not yet persisted.
-    pub log_entries: u64,
-    /// Age of the oldest, if any.
-    pub oldest_unpersisted_ms: Option<u64>,
-}
+// The shapes are the API's own types: what it serializes is what this client parses.
+pub use rushline_domain::{CampaignPage, CampaignStats as Stats, CampaignView as Campaign};
 
 /// An answer, typed for the text output and as sent for `--json` (so scripts see every field the
 /// API returns, including ones this version of the CLI does not know).
@@ -177,8 +105,7 @@ impl Client {
     /// `POST /v1/campaigns/{id}/stock`.
     pub async fn add_stock(&self, id: &str, add: u64) -> Result<Reply<Campaign>, ClientError> {
         let path = format!("/v1/campaigns/{}/stock", segment(id));
-        let body = serde_json::json!({ "add": add });
-        self.send(self.admin(Method::POST, &path)?.json(&body))
+        self.send(self.admin(Method::POST, &path)?.json(&AddStock { add }))
             .await
     }
 

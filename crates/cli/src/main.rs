@@ -333,7 +333,7 @@ async fn campaign(client: &Client, format: Format, command: CampaignCommand) -> 
                 render::page(format, &page, first)?;
                 first = false;
                 match page.typed.next {
-                    Some(next) if all => after = Some(next),
+                    Some(next) if all => after = Some(next.into()),
                     _ => return Ok(()),
                 }
             }

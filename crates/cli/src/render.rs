@@ -3,6 +3,9 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use rushline_domain::admin::Counts;
+use rushline_domain::timefmt::rfc3339;
+
 use crate::client::{Campaign, CampaignPage, Reply, Stats};
 
 /// How to print.
@@ -62,8 +65,10 @@ pub fn campaign(format: Format, reply: &Reply<Campaign>) -> anyhow::Result<()> {
     );
     println!(
         "  window     {} -> {}",
-        c.opens_at,
-        c.closes_at.as_deref().unwrap_or("never closes")
+        rfc3339(&c.opens_at),
+        c.closes_at
+            .as_ref()
+            .map_or_else(|| "never closes".to_owned(), rfc3339)
     );
     Ok(())
 }
@@ -83,7 +88,12 @@ pub fn page(format: Format, reply: &Reply<CampaignPage>, header: bool) -> anyhow
     for c in &page.campaigns {
         println!(
             "{:<24} {:<10} {:>10} {:>10} {:>10}  {}",
-            c.id, c.status, c.stock, c.issued, c.remaining, c.name
+            c.id.as_str(),
+            c.status.as_str(),
+            c.stock,
+            c.issued,
+            c.remaining,
+            c.name
         );
     }
     Ok(())
@@ -100,16 +110,16 @@ pub fn stats(format: Format, reply: &Reply<Stats>, rates: Option<Rates>) -> anyh
         }
         return json(&value);
     }
-    println!("{}  {}  at {}", s.campaign_id, s.status, s.at);
+    println!("{}  {}  at {}", s.campaign_id, s.status, rfc3339(&s.at));
     println!("  stock      {}   remaining {}", s.stock, s.remaining);
     println!("  queued     {}", s.queued);
-    let line = |name: &str, c: &crate::client::Counts| {
+    let line = |name: &str, c: &Counts| {
         println!(
             "  {name:<10} issued {}   sold_out {}   duplicate {}   (total {})",
             c.issued, c.sold_out, c.duplicate, c.total
         );
     };
-    line("decided", &s.decided);
+    line("decided", &s.decided.counts());
     line("persisted", &s.persisted);
     match s.persistence_lag.oldest_unpersisted_ms {
         Some(ms) => println!(

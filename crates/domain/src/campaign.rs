@@ -3,6 +3,7 @@
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::number::WholeNumber;
 use crate::{CampaignId, ValidationError, text, timefmt};
 
 /// A campaign's display name: 1–200 visible characters, in Unicode NFC.
@@ -65,6 +66,18 @@ impl CampaignName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// serde helper for a name read back from the API: [`CampaignName::from_record`]'s rule, so a
+    /// client still reads a campaign named under an earlier, looser rule.
+    pub fn deserialize_record<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_record(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for CampaignName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.0)
+    }
 }
 
 impl TryFrom<String> for CampaignName {
@@ -81,8 +94,10 @@ impl From<CampaignName> for String {
 }
 
 /// How many coupons a campaign can issue: 1 ..= 100,000,000.
+///
+/// From JSON it takes any whole number, `5.0` as well as `5` (see [`crate::number`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "u64", into = "u64")]
+#[serde(try_from = "WholeNumber", into = "u64")]
 pub struct Stock(u32);
 
 impl Stock {
@@ -115,25 +130,48 @@ impl TryFrom<u64> for Stock {
     }
 }
 
+impl TryFrom<WholeNumber> for Stock {
+    type Error = ValidationError;
+    fn try_from(value: WholeNumber) -> Result<Self, Self::Error> {
+        Self::new(value.0)
+    }
+}
+
 impl From<Stock> for u64 {
     fn from(stock: Stock) -> u64 {
         stock.get()
     }
 }
 
-/// `POST /v1/campaigns` body, as sent. Field types validate themselves; [`NewCampaign::validate`]
-/// checks the rules that span fields.
-#[derive(Debug, Clone, Deserialize)]
+/// `POST /v1/campaigns` body, as sent. Field types validate themselves; `validate` checks the
+/// rules that span fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewCampaign {
     /// Chosen by the operator, or generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<CampaignId>,
     /// Display name.
     pub name: CampaignName,
     /// Coupons to issue.
     pub stock: Stock,
-    /// When requests start being accepted; absent = now.
+    /// When requests start being accepted; absent = now. RFC 3339, from
+    /// 1970-01-01T00:00:00Z through 9999-12-31T23:59:59.999Z.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timefmt::serialize_opt"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Timestamp>))]
     pub opens_at: Option<DateTime<Utc>>,
-    /// When requests stop being accepted; absent = never.
+    /// When requests stop being accepted; absent = never. RFC 3339, after `opens_at`, within the
+    /// same range.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "timefmt::serialize_opt"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Timestamp>))]
     pub closes_at: Option<DateTime<Utc>>,
 }
 
@@ -208,8 +246,10 @@ pub struct CampaignSnapshot {
     pub epoch: i64,
 }
 
-/// Where a campaign stands, as `GET /v1/campaigns/{id}` reports it.
+/// Where a campaign stands, as `GET /v1/campaigns/{id}` reports it: the window decides first,
+/// then the stock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     /// `opens_at` is still ahead.
@@ -223,6 +263,16 @@ pub enum CampaignStatus {
 }
 
 impl CampaignStatus {
+    /// The contract's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Open => "open",
+            Self::SoldOut => "sold_out",
+            Self::Closed => "closed",
+        }
+    }
+
     /// The status at `now`: the window decides first, then the stock.
     pub fn at(
         now: DateTime<Utc>,
@@ -242,12 +292,20 @@ impl CampaignStatus {
     }
 }
 
-/// `GET /v1/campaigns/{id}` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+impl std::fmt::Display for CampaignStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// `GET /v1/campaigns/{id}` body: a campaign as anyone reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CampaignView {
     /// Its id.
     pub id: CampaignId,
     /// Display name.
+    #[serde(deserialize_with = "CampaignName::deserialize_record")]
     pub name: CampaignName,
     /// Coupons it started with.
     pub stock: u64,
@@ -259,9 +317,11 @@ pub struct CampaignView {
     pub status: CampaignStatus,
     /// First instant requests are accepted.
     #[serde(serialize_with = "timefmt::serialize")]
+    #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Timestamp))]
     pub opens_at: DateTime<Utc>,
     /// First instant requests are refused again; `null` = never.
     #[serde(serialize_with = "timefmt::serialize_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Timestamp>))]
     pub closes_at: Option<DateTime<Utc>>,
 }
 

@@ -125,6 +125,12 @@ impl UserId {
             ))
         }
     }
+
+    /// serde helper for an id read back from the API: [`UserId::from_record`]'s rule, so a
+    /// client still reads a request recorded under an earlier, looser rule.
+    pub fn deserialize_record<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_record(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 string_id!(UserId);
 

@@ -13,22 +13,34 @@
 //! - [`request`]: what a client posts ([`IssueRequest`]) and reads back ([`AcceptedView`],
 //!   [`RequestView`]); [`RequestStatus`] is the request's state machine (`queued` → one final
 //!   status, never changed afterwards).
+//! - [`admin`]: what an operator sends and reads besides a campaign: [`CampaignPage`],
+//!   [`AddStock`], [`CampaignStats`].
 //! - [`coupon`]: [`CouponCode`], the human-friendly `RL-XXXX-XXXX` code an issued request holds,
 //!   minted by [`CouponCode::mint`] from the campaign's key and its coupon sequence number.
 //! - [`record`]: [`CampaignRecord`], the interface Redis state is rebuilt through.
 //! - [`timefmt`]: RFC 3339 UTC rendering shared by every JSON shape, and the range of instants
 //!   rushline accepts.
 //! - `text`: what "printable" means for a client's text (visible characters, NFC).
+//! - [`number`]: whole JSON numbers as JSON Schema counts them (`5.0` is `5`).
+//!
+//! Every JSON shape is defined here once: the API serializes these types, the operator's CLI and
+//! the load test deserialize them, and with the `openapi` feature they derive the OpenAPI schemas
+//! the API serves (`openapi` holds the newtypes' schemas, each stating its `parse` rule).
 
+pub mod admin;
 pub mod campaign;
 pub mod coupon;
 pub mod error;
 pub mod ids;
+pub mod number;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod record;
 pub mod request;
 mod text;
 pub mod timefmt;
 
+pub use admin::{AddStock, CampaignPage, CampaignStats};
 pub use campaign::{
     CampaignName, CampaignSnapshot, CampaignSpec, CampaignStatus, CampaignView, NewCampaign, Stock,
 };

@@ -9,14 +9,16 @@ use serde::{Deserialize, Serialize};
 use crate::{CampaignId, CouponCode, RequestId, UserId, timefmt};
 
 /// `POST /v1/campaigns/{id}/requests` body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssueRequest {
     /// Who wants a coupon.
     pub user_id: UserId,
 }
 
-/// A request's status. `Queued` is the only non-final one; a final status never changes.
+/// A request's status: `queued`, then one final status, which never changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
     /// Accepted, not decided yet.
@@ -70,10 +72,11 @@ impl FromStr for RequestStatus {
     }
 }
 
-/// The `202 Accepted` body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The `202 Accepted` body: a request accepted into the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AcceptedView {
-    /// The id to poll.
+    /// Resolve with `GET /v1/requests/{request_id}`.
     pub request_id: RequestId,
     /// Always `queued`.
     pub status: RequestStatus,
@@ -81,21 +84,25 @@ pub struct AcceptedView {
     pub campaign_id: CampaignId,
 }
 
-/// `GET /v1/requests/{id}` body (also the `200` body of an at-once final answer).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// `GET /v1/requests/{id}` body (also the `200` body of an at-once final answer): a request and
+/// its status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestView {
     /// Its id.
     pub request_id: RequestId,
     /// The campaign it was posted to.
     pub campaign_id: CampaignId,
     /// Who it is for.
+    #[serde(deserialize_with = "UserId::deserialize_record")]
     pub user_id: UserId,
-    /// Where it stands.
+    /// Where it stands; a final status never changes.
     pub status: RequestStatus,
-    /// Present once `issued`.
+    /// The coupon, once `issued`; `null` until then.
     pub coupon_code: Option<CouponCode>,
-    /// Present once final.
+    /// When it was decided, once final; `null` until then.
     #[serde(serialize_with = "timefmt::serialize_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Timestamp>))]
     pub decided_at: Option<DateTime<Utc>>,
 }
 

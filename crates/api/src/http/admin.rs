@@ -10,11 +10,12 @@
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rushline_domain::{CampaignId, CampaignStatus, CampaignView, Stock, timefmt};
+use rushline_domain::{
+    AddStock, CampaignId, CampaignPage, CampaignStatus, CampaignView, Stock, timefmt,
+};
 use rushline_queue::{CloseOutcome, StockOutcome};
 use rushline_store::StockAdded;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Deserialize;
 
 use crate::http::ApiError;
 use crate::http::campaign_view;
@@ -42,15 +43,6 @@ pub(crate) struct ListQuery {
     after: Option<String>,
 }
 
-/// `GET /v1/campaigns` body: one page in id order; `next` is the `?after=` of the next page.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct CampaignPage {
-    #[schema(value_type = Vec<openapi::CampaignView>)]
-    campaigns: Vec<CampaignView>,
-    #[schema(value_type = Option<String>)]
-    next: Option<CampaignId>,
-}
-
 /// `GET /v1/campaigns?limit=&after=`.
 #[utoipa::path(
     get,
@@ -59,7 +51,7 @@ pub(crate) struct CampaignPage {
     summary = "List campaigns (admin)",
     params(
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, default 20"),
-        ("after" = Option<String>, Query, description = "Start after this campaign id (the previous page's `next`)"),
+        ("after" = Option<CampaignId>, Query, description = "Start after this campaign id (the previous page's `next`)"),
     ),
     security(("admin_token" = [])),
     responses(
@@ -174,15 +166,6 @@ async fn close(
         .await?;
     tracing::info!(campaign = %id, closes_at = %timefmt::rfc3339(&closes_at), "campaign closed");
     campaign_view::read_live(&state, id).await.map(Json)
-}
-
-/// `POST /v1/campaigns/{id}/stock` body.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AddStock {
-    /// Coupons to add; the total may not exceed 100,000,000.
-    #[schema(minimum = 1, maximum = 100_000_000)]
-    add: u64,
 }
 
 /// `POST /v1/campaigns/{id}/stock`: `{"add": N}` more coupons for a campaign that is scheduled or

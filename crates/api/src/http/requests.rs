@@ -39,7 +39,7 @@ pub fn router() -> Router<AppState> {
     request_body = openapi::IssueRequest,
     params(
         ("id" = String, Path, description = "Campaign id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1-128 printable ASCII characters, at most once; retries with it return the same request"),
+        ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "1-128 printable ASCII characters, at most once; retries with it return the same request"),
     ),
     responses(
         (status = 202, description = "Queued", body = openapi::AcceptedView, headers(("Location" = String, description = "The request's status URL"))),

@@ -6,11 +6,9 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
-use rushline_domain::{CampaignId, CampaignStatus, timefmt};
+use rushline_domain::admin::{Counts, Decided, Lag, RefusalSource};
+use rushline_domain::{CampaignId, CampaignStats, CampaignStatus};
 use rushline_queue::PipelineStats;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::http::ApiError;
 use crate::http::extract::{Admin, ApiPath};
@@ -21,54 +19,6 @@ use crate::telemetry;
 /// The stats route.
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/campaigns/{id}/stats", get(stats))
-}
-
-/// `GET /v1/campaigns/{id}/stats` body.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct CampaignStats {
-    #[schema(value_type = String)]
-    campaign_id: CampaignId,
-    #[schema(value_type = openapi::CampaignStatus)]
-    status: CampaignStatus,
-    stock: u64,
-    remaining: u64,
-    /// Requests waiting for a worker.
-    queued: u64,
-    /// Requests decided, by outcome (persisted or not).
-    decided: Decided,
-    /// Rows in PostgreSQL, by outcome.
-    persisted: Counts,
-    persistence_lag: Lag,
-    #[serde(serialize_with = "timefmt::serialize")]
-    #[schema(value_type = String, format = DateTime)]
-    at: DateTime<Utc>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Decided {
-    issued: u64,
-    sold_out: u64,
-    duplicate: u64,
-    total: u64,
-    /// Where `sold_out` and `duplicate` come from: `redis` (live tallies) or `postgres`
-    /// (persisted rows, when Redis was rebuilt from a record that already held decisions).
-    refusals_from: &'static str,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Counts {
-    issued: u64,
-    sold_out: u64,
-    duplicate: u64,
-    total: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Lag {
-    /// Decided batches in the log, not yet acknowledged as persisted.
-    log_entries: u64,
-    /// Age of the oldest of them; `null` when everything is persisted.
-    oldest_unpersisted_ms: Option<u64>,
 }
 
 /// `GET /v1/campaigns/{id}/stats`: the pipeline — queued, decided, persisted, lag. Reading it also
@@ -124,8 +74,12 @@ async fn stats(
             .as_secs_f64(),
     );
     let (sold_out, duplicate, refusals_from) = match pipeline.refusals {
-        Some(tally) => (tally.sold_out, tally.duplicate, "redis"),
-        None => (persisted.sold_out, persisted.duplicate, "postgres"),
+        Some(tally) => (tally.sold_out, tally.duplicate, RefusalSource::Redis),
+        None => (
+            persisted.sold_out,
+            persisted.duplicate,
+            RefusalSource::Postgres,
+        ),
     };
     // Redis's clock, as accept's: the status shown is the one accept would act on.
     let now = state.now().await?;

@@ -11,7 +11,7 @@ use rushline_api::http::openapi::ApiDoc;
 use serde_json::{Value, json};
 use utoipa::OpenApi;
 
-use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, TestApp, spawn_app, spawn_app_with_workers};
 
 fn committed_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../openapi.json")
@@ -163,4 +163,61 @@ async fn documented_shapes_match_real_answers() {
     assert_eq!(fields(&problem), required);
     assert!(fields(&problem).is_subset(&documented_fields(&doc, "Problem")));
     app.stop().await;
+}
+
+/// Every answer parses as the domain type the document's schema is derived from (the type the
+/// CLI and the load test read it with) and renders back unchanged: nothing the API sends is
+/// outside the shape, and nothing in the shape is lost on the way through a client.
+#[tokio::test]
+async fn real_answers_are_the_domain_types() {
+    fn round_trips<T: serde::de::DeserializeOwned + serde::Serialize>(what: &str, body: &Value) {
+        let parsed: T = serde_json::from_value(body.clone())
+            .unwrap_or_else(|e| panic!("{what} does not parse as its domain type: {e}: {body}"));
+        assert_eq!(&serde_json::to_value(parsed).unwrap(), body, "{what}");
+    }
+    let app = spawn_app_with_workers(1).await;
+    let campaign = app.open_campaign(5).await;
+    round_trips::<rushline_domain::CampaignView>("campaign", &app.campaign(&campaign).await);
+    let accepted: Value = app.issue(&campaign, "u-1").await.json().await.unwrap();
+    round_trips::<rushline_domain::AcceptedView>("accepted", &accepted);
+    let id = accepted["request_id"].as_str().unwrap();
+    round_trips::<rushline_domain::RequestView>("queued request", &{
+        app.request_status(id, None).await.json().await.unwrap()
+    });
+    round_trips::<rushline_domain::RequestView>("final request", &app.final_status(id).await);
+    round_trips::<rushline_domain::CampaignPage>("page", &admin_get(&app, "/v1/campaigns").await);
+    let stats = admin_get(&app, &format!("/v1/campaigns/{campaign}/stats")).await;
+    round_trips::<rushline_domain::CampaignStats>("stats", &stats);
+    app.stop().await;
+}
+
+/// Every `$ref` in the document names a schema it defines: the derived schemas pull in the
+/// newtypes' schemas, and a missing one would leave clients with a dangling reference.
+#[test]
+fn every_reference_resolves() {
+    fn refs(value: &Value, found: &mut BTreeSet<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    found.insert(target.clone());
+                }
+                map.values().for_each(|v| refs(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+    let doc: Value = serde_json::from_str(&generated()).unwrap();
+    let mut found = BTreeSet::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 10, "{found:?}");
+    for target in found {
+        let name = target
+            .strip_prefix("#/components/schemas/")
+            .unwrap_or_else(|| panic!("{target} is not a component schema"));
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{target} is not defined"
+        );
+    }
 }
