@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::http::ApiError;
 use crate::http::campaign_view;
 use crate::http::extract::{Admin, ApiJson, ApiPath, ApiQuery};
-use crate::http::openapi;
+use crate::http::schemas;
 use crate::state::AppState;
 
 /// Page size when `?limit=` is absent.
@@ -56,10 +56,10 @@ pub(crate) struct ListQuery {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "One page, in id order", body = CampaignPage),
-        (status = 400, description = "Bad limit or after", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong bearer token", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis or PostgreSQL unavailable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 400, description = "Bad limit or after", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 pub(crate) async fn list(
@@ -127,11 +127,11 @@ pub(crate) async fn list(
     ),
     security(("admin_token" = [])),
     responses(
-        (status = 200, description = "Closed (idempotent)", body = openapi::CampaignView),
-        (status = 401, description = "Missing or wrong bearer token", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis or PostgreSQL unavailable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 200, description = "Closed (idempotent)", body = schemas::CampaignView),
+        (status = 401, description = "Missing or wrong bearer token", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn close(
@@ -182,16 +182,16 @@ async fn close(
     ),
     security(("admin_token" = [])),
     responses(
-        (status = 200, description = "Stock added", body = openapi::CampaignView),
-        (status = 400, description = "The body does not parse or validate", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong bearer token", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Sold out or closed", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis or PostgreSQL unavailable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 200, description = "Stock added", body = schemas::CampaignView),
+        (status = 400, description = "The body does not parse or validate", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Sold out or closed", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn add_stock(

@@ -11,7 +11,7 @@ use rushline_store::StoreError;
 use uuid::Uuid;
 
 use crate::http::extract::{Admin, ApiJson, ApiPath};
-use crate::http::openapi;
+use crate::http::schemas;
 use crate::http::{ApiError, campaign_view};
 use crate::state::AppState;
 
@@ -27,18 +27,18 @@ pub fn router() -> Router<AppState> {
     path = "/v1/campaigns",
     tag = "campaigns",
     summary = "Create a campaign",
-    request_body = openapi::NewCampaign,
+    request_body = schemas::NewCampaign,
     security(("admin_token" = [])),
     responses(
-        (status = 201, description = "Created", body = openapi::CampaignView, headers(("Location" = String, description = "Where to read it back"))),
-        (status = 400, description = "The body does not parse or validate", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong bearer token", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The id exists", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis or PostgreSQL unavailable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 201, description = "Created", body = schemas::CampaignView, headers(("Location" = String, description = "Where to read it back"))),
+        (status = 400, description = "The body does not parse or validate", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The id exists", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn create(
@@ -91,9 +91,9 @@ fn generated_id() -> CampaignId {
         ("id" = String, Path, description = "Campaign id"),
     ),
     responses(
-        (status = 200, description = "The campaign", body = openapi::CampaignView),
-        (status = 404, description = "No such campaign", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis or PostgreSQL unavailable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 200, description = "The campaign", body = schemas::CampaignView),
+        (status = 404, description = "No such campaign", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn show(

@@ -7,6 +7,7 @@
 //! - [`campaign_view`]: a campaign as shown, from Redis's live state or from the record.
 //! - [`ops`]: health, readiness, metrics.
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' attributes.
+//! - [`schemas`]: the shapes those attributes name (domain types and `Problem`).
 //! - [`extract`]: extractors that reject as problem+json, and the admin guard.
 //! - [`correlation`]: the correlation id (`X-Request-Id`) on every request's span and response;
 //!   not the domain's `RequestId`.
@@ -27,6 +28,7 @@ pub mod openapi;
 pub mod ops;
 pub mod problem;
 pub mod requests;
+pub mod schemas;
 pub mod stats;
 
 use std::any::Any;

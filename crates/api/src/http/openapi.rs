@@ -3,8 +3,9 @@
 //!
 //! Every JSON shape is a `rushline_domain` type whose schema is derived where the type is defined
 //! (the domain's `openapi` feature), so the document describes exactly what is serialized and
-//! parsed; they are re-exported here, where the handlers' attributes name them. Only
-//! [`Problem`], an HTTP concern, is defined here. The API's tests check the rest: the committed
+//! parsed; [`super::schemas`] re-exports them for the handlers' attributes and defines the one
+//! HTTP-only shape, `Problem`. This module imports the route modules (for their paths); they
+//! import only `schemas`, so the dependency runs one way. The API's tests check the rest: the committed
 //! `openapi.json` must equal what this module generates, and every documented shape must have
 //! exactly the fields the API really sends.
 
@@ -13,15 +14,13 @@ use std::sync::LazyLock;
 use axum::Json;
 use axum::Router;
 use axum::routing::get;
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-pub use rushline_domain::{
+use crate::http::schemas::{
     AcceptedView, AddStock, CampaignId, CampaignPage, CampaignStats, CampaignStatus, CampaignView,
-    IdempotencyKey, IssueRequest, NewCampaign, RequestStatus, RequestView,
+    IdempotencyKey, IssueRequest, NewCampaign, Problem, RequestStatus, RequestView,
 };
-
 use crate::http::{admin, campaigns, ops, requests, stats};
 use crate::state::AppState;
 
@@ -89,22 +88,4 @@ impl Modify for AdminToken {
             ),
         );
     }
-}
-
-/// An RFC 9457 problem (`application/problem+json`): every error this API answers.
-#[derive(Serialize, ToSchema)]
-pub struct Problem {
-    /// `urn:rushline:problem:<slug>`.
-    r#type: String,
-    /// The status's reason phrase.
-    title: String,
-    /// Equal to the HTTP status.
-    status: u16,
-    /// What went wrong and what to fix.
-    detail: String,
-    /// Extension member, only on a `503` of `POST /v1/campaigns/{id}/requests` after which the
-    /// request may nonetheless have been queued: its id (also in `Location`).
-    #[schema(format = "uuid")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<String>,
 }

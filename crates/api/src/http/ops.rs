@@ -9,7 +9,7 @@ use rushline_queue::QueueError;
 use serde_json::json;
 
 use crate::http::ApiError;
-use crate::http::openapi;
+use crate::http::schemas;
 use crate::state::AppState;
 use crate::telemetry::{self, Backend};
 
@@ -43,7 +43,7 @@ async fn healthz() -> Json<serde_json::Value> {
     summary = "Redis and PostgreSQL reachable",
     responses(
         (status = 200, description = "Ready", body = Object),
-        (status = 503, description = "A backing service is unreachable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "A backing service is unreachable", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {

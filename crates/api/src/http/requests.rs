@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::accept::AcceptError;
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, single_header};
-use crate::http::openapi;
+use crate::http::schemas;
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -36,22 +36,22 @@ pub fn router() -> Router<AppState> {
     path = "/v1/campaigns/{id}/requests",
     tag = "requests",
     summary = "Ask for a coupon",
-    request_body = openapi::IssueRequest,
+    request_body = schemas::IssueRequest,
     params(
         ("id" = String, Path, description = "Campaign id"),
         ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "1-128 printable ASCII characters, at most once; retries with it return the same request"),
     ),
     responses(
-        (status = 202, description = "Queued", body = openapi::AcceptedView, headers(("Location" = String, description = "The request's status URL"))),
-        (status = 200, description = "Decided at once (sold out, duplicate) or an idempotent replay of a final request", body = openapi::RequestView, headers(("Location" = String, description = "The request's status URL"))),
-        (status = 400, description = "The body does not parse or validate, or Idempotency-Key is malformed or repeated", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not application/json", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Campaign scheduled or closed", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Idempotency-Key reused with another user_id", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Overloaded or a backing service is down. When a backing call failed at a point where the request may nonetheless have been queued (a timeout, a connection lost mid-call), the problem carries the request's `request_id` and a `Location` header: GET it to learn the outcome, or retry with the same Idempotency-Key", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"), ("Location" = String, description = "Only when the request may have been queued: its status URL"))),
+        (status = 202, description = "Queued", body = schemas::AcceptedView, headers(("Location" = String, description = "The request's status URL"))),
+        (status = 200, description = "Decided at once (sold out, duplicate) or an idempotent replay of a final request", body = schemas::RequestView, headers(("Location" = String, description = "The request's status URL"))),
+        (status = 400, description = "The body does not parse or validate, or Idempotency-Key is malformed or repeated", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Campaign scheduled or closed", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Idempotency-Key reused with another user_id", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Overloaded or a backing service is down. When a backing call failed at a point where the request may nonetheless have been queued (a timeout, a connection lost mid-call), the problem carries the request's `request_id` and a `Location` header: GET it to learn the outcome, or retry with the same Idempotency-Key", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"), ("Location" = String, description = "Only when the request may have been queued: its status URL"))),
     ),
 )]
 async fn issue(
@@ -240,10 +240,10 @@ struct StatusQuery {
         ("wait" = Option<u32>, Query, description = "Hold up to N seconds (max 30) until final"),
     ),
     responses(
-        (status = 200, description = "The request", body = openapi::RequestView),
-        (status = 400, description = "Malformed id or wait", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such request", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis or PostgreSQL unavailable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 200, description = "The request", body = schemas::RequestView),
+        (status = 400, description = "Malformed id or wait", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such request", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn status(

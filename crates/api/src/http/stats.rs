@@ -12,7 +12,7 @@ use rushline_queue::PipelineStats;
 
 use crate::http::ApiError;
 use crate::http::extract::{Admin, ApiPath};
-use crate::http::openapi;
+use crate::http::schemas;
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -34,10 +34,10 @@ pub fn router() -> Router<AppState> {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Queued, decided, persisted, lag", body = CampaignStats),
-        (status = 401, description = "Missing or wrong bearer token", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such campaign", body = openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis or PostgreSQL unavailable", body = openapi::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 401, description = "Missing or wrong bearer token", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     ),
 )]
 async fn stats(
