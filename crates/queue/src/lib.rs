@@ -13,7 +13,7 @@
 //!    campaign's decision log (a Redis Stream) in the same atomic step. An issued request gets
 //!    the campaign's next coupon sequence number; its code is minted from that number outside
 //!    Redis by whoever reads it ([`codes`]).
-//! 3. [`log`] — the worker's persister reads the log through a consumer group, writes PostgreSQL,
+//! 3. [`decision_log`] — the worker's persister reads the log through a consumer group, writes PostgreSQL,
 //!    then acknowledges with `lua/ack.lua`; entries of a dead consumer are claimed after an idle
 //!    time. `lua/rollback.lua` undoes decisions PostgreSQL refused. Entries no worker can ever
 //!    persist go to the campaign's dead-letter stream ([`dead_letters`]) and back on replay.
@@ -41,7 +41,7 @@ pub mod dead_letters;
 pub mod decide;
 pub mod error;
 pub mod keys;
-pub mod log;
+pub mod decision_log;
 pub mod notify;
 pub mod reconcile;
 pub mod record;
@@ -66,7 +66,7 @@ pub use dead_letters::{DeadLetter, DeadLetterReason};
 pub use decide::DecideOutcome;
 pub use error::QueueError;
 pub use keys::{CampaignKeys, Keys};
-pub use log::{LogEntry, LogRead, Rollback, UnreadableEntry};
+pub use decision_log::{LogEntry, LogRead, Rollback, UnreadableEntry};
 pub use notify::{Notifications, Subscriber};
 pub use reconcile::RedisCampaign;
 pub use requeue::Requeued;
