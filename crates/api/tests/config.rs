@@ -2,31 +2,18 @@
 //! variable, and documents every variable in `--help`. Nothing here needs Redis or PostgreSQL:
 //! both cases end before the API connects to anything.
 
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::Output;
 use std::time::Duration;
 
-/// Runs the built binary; a binary still running after 30 s took its configuration (and is
-/// serving), which is a failure here: it is killed and the test fails.
+/// Runs the built binary; one still running after 30 s took its configuration (and is serving),
+/// which is a failure here.
 fn api(args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_rushline-api"))
-        .env_clear()
-        .envs(vars.iter().copied())
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the built rushline-api starts");
-    let pid = child.id();
-    let (done, output) = mpsc::channel();
-    std::thread::spawn(move || done.send(child.wait_with_output()));
-    match output.recv_timeout(Duration::from_secs(30)) {
-        Ok(output) => output.expect("rushline-api's output"),
-        Err(_) => {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
-            panic!("rushline-api {args:?} with {vars:?} was still running after 30 s");
-        }
-    }
+    rushline_testkit::binary::run_to_exit(
+        env!("CARGO_BIN_EXE_rushline-api"),
+        args,
+        vars,
+        Duration::from_secs(30),
+    )
 }
 
 #[test]

@@ -16,6 +16,7 @@
 //! default), so the load test's release binary can use the audit without building anything
 //! test-only.
 
+pub mod binary;
 pub mod guarantees;
 
 #[cfg(feature = "app")]
