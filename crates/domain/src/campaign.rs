@@ -223,7 +223,7 @@ pub struct CampaignSpec {
 }
 
 /// Everything Redis needs to (re)build a campaign's state, as read from the record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CampaignSnapshot {
     /// Display name.
     pub name: String,
@@ -244,6 +244,22 @@ pub struct CampaignSnapshot {
     /// ([`CampaignRecord::begin_rebuild`](crate::CampaignRecord::begin_rebuild)) only if no other
     /// rebuild claimed one since.
     pub epoch: i64,
+}
+
+/// The code key stays out of logs and panics (see [`crate::secret`]).
+impl std::fmt::Debug for CampaignSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CampaignSnapshot")
+            .field("name", &self.name)
+            .field("stock", &self.stock)
+            .field("opens_at", &self.opens_at)
+            .field("closes_at", &self.closes_at)
+            .field("issued", &self.issued)
+            .field("next_seq", &self.next_seq)
+            .field("code_key", &crate::secret::Redacted)
+            .field("epoch", &self.epoch)
+            .finish()
+    }
 }
 
 /// Where a campaign stands, as `GET /v1/campaigns/{id}` reports it: the window decides first,

@@ -37,6 +37,7 @@ pub mod number;
 pub mod openapi;
 pub mod record;
 pub mod request;
+pub mod secret;
 mod text;
 pub mod timefmt;
 

@@ -81,7 +81,7 @@ pub const DEFAULT_MAX_LOG_ENTRIES: u64 = 8192;
 pub const PERSIST_GROUP: &str = "persist";
 
 /// How a process reaches Redis.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QueueConfig {
     /// `redis://…` URL.
     pub url: String,
@@ -102,6 +102,22 @@ pub struct QueueConfig {
     /// deciding a campaign and decisions at once are shed: with `max_queue`, the bound on what
     /// Redis buffers while PostgreSQL is away.
     pub max_log_entries: u64,
+}
+
+/// The URL's password stays out of logs and panics.
+impl std::fmt::Debug for QueueConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueConfig")
+            .field("url", &rushline_domain::secret::redact_url(&self.url))
+            .field("namespace", &self.namespace)
+            .field("pool_size", &self.pool_size)
+            .field("timeout", &self.timeout)
+            .field("status_ttl", &self.status_ttl)
+            .field("idempotency_ttl", &self.idempotency_ttl)
+            .field("max_queue", &self.max_queue)
+            .field("max_log_entries", &self.max_log_entries)
+            .finish()
+    }
 }
 
 impl QueueConfig {

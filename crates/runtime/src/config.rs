@@ -238,31 +238,7 @@ fn first_line(error: &clap::Error) -> String {
     line.strip_prefix("error: ").unwrap_or(line).to_owned()
 }
 
-/// A URL (or a comma-separated list of them, as a Redis Cluster's) with each password replaced
-/// by `***`, for `Debug` output and logs: database and Redis URLs carry passwords inline.
-pub fn redact_url(urls: &str) -> String {
-    urls.split(',')
-        .map(redact_one)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn redact_one(url: &str) -> String {
-    // scheme://user:password@host…: the password is between the first ':' after "//" and the
-    // last '@' before the path.
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
-        None => url.to_owned(),
-    }
-}
+pub use rushline_domain::secret::redact_url;
 
 /// Shows a secret as set or not, never its value.
 pub struct Redacted<'a, T>(pub &'a Option<T>);

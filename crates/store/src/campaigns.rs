@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::{Store, StoreError};
 
 /// A campaign as the record holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoredCampaign {
     /// What the operator created.
     pub spec: CampaignSpec,
@@ -18,6 +18,17 @@ pub struct StoredCampaign {
     pub issued: u64,
     /// Secret key of its coupon-code permutation.
     pub code_key: String,
+}
+
+/// The code key stays out of logs and panics.
+impl std::fmt::Debug for StoredCampaign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCampaign")
+            .field("spec", &self.spec)
+            .field("issued", &self.issued)
+            .field("code_key", &rushline_domain::secret::Redacted)
+            .finish()
+    }
 }
 
 #[derive(sqlx::FromRow)]
