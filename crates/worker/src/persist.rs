@@ -376,8 +376,8 @@ async fn persist_run(
 /// status: those the record does not hold (`unrecorded`, in decision order) go back to the head
 /// of the campaign's queue with their original ids and users, to be decided by the rebuilt
 /// state, and the entries are acknowledged in the same atomic step (`lua/requeue.lua`, which
-/// skips a request Redis already holds a status for, so a retry or a takeover never queues one
-/// twice). Requests the record does hold were committed before the rebuild and stand.
+/// skips a request whose status record is no longer the one the superseded decision wrote, so a
+/// retry or a takeover never queues one twice). Requests the record does hold were committed before the rebuild and stand.
 async fn hand_back(
     ctx: &Context,
     campaign: &CampaignId,
