@@ -183,7 +183,7 @@ async fn close(
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Stock added", body = schemas::CampaignView),
-        (status = 400, description = "The body does not parse or validate", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body does not parse or validate, or the campaign's total would pass 100,000,000", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = schemas::Problem, content_type = "application/problem+json"),
