@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use clap::Parser;
-use rushline_runtime::config::{self, Redacted, SharedArgs, redact_url};
+use rushline_runtime::config::{self, Redacted, Shared, SharedArgs, millis};
 
 pub use rushline_runtime::config::ConfigError;
 
@@ -52,27 +52,27 @@ pub struct ApiArgs {
     db_max_connections: u32,
 
     /// Bound on any one Redis or PostgreSQL call, in milliseconds; at least 10
-    #[arg(long, env = "RUSHLINE_BACKEND_TIMEOUT_MS", default_value_t = 2000,
-        value_parser = clap::value_parser!(u64).range(10..))]
-    backend_timeout_ms: u64,
+    #[arg(long, env = "RUSHLINE_BACKEND_TIMEOUT_MS", default_value = "2000",
+        value_parser = millis(10))]
+    backend_timeout_ms: Duration,
 
     /// Milliseconds a connection may take to send a complete request head (from opening or its
     /// previous response) before it is closed; at least 1
-    #[arg(long, env = "RUSHLINE_HTTP_HEADER_TIMEOUT_MS", default_value_t = 30_000,
-        value_parser = clap::value_parser!(u64).range(1..))]
-    http_header_timeout_ms: u64,
+    #[arg(long, env = "RUSHLINE_HTTP_HEADER_TIMEOUT_MS", default_value = "30000",
+        value_parser = millis(1))]
+    http_header_timeout_ms: Duration,
 
     /// Milliseconds a kept-alive connection may stay idle after a response before it is closed;
     /// at least 1
-    #[arg(long, env = "RUSHLINE_HTTP_IDLE_TIMEOUT_MS", default_value_t = 30_000,
-        value_parser = clap::value_parser!(u64).range(1..))]
-    http_idle_timeout_ms: u64,
+    #[arg(long, env = "RUSHLINE_HTTP_IDLE_TIMEOUT_MS", default_value = "30000",
+        value_parser = millis(1))]
+    http_idle_timeout_ms: Duration,
 
     /// Milliseconds a request body may take to arrive once the handler reads it (else 408); at
     /// least 1
-    #[arg(long, env = "RUSHLINE_HTTP_BODY_TIMEOUT_MS", default_value_t = 10_000,
-        value_parser = clap::value_parser!(u64).range(1..))]
-    http_body_timeout_ms: u64,
+    #[arg(long, env = "RUSHLINE_HTTP_BODY_TIMEOUT_MS", default_value = "10000",
+        value_parser = millis(1))]
+    http_body_timeout_ms: Duration,
 
     /// Open connections past which new ones are answered 503 and closed; at least 1
     #[arg(long, env = "RUSHLINE_HTTP_MAX_CONNECTIONS", default_value_t = 10_000,
@@ -89,14 +89,11 @@ const MAX_CONNECTIONS_CAP: u64 = tokio::sync::Semaphore::MAX_PERMITS as u64;
 pub struct Config {
     /// `RUSHLINE_HTTP_ADDR`: where to listen (port 0 picks a free one).
     pub http_addr: String,
-    /// `RUSHLINE_REDIS_URL`.
-    pub redis_url: String,
-    /// `RUSHLINE_DATABASE_URL`.
-    pub database_url: String,
+    /// What the workers must agree on: Redis, PostgreSQL, the key namespace, the decision-log
+    /// bound, status TTL and log format.
+    pub shared: Shared,
     /// `RUSHLINE_ADMIN_TOKEN`: admin endpoints are disabled (403) when unset.
     pub admin_token: Option<String>,
-    /// `RUSHLINE_KEY_NAMESPACE`: optional segment after `rushline:` in every Redis key.
-    pub key_namespace: Option<String>,
     /// `RUSHLINE_ACCEPT_BATCH`: most requests one accept script call takes (group commit).
     pub accept_batch: usize,
     /// `RUSHLINE_ACCEPT_IN_FLIGHT`: accept script calls in flight at once; while all are busy,
@@ -104,17 +101,10 @@ pub struct Config {
     pub accept_in_flight: usize,
     /// `RUSHLINE_MAX_QUEUE`: per-campaign queue length past which requests are shed with 503.
     pub max_queue: u64,
-    /// `RUSHLINE_MAX_LOG_ENTRIES`: per-campaign decided batches waiting for PostgreSQL past which
-    /// decisions at once are shed with 503 (must match the workers').
-    pub max_log_entries: u64,
-    /// `RUSHLINE_STATUS_TTL_SECS`: how long Redis keeps a persisted request's status.
-    pub status_ttl: Duration,
     /// `RUSHLINE_DB_MAX_CONNECTIONS`.
     pub db_max_connections: u32,
     /// `RUSHLINE_BACKEND_TIMEOUT_MS`: bound on any one Redis or PostgreSQL call.
     pub backend_timeout: Duration,
-    /// `RUSHLINE_LOG_FORMAT`: `json` for machines, `pretty` for people.
-    pub log_json: bool,
     /// Added to this host's clock wherever the API reads it. Zero unless a test sets it (it is
     /// not read from the environment) to play a host whose clock is wrong: window decisions use
     /// Redis's clock, and only the reported skew may move with it.
@@ -173,24 +163,19 @@ impl From<ApiArgs> for Config {
         // cannot lose anything; `usize` is at least 32 bits on every target tokio supports.
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         Self {
-            log_json: args.shared.log_json(),
-            status_ttl: args.shared.status_ttl(),
+            shared: args.shared.into(),
             http_addr: args.http_addr,
-            redis_url: args.shared.redis_url,
-            database_url: args.shared.database_url,
             admin_token: args.admin_token,
-            key_namespace: args.shared.key_namespace,
             accept_batch: to_usize(args.accept_batch),
             accept_in_flight: to_usize(args.accept_in_flight),
             max_queue: args.max_queue,
-            max_log_entries: args.shared.max_log_entries,
             db_max_connections: args.db_max_connections,
-            backend_timeout: Duration::from_millis(args.backend_timeout_ms),
+            backend_timeout: args.backend_timeout_ms,
             clock_offset: TimeDelta::zero(),
             connections: ConnectionLimits {
-                header_read_timeout: Duration::from_millis(args.http_header_timeout_ms),
-                keep_alive_idle: Duration::from_millis(args.http_idle_timeout_ms),
-                body_read_timeout: Duration::from_millis(args.http_body_timeout_ms),
+                header_read_timeout: args.http_header_timeout_ms,
+                keep_alive_idle: args.http_idle_timeout_ms,
+                body_read_timeout: args.http_body_timeout_ms,
                 max_connections: to_usize(args.http_max_connections),
             },
         }
@@ -198,23 +183,18 @@ impl From<ApiArgs> for Config {
 }
 
 /// Secrets stay out of logs and panics: the admin token shows only whether it is set, database
-/// and Redis URLs without their passwords.
+/// and Redis URLs without their passwords (see [`Shared`]'s `Debug`).
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("http_addr", &self.http_addr)
-            .field("redis_url", &redact_url(&self.redis_url))
-            .field("database_url", &redact_url(&self.database_url))
+            .field("shared", &self.shared)
             .field("admin_token", &Redacted(&self.admin_token))
-            .field("key_namespace", &self.key_namespace)
             .field("accept_batch", &self.accept_batch)
             .field("accept_in_flight", &self.accept_in_flight)
             .field("max_queue", &self.max_queue)
-            .field("max_log_entries", &self.max_log_entries)
-            .field("status_ttl", &self.status_ttl)
             .field("db_max_connections", &self.db_max_connections)
             .field("backend_timeout", &self.backend_timeout)
-            .field("log_json", &self.log_json)
             .field("clock_offset", &self.clock_offset)
             .field("connections", &self.connections)
             .finish()
@@ -229,9 +209,9 @@ mod tests {
     fn defaults_match_the_contract() {
         let config = Config::from_lookup(|_| None).unwrap();
         assert_eq!(config.http_addr, "127.0.0.1:8080");
-        assert_eq!(config.redis_url, "redis://127.0.0.1:6379");
+        assert_eq!(config.shared.redis_url, "redis://127.0.0.1:6379");
         assert_eq!(
-            config.database_url,
+            config.shared.database_url,
             "postgres://rushline:rushline@127.0.0.1:5432/rushline"
         );
         assert_eq!(config.admin_token, None);

@@ -72,7 +72,7 @@ impl Application {
         telemetry::metrics();
         tokio::spawn(telemetry::upkeep(shutdown.clone()));
         let store = postgres::connect_patiently(postgres::Connect {
-            url: &config.database_url,
+            url: &config.shared.database_url,
             max_connections: config.db_max_connections,
             timeout: config.backend_timeout,
         })
@@ -80,12 +80,12 @@ impl Application {
         .context("connecting to PostgreSQL")?;
         store.migrate().await.context("applying migrations")?;
         let queue = Queue::new(QueueConfig {
-            namespace: config.key_namespace.clone(),
+            namespace: config.shared.key_namespace.clone(),
             timeout: config.backend_timeout,
-            status_ttl: config.status_ttl,
+            status_ttl: config.shared.status_ttl,
             max_queue: config.max_queue,
-            max_log_entries: config.max_log_entries,
-            ..QueueConfig::new(config.redis_url.clone())
+            max_log_entries: config.shared.max_log_entries,
+            ..QueueConfig::new(config.shared.redis_url.clone())
         })
         .context("configuring Redis")?;
         let listener = TcpListener::bind(&config.http_addr)

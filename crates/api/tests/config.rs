@@ -1,72 +1,43 @@
 //! The built `rushline-api` binary refuses unusable configuration at start-up, naming the
 //! variable, and documents every variable in `--help`. Nothing here needs Redis or PostgreSQL:
-//! both cases end before the API connects to anything.
+//! both cases end before the API connects to anything. The shared variables (Redis, PostgreSQL,
+//! namespace, log bound, status TTL, log format) are checked by testkit's `ServerBinary`.
 
-use std::process::Output;
-use std::time::Duration;
+use rushline_testkit::binary::ServerBinary;
 
-/// Runs the built binary; one still running after 30 s took its configuration (and is serving),
-/// which is a failure here.
-fn api(args: &[&str], vars: &[(&str, &str)]) -> Output {
-    rushline_testkit::binary::run_to_exit(
-        env!("CARGO_BIN_EXE_rushline-api"),
-        args,
-        vars,
-        Duration::from_secs(30),
-    )
+fn api() -> ServerBinary {
+    ServerBinary::new(env!("CARGO_BIN_EXE_rushline-api"))
 }
 
 #[test]
 fn an_out_of_range_value_stops_start_up_naming_the_variable() {
-    for (name, value) in [
+    api().assert_refuses(&[
         ("RUSHLINE_ACCEPT_BATCH", "10000"),
         ("RUSHLINE_HTTP_MAX_CONNECTIONS", "0"),
-        ("RUSHLINE_MAX_LOG_ENTRIES", "0"),
         ("RUSHLINE_DB_MAX_CONNECTIONS", "many"),
-    ] {
-        let out = api(&[], &[(name, value)]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{name}={value} started");
-        assert!(stderr.contains(name), "{name}={value}: {stderr}");
-    }
+    ]);
 }
 
 #[test]
 fn help_lists_every_variable_with_its_default() {
-    let out = api(&["--help"], &[]);
-    assert!(out.status.success());
-    let help = String::from_utf8_lossy(&out.stdout);
-    for name in [
-        "RUSHLINE_REDIS_URL",
-        "RUSHLINE_DATABASE_URL",
-        "RUSHLINE_KEY_NAMESPACE",
-        "RUSHLINE_MAX_LOG_ENTRIES",
-        "RUSHLINE_STATUS_TTL_SECS",
-        "RUSHLINE_LOG_FORMAT",
-        "RUSHLINE_HTTP_ADDR",
-        "RUSHLINE_ADMIN_TOKEN",
-        "RUSHLINE_ACCEPT_BATCH",
-        "RUSHLINE_ACCEPT_IN_FLIGHT",
-        "RUSHLINE_MAX_QUEUE",
-        "RUSHLINE_DB_MAX_CONNECTIONS",
-        "RUSHLINE_BACKEND_TIMEOUT_MS",
-        "RUSHLINE_HTTP_HEADER_TIMEOUT_MS",
-        "RUSHLINE_HTTP_IDLE_TIMEOUT_MS",
-        "RUSHLINE_HTTP_BODY_TIMEOUT_MS",
-        "RUSHLINE_HTTP_MAX_CONNECTIONS",
-    ] {
-        assert!(help.contains(name), "{name} missing from --help:\n{help}");
-    }
-    for default in [
-        "[default: redis://127.0.0.1:6379]",
-        "[default: postgres://rushline:rushline@127.0.0.1:5432/rushline]",
-        "[default: 127.0.0.1:8080]",
-        "[default: 256]",
-        "[default: 30000]",
-    ] {
-        assert!(
-            help.contains(default),
-            "{default} missing from --help:\n{help}"
-        );
-    }
+    api().assert_help_lists(
+        &[
+            "RUSHLINE_HTTP_ADDR",
+            "RUSHLINE_ADMIN_TOKEN",
+            "RUSHLINE_ACCEPT_BATCH",
+            "RUSHLINE_ACCEPT_IN_FLIGHT",
+            "RUSHLINE_MAX_QUEUE",
+            "RUSHLINE_DB_MAX_CONNECTIONS",
+            "RUSHLINE_BACKEND_TIMEOUT_MS",
+            "RUSHLINE_HTTP_HEADER_TIMEOUT_MS",
+            "RUSHLINE_HTTP_IDLE_TIMEOUT_MS",
+            "RUSHLINE_HTTP_BODY_TIMEOUT_MS",
+            "RUSHLINE_HTTP_MAX_CONNECTIONS",
+        ],
+        &[
+            "[default: 127.0.0.1:8080]",
+            "[default: 256]",
+            "[default: 30000]",
+        ],
+    );
 }

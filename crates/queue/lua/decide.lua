@@ -29,8 +29,7 @@
 -- numbers give distinct codes (guarantee 3), and without the key a code reveals nothing about the
 -- others. Uniqueness rests only on each number being handed out once, which stays here, atomic:
 -- `seq` only ever grows (a rollback never reuses one; a rebuild continues past every number that
--- may have been handed out, see CampaignSnapshot::next_seq). Records written by older versions of
--- this script hold the code itself ("RL-…"); readers take those as they stand.
+-- may have been handed out, see CampaignSnapshot::next_seq).
 
 local meta, queue, holders, log, dirty = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local status_prefix, batch = ARGV[1], tonumber(ARGV[2])

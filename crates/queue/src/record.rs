@@ -11,8 +11,8 @@
 //! An issued request's coupon is recorded by its sequence number: `decide.lua` writes the number
 //! (decimal) in a status record's `coupon` field and leaves a log line's `code` empty beside its
 //! `coupon_seq`; readers mint the code from it with the campaign's key ([`CouponCode::mint`],
-//! see [`crate::codes`]). A field holding `RL-…` is a code minted by an older `decide.lua`
-//! (records and log entries written before an upgrade) and is read as it stands.
+//! see [`crate::codes`]). No script writes a code itself, so a record or line that holds one is
+//! malformed.
 
 use redis::Value;
 use rushline_domain::{
@@ -46,46 +46,23 @@ fn bad(what: &str, raw: &str) -> QueueError {
     QueueError::protocol(format!("{what}: {raw:?}"))
 }
 
-fn code_field(raw: &str, field: &str) -> Result<Option<CouponCode>, QueueError> {
+/// A status record's coupon field: empty, or the decimal sequence number of an issued coupon.
+fn coupon_seq_field(raw: &str, field: &str) -> Result<Option<u64>, QueueError> {
     if field.is_empty() {
         Ok(None)
-    } else {
-        CouponCode::parse(field)
-            .map(Some)
-            .map_err(|_| bad("coupon code", raw))
-    }
-}
-
-/// A status record's coupon field: empty, a code (older `decide.lua`), or a sequence number.
-enum StoredCoupon {
-    None,
-    Code(CouponCode),
-    Seq(u64),
-}
-
-fn coupon_field(raw: &str, field: &str) -> Result<StoredCoupon, QueueError> {
-    if field.is_empty() {
-        Ok(StoredCoupon::None)
-    } else if field.starts_with("RL-") {
-        CouponCode::parse(field)
-            .map(StoredCoupon::Code)
-            .map_err(|_| bad("coupon code", raw))
     } else if field.bytes().all(|b| b.is_ascii_digit()) {
-        field
-            .parse()
-            .map(StoredCoupon::Seq)
-            .map_err(|_| bad("coupon seq", raw))
+        field.parse().map(Some).map_err(|_| bad("coupon seq", raw))
     } else {
-        Err(bad("coupon code", raw))
+        Err(bad("coupon seq", raw))
     }
 }
 
-/// A decoded status record: the view `GET /v1/requests/{id}` returns, short of its coupon code
-/// when the record holds the coupon's sequence number instead (`coupon_seq`); the code is then
+/// A decoded status record: the view `GET /v1/requests/{id}` returns, short of its coupon code.
+/// An issued record holds the coupon's sequence number (`coupon_seq`) and the code is
 /// `CouponCode::mint(campaign key, coupon_seq)` (see [`Queue::request_status`](crate::Queue::request_status)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusRecord {
-    /// The view; `coupon_code` is `None` while `coupon_seq` is `Some`.
+    /// The view; its `coupon_code` is always `None` (the code is minted from `coupon_seq`).
     pub view: RequestView,
     /// The sequence number to mint the code from, when the record holds one.
     pub coupon_seq: Option<u64>,
@@ -110,11 +87,11 @@ pub fn parse_status(request_id: RequestId, raw: &str) -> Result<StatusRecord, Qu
         Some(timefmt::from_millis(ms).ok_or_else(|| bad("status record time", raw))?)
     };
     let status = status_from_code(status)?;
-    let (coupon_code, coupon_seq) = match coupon_field(raw, code)? {
-        StoredCoupon::None => (None, None),
-        StoredCoupon::Code(code) => (Some(code), None),
-        StoredCoupon::Seq(seq) if status == RequestStatus::Issued => (None, Some(seq)),
-        StoredCoupon::Seq(_) => return Err(bad("coupon seq on a record not issued", raw)),
+    let coupon_seq = match coupon_seq_field(raw, code)? {
+        Some(_) if status != RequestStatus::Issued => {
+            return Err(bad("coupon seq on a record not issued", raw));
+        }
+        seq => seq,
     };
     Ok(StatusRecord {
         view: RequestView {
@@ -123,7 +100,7 @@ pub fn parse_status(request_id: RequestId, raw: &str) -> Result<StatusRecord, Qu
                 .map_err(|_| bad("status record campaign", raw))?,
             user_id: UserId::from_record(user).map_err(|_| bad("status record user", raw))?,
             status,
-            coupon_code,
+            coupon_code: None,
             decided_at,
         },
         coupon_seq,
@@ -147,16 +124,18 @@ pub fn parse_decision(line: &str, code_key: &str) -> Result<Decision, QueueError
     } else {
         Some(seq.parse().map_err(|_| bad("log line seq", line))?)
     };
-    let coupon_code = match (code_field(line, code)?, coupon_seq) {
-        (Some(code), _) => Some(code),
-        (None, Some(seq)) if status == RequestStatus::Issued => {
+    if !code.is_empty() {
+        return Err(bad("log line code", line));
+    }
+    let coupon_code = match coupon_seq {
+        Some(seq) if status == RequestStatus::Issued => {
             let seq = u64::try_from(seq).map_err(|_| bad("log line seq", line))?;
             Some(CouponCode::mint(code_key, seq))
         }
-        (None, _) if status == RequestStatus::Issued => {
+        _ if status == RequestStatus::Issued => {
             return Err(bad("issued log line without a coupon", line));
         }
-        (None, _) => None,
+        _ => None,
     };
     Ok(Decision {
         request_id: RequestId::parse(rid).map_err(|_| bad("log line id", line))?,
@@ -219,7 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn issued_records_hold_a_sequence_number_or_an_old_code() {
+    fn issued_records_hold_a_sequence_number() {
         let campaign = CampaignId::parse("c1").unwrap();
         let id = RequestId::new_for(&campaign);
         let issued = parse_status(id, "i\tc1\tu 1\t1048576\t1796119201234").unwrap();
@@ -228,10 +207,6 @@ mod tests {
             (None, Some(1 << 20))
         );
         assert!(issued.view.decided_at.is_some());
-        // Written by decide.lua before minting left Redis (or a rolling upgrade's old worker).
-        let old = parse_status(id, "i\tc1\tu 1\tRL-7K3M-Q9XD\t1796119201234").unwrap();
-        assert_eq!(old.view.coupon_code.unwrap().as_str(), "RL-7K3M-Q9XD");
-        assert_eq!(old.coupon_seq, None);
         // A campaign or user made of digits is never mistaken for the coupon field.
         let digits = parse_status(id, "i\t123\t456\t7\t5").unwrap();
         assert_eq!(
@@ -242,6 +217,8 @@ mod tests {
             "s\tc1\tu\t7\t5",
             "i\tc1\tu\t-7\t5",
             "i\tc1\tu\tRL-7K3M\t5",
+            // No script writes a code into a record.
+            "i\tc1\tu\tRL-7K3M-Q9XD\t5",
             "i\tc1\tu\t99999999999999999999999\t5",
         ] {
             assert!(parse_status(id, bad).is_err(), "{bad:?}");
@@ -262,17 +239,14 @@ mod tests {
     }
 
     #[test]
-    fn issued_log_lines_mint_their_code_unless_they_carry_one() {
+    fn issued_log_lines_mint_their_code() {
         let campaign = CampaignId::parse("c1").unwrap();
         let id = RequestId::new_for(&campaign);
         let d = parse_decision(&format!("{id}\tu\ti\t\t5\t7"), KEY).unwrap();
         assert_eq!(d.coupon_seq, Some(7));
         assert_eq!(d.coupon_code, Some(CouponCode::mint(KEY, 7)));
-        let old = parse_decision(&format!("{id}\tu\ti\tRL-0000-0001\t5\t7"), KEY).unwrap();
-        assert_eq!(
-            (old.coupon_code.unwrap().as_str(), old.coupon_seq),
-            ("RL-0000-0001", Some(7))
-        );
+        // No script writes a code into a log line.
+        assert!(parse_decision(&format!("{id}\tu\ti\tRL-0000-0001\t5\t7"), KEY).is_err());
         assert!(parse_decision(&format!("{id}\tu\ti\t\t5\t-1"), KEY).is_err());
     }
 }

@@ -140,42 +140,6 @@ async fn codes_read_back_through_status_and_log_are_minted_from_the_sequence() {
 }
 
 #[tokio::test]
-async fn records_and_log_lines_written_with_codes_still_read() {
-    let (mut s, ids) = campaign_with_queued(5, 2).await;
-    // As decide.lua wrote them before minting left Redis.
-    let ms = 1_796_119_201_234_i64;
-    s.set_raw_status(
-        ids[0],
-        &format!("i\t{}\tuser-0\tRL-7K3M-Q9XD\t{ms}", s.campaign),
-    )
-    .await;
-    let view = s.status(ids[0]).await;
-    assert_eq!(
-        (view.status, view.coupon_code.unwrap().as_str()),
-        (RequestStatus::Issued, "RL-7K3M-Q9XD")
-    );
-    let log = s.queue.keys().campaign(&s.campaign).log;
-    redis::cmd("XADD")
-        .arg(&log)
-        .arg("*")
-        .arg("d")
-        .arg(format!("{}\tuser-0\ti\tRL-7K3M-Q9XD\t{ms}\t3", ids[0]))
-        .query_async::<String>(&mut s.redis)
-        .await
-        .unwrap();
-    let decisions = s.decisions().await;
-    assert_eq!(decisions.len(), 1);
-    assert_eq!(
-        (
-            decisions[0].coupon_code.as_ref().unwrap().as_str(),
-            decisions[0].coupon_seq
-        ),
-        ("RL-7K3M-Q9XD", Some(3))
-    );
-    s.cleanup().await;
-}
-
-#[tokio::test]
 async fn without_the_campaign_key_reads_fail_instead_of_guessing() {
     let (mut s, ids) = campaign_with_queued(5, 1).await;
     s.queue.decide(&s.campaign, 10).await.unwrap().unwrap();

@@ -2,8 +2,9 @@
 //!
 //! Each program declares its settings once, as a clap `Parser` whose every field has a `long`
 //! flag, an `env` variable, a default and its limits (`value_parser!(u64).range(..)`). Settings
-//! both programs must agree on live in [`SharedArgs`], flattened into each. [`parse`] then reads
-//! them, so:
+//! both programs must agree on live in [`SharedArgs`], flattened into each and read into the
+//! [`Shared`] each program's `Config` holds; settings in milliseconds parse straight to a
+//! `Duration` ([`millis`]). [`parse`] then reads them, so:
 //!
 //! - a value out of range or malformed stops start-up with a message naming the variable
 //!   (never a silent clamp);
@@ -18,6 +19,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, ValueEnum};
 
@@ -117,6 +119,62 @@ impl SharedArgs {
     pub fn log_json(&self) -> bool {
         self.log_format == LogFormat::Json
     }
+}
+
+/// The settings of [`SharedArgs`], checked by the parser and in the units the programs use. Each
+/// program's `Config` holds one (`config.shared`), so what `rushline-api` and `rushline-worker`
+/// must agree on is read, named and documented in one place.
+#[derive(Clone)]
+pub struct Shared {
+    /// `RUSHLINE_REDIS_URL`: a Redis URL, or Redis Cluster's node URLs separated by commas.
+    pub redis_url: String,
+    /// `RUSHLINE_DATABASE_URL`.
+    pub database_url: String,
+    /// `RUSHLINE_KEY_NAMESPACE`: optional segment after `rushline:` in every Redis key; the API's
+    /// and the workers' must match.
+    pub key_namespace: Option<String>,
+    /// `RUSHLINE_MAX_LOG_ENTRIES`: per-campaign decided batches waiting for PostgreSQL past which
+    /// workers stop deciding the campaign and the API sheds decisions at once with 503.
+    pub max_log_entries: u64,
+    /// `RUSHLINE_STATUS_TTL_SECS`: how long Redis keeps a persisted request's status.
+    pub status_ttl: Duration,
+    /// `RUSHLINE_LOG_FORMAT`: `json` for machines, `pretty` for people.
+    pub log_json: bool,
+}
+
+impl From<SharedArgs> for Shared {
+    fn from(args: SharedArgs) -> Self {
+        Self {
+            status_ttl: args.status_ttl(),
+            log_json: args.log_json(),
+            redis_url: args.redis_url,
+            database_url: args.database_url,
+            key_namespace: args.key_namespace,
+            max_log_entries: args.max_log_entries,
+        }
+    }
+}
+
+/// Secrets stay out of logs and panics: the URLs show without their passwords.
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("database_url", &redact_url(&self.database_url))
+            .field("key_namespace", &self.key_namespace)
+            .field("max_log_entries", &self.max_log_entries)
+            .field("status_ttl", &self.status_ttl)
+            .field("log_json", &self.log_json)
+            .finish()
+    }
+}
+
+/// The value parser of a setting given in whole milliseconds, at least `min`: the program gets
+/// a [`Duration`], and `--help` and errors speak of the milliseconds the variable holds.
+pub fn millis(min: u64) -> impl TypedValueParser<Value = Duration> {
+    clap::value_parser!(u64)
+        .range(min..)
+        .map(Duration::from_millis)
 }
 
 /// Parses `P` from `args` (the program name first, as `std::env::args_os` gives it) and from
@@ -331,6 +389,50 @@ mod tests {
         ] {
             assert!(help.contains(needle), "{needle} missing from\n{help}");
         }
+    }
+
+    #[test]
+    fn milliseconds_become_durations_within_their_bound() {
+        #[derive(Parser)]
+        struct Timeouts {
+            /// Bound; at least 10
+            #[arg(long, env = "DEMO_TIMEOUT_MS", default_value = "2000", value_parser = millis(10))]
+            timeout_ms: Duration,
+        }
+        let timeouts = |value: &str| {
+            parse::<Timeouts>([OsString::from("demo")], |name| {
+                (name == "DEMO_TIMEOUT_MS").then(|| value.to_owned())
+            })
+        };
+        assert_eq!(timeouts("").unwrap().timeout_ms, Duration::from_secs(2));
+        assert_eq!(
+            timeouts("10").unwrap().timeout_ms,
+            Duration::from_millis(10)
+        );
+        let err = timeouts("9").err().unwrap();
+        assert!(
+            err.to_string().starts_with("DEMO_TIMEOUT_MS: \"9\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shared_settings_are_read_once_and_hide_their_secrets() {
+        let parsed = demo(
+            &[],
+            &[
+                ("RUSHLINE_REDIS_URL", "redis://:redis-s3cret@cache:6379"),
+                ("RUSHLINE_STATUS_TTL_SECS", "60"),
+                ("RUSHLINE_LOG_FORMAT", "json"),
+            ],
+        )
+        .unwrap();
+        let shared = Shared::from(parsed.shared);
+        assert_eq!(shared.status_ttl, Duration::from_secs(60));
+        assert!(shared.log_json);
+        let shown = format!("{shared:?}");
+        assert!(!shown.contains("redis-s3cret"), "{shown}");
+        assert!(shown.contains("redis://:***@cache:6379"), "{shown}");
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! What both programs do around their real work, written once:
 //!
 //! - [`config`] — the settings both must agree on ([`config::SharedArgs`], flattened into each
-//!   program's clap arguments) and the one parser that reads arguments and the environment, so
-//!   an unusable value stops start-up with a message naming its variable.
+//!   program's clap arguments, read into the [`config::Shared`] each program's `Config` holds)
+//!   and the one parser that reads arguments and the environment, so an unusable value stops
+//!   start-up with a message naming its variable.
 //! - [`logs`] — the tracing subscriber (`RUST_LOG`, pretty or JSON lines).
 //! - [`shutdown`] — Ctrl-C or SIGTERM cancels the process's one shutdown token.
 //! - [`postgres`] — connecting to PostgreSQL patiently, so a stack can start in any order.

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use rushline_runtime::config::{self, SharedArgs, redact_url};
+use rushline_runtime::config::{self, Shared, SharedArgs, millis};
 
 pub use rushline_runtime::config::ConfigError;
 
@@ -44,25 +44,25 @@ pub struct WorkerArgs {
 
     /// Milliseconds a log entry may stay pending on a consumer before it is taken over (its
     /// worker is presumed dead); at least 1
-    #[arg(long, env = "RUSHLINE_CLAIM_IDLE_MS", default_value_t = 10_000,
-        value_parser = clap::value_parser!(u64).range(1..))]
-    claim_idle_ms: u64,
+    #[arg(long, env = "RUSHLINE_CLAIM_IDLE_MS", default_value = "10000",
+        value_parser = millis(1))]
+    claim_idle_ms: Duration,
 
     /// Milliseconds between two sweeps of every campaign, whatever notifications said; at
     /// least 1
-    #[arg(long, env = "RUSHLINE_SWEEP_MS", default_value_t = 1_000,
-        value_parser = clap::value_parser!(u64).range(1..))]
-    sweep_ms: u64,
+    #[arg(long, env = "RUSHLINE_SWEEP_MS", default_value = "1000",
+        value_parser = millis(1))]
+    sweep_ms: Duration,
 
     /// Bound on any one Redis or PostgreSQL call, in milliseconds; at least 1
-    #[arg(long, env = "RUSHLINE_BACKEND_TIMEOUT_MS", default_value_t = 5_000,
-        value_parser = clap::value_parser!(u64).range(1..))]
-    backend_timeout_ms: u64,
+    #[arg(long, env = "RUSHLINE_BACKEND_TIMEOUT_MS", default_value = "5000",
+        value_parser = millis(1))]
+    backend_timeout_ms: Duration,
 
     /// Milliseconds shutdown may spend persisting what is left; at least 1
-    #[arg(long, env = "RUSHLINE_SHUTDOWN_GRACE_MS", default_value_t = 10_000,
-        value_parser = clap::value_parser!(u64).range(1..))]
-    shutdown_grace_ms: u64,
+    #[arg(long, env = "RUSHLINE_SHUTDOWN_GRACE_MS", default_value = "10000",
+        value_parser = millis(1))]
+    shutdown_grace_ms: Duration,
 
     /// PostgreSQL pool size; 1 to 1000
     #[arg(long, env = "RUSHLINE_DB_MAX_CONNECTIONS", default_value_t = 8,
@@ -92,20 +92,15 @@ fn metrics_addr(value: &str) -> Result<MetricsAddr, String> {
 /// Everything `rushline-worker` reads at start-up.
 #[derive(Clone)]
 pub struct Config {
-    /// `RUSHLINE_REDIS_URL`.
-    pub redis_url: String,
-    /// `RUSHLINE_DATABASE_URL`.
-    pub database_url: String,
-    /// `RUSHLINE_KEY_NAMESPACE`: must match the API's.
-    pub key_namespace: Option<String>,
+    /// What the API must agree on: Redis, PostgreSQL, the key namespace, the decision-log bound
+    /// (past which this worker stops deciding a campaign until persistence catches up), status
+    /// TTL and log format.
+    pub shared: Shared,
     /// `RUSHLINE_DECIDE_BATCH`: requests one decide script call takes.
     pub decide_batch: usize,
     /// `RUSHLINE_DECIDE_IN_FLIGHT`: decide calls one campaign may have in flight at once from
     /// this worker, so Redis has the next batch in hand while a reply travels back.
     pub decide_in_flight: usize,
-    /// `RUSHLINE_MAX_LOG_ENTRIES`: per-campaign decided batches waiting for PostgreSQL past which
-    /// this worker stops deciding the campaign until persistence catches up.
-    pub max_log_entries: u64,
     /// `RUSHLINE_PERSIST_ENTRIES`: log entries (decided batches) one PostgreSQL transaction takes.
     pub persist_entries: usize,
     /// `RUSHLINE_CLAIM_IDLE_MS`: log entries pending this long on a consumer are taken over
@@ -113,16 +108,12 @@ pub struct Config {
     pub claim_idle: Duration,
     /// `RUSHLINE_SWEEP_MS`: how often every campaign is checked, whatever notifications said.
     pub sweep_every: Duration,
-    /// `RUSHLINE_STATUS_TTL_SECS`: how long Redis keeps a persisted request's status.
-    pub status_ttl: Duration,
     /// `RUSHLINE_BACKEND_TIMEOUT_MS`: bound on any one Redis or PostgreSQL call.
     pub backend_timeout: Duration,
     /// `RUSHLINE_SHUTDOWN_GRACE_MS`: how long shutdown may spend persisting what is left.
     pub shutdown_grace: Duration,
     /// `RUSHLINE_DB_MAX_CONNECTIONS`.
     pub db_max_connections: u32,
-    /// `RUSHLINE_LOG_FORMAT`: `json` for machines.
-    pub log_json: bool,
     /// `RUSHLINE_WORKER_METRICS_ADDR`: where `GET /metrics` is served (port 0 picks a free port;
     /// `off` = `None`, not served).
     pub metrics_addr: Option<SocketAddr>,
@@ -133,12 +124,12 @@ impl Config {
     /// runs one call at a time, the decide loop up to `decide_in_flight`, pipelined).
     pub fn queue_config(&self) -> rushline_queue::QueueConfig {
         rushline_queue::QueueConfig {
-            namespace: self.key_namespace.clone(),
+            namespace: self.shared.key_namespace.clone(),
             timeout: self.backend_timeout,
-            status_ttl: self.status_ttl,
-            max_log_entries: self.max_log_entries,
+            status_ttl: self.shared.status_ttl,
+            max_log_entries: self.shared.max_log_entries,
             pool_size: 4,
-            ..rushline_queue::QueueConfig::new(self.redis_url.clone())
+            ..rushline_queue::QueueConfig::new(self.shared.redis_url.clone())
         }
     }
 
@@ -159,43 +150,34 @@ impl From<WorkerArgs> for Config {
         // The parser checked every bound (`WorkerArgs`' ranges), all far below `u32::MAX`.
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         Self {
-            log_json: args.shared.log_json(),
-            status_ttl: args.shared.status_ttl(),
-            redis_url: args.shared.redis_url,
-            database_url: args.shared.database_url,
-            key_namespace: args.shared.key_namespace,
-            max_log_entries: args.shared.max_log_entries,
+            shared: args.shared.into(),
             decide_batch: to_usize(args.decide_batch),
             decide_in_flight: to_usize(args.decide_in_flight),
             persist_entries: to_usize(args.persist_entries),
-            claim_idle: Duration::from_millis(args.claim_idle_ms),
-            sweep_every: Duration::from_millis(args.sweep_ms),
-            backend_timeout: Duration::from_millis(args.backend_timeout_ms),
-            shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+            claim_idle: args.claim_idle_ms,
+            sweep_every: args.sweep_ms,
+            backend_timeout: args.backend_timeout_ms,
+            shutdown_grace: args.shutdown_grace_ms,
             db_max_connections: args.db_max_connections,
             metrics_addr: args.worker_metrics_addr.0,
         }
     }
 }
 
-/// Secrets stay out of logs and panics: database and Redis URLs show without their passwords.
+/// Secrets stay out of logs and panics: database and Redis URLs show without their passwords
+/// (see [`Shared`]'s `Debug`).
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("redis_url", &redact_url(&self.redis_url))
-            .field("database_url", &redact_url(&self.database_url))
-            .field("key_namespace", &self.key_namespace)
+            .field("shared", &self.shared)
             .field("decide_batch", &self.decide_batch)
             .field("decide_in_flight", &self.decide_in_flight)
-            .field("max_log_entries", &self.max_log_entries)
             .field("persist_entries", &self.persist_entries)
             .field("claim_idle", &self.claim_idle)
             .field("sweep_every", &self.sweep_every)
-            .field("status_ttl", &self.status_ttl)
             .field("backend_timeout", &self.backend_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("db_max_connections", &self.db_max_connections)
-            .field("log_json", &self.log_json)
             .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
@@ -215,7 +197,7 @@ mod tests {
         assert_eq!(config.db_max_connections, 8);
         assert_eq!(config.metrics_addr, DEFAULT_METRICS_ADDR.parse().ok());
         assert_eq!(
-            config.max_log_entries,
+            config.shared.max_log_entries,
             rushline_queue::DEFAULT_MAX_LOG_ENTRIES
         );
     }

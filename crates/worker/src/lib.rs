@@ -66,7 +66,7 @@ impl Worker {
     /// Connects (PostgreSQL eagerly, retrying for a while; Redis lazily).
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
         let store = postgres::connect_patiently(postgres::Connect {
-            url: &config.database_url,
+            url: &config.shared.database_url,
             max_connections: config.db_max_connections,
             timeout: config.backend_timeout,
         })

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     // `--help`, or an unusable variable: print and exit before anything starts.
     let config = config::or_exit("rushline-worker", Config::from_args_and_env());
-    logs::init(config.log_json);
+    logs::init(config.shared.log_json);
     let stop = CancellationToken::new();
     tokio::spawn(shutdown::cancel_on_signal(stop.clone()));
     let metrics = match config.metrics_addr {

@@ -136,7 +136,7 @@ async fn stats_refresh_the_persistence_lag_gauge() {
 #[tokio::test]
 async fn backend_failures_are_counted_by_backend() {
     let app = spawn_app_with(|config| {
-        config.redis_url = "redis://127.0.0.1:1".into();
+        config.shared.redis_url = "redis://127.0.0.1:1".into();
         config.backend_timeout = std::time::Duration::from_millis(300);
     })
     .await;

@@ -56,7 +56,7 @@ async fn unknown_routes_and_methods_are_problems() {
 #[tokio::test]
 async fn readiness_reports_a_dead_redis_as_503_quickly() {
     let app = crate::helpers::spawn_app_with(|config| {
-        config.redis_url = "redis://127.0.0.1:1".into();
+        config.shared.redis_url = "redis://127.0.0.1:1".into();
         config.backend_timeout = std::time::Duration::from_millis(500);
     })
     .await;

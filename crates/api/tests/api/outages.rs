@@ -215,7 +215,7 @@ async fn past_its_bounds_the_buffer_sheds_with_503_and_loses_nothing() {
     let (postgres, mut app) = on_private_postgres(|config| {
         config.backend_timeout = Duration::from_millis(500);
         config.max_queue = 10;
-        config.max_log_entries = 2;
+        config.shared.max_log_entries = 2;
     })
     .await;
     let campaign = app.open_campaign(1_000).await;
