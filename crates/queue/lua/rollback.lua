@@ -2,9 +2,8 @@
 --
 -- KEYS[1] meta   KEYS[2] holders
 -- ARGV[1] status key prefix ("...{tag}:r:")
--- ARGV[2..] 6-tuples: request_id, user_id, code it was issued, coupon seq that code was minted
---           from ("" when unknown), new status ("d" or "s"), holder request id in PostgreSQL
---           ("" when the user holds nothing there)
+-- ARGV[2..] 5-tuples: request_id, user_id, coupon seq it was issued, new status ("d" or "s"),
+--           holder request id in PostgreSQL ("" when the user holds nothing there)
 --
 -- Returns the number of decisions undone.
 --
@@ -16,15 +15,14 @@
 -- cannot be recorded.
 -- Idempotent: a decision is undone only while its status record still says issued with that
 -- coupon, so a worker that crashed after committing the refusal and runs this again changes
--- nothing. The record names the coupon by its sequence number (decide.lua) or, when an older
--- decide.lua wrote it, by its code; either matches. The coupon field is compared whole, never
--- searched for: a campaign or user id may itself look like a number.
+-- nothing. The record names the coupon by its sequence number (decide.lua, accept.lua); the field
+-- is compared whole, never searched for: a campaign or user id may itself look like a number.
 
 local meta, holders, prefix = KEYS[1], KEYS[2], ARGV[1]
 local undone = 0
-for i = 2, #ARGV, 6 do
-  local rid, user, code, seq = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local new_status, holder = ARGV[i + 4], ARGV[i + 5]
+for i = 2, #ARGV, 5 do
+  local rid, user, seq = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local new_status, holder = ARGV[i + 3], ARGV[i + 4]
   local key = prefix .. rid
   local record = redis.call('GET', key)
   -- record = "i\tcampaign\tuser\tcoupon\tms": keep everything but the status and the coupon.
@@ -32,7 +30,7 @@ for i = 2, #ARGV, 6 do
   if record then
     campaign, _user, coupon, ms = string.match(record, '^i\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$')
   end
-  if coupon and (coupon == code or (seq ~= '' and coupon == seq)) then
+  if coupon and seq ~= '' and coupon == seq then
     redis.call('SET', key, new_status .. '\t' .. campaign .. '\t' .. user .. '\t\t' .. ms, 'KEEPTTL')
     if new_status ~= 'd' then
       redis.call('HINCRBY', meta, 'issued', -1)

@@ -16,7 +16,7 @@
 use std::time::Duration;
 
 use redis::Value;
-use rushline_domain::{CampaignId, CouponCode, Decision, RequestId, RequestStatus, UserId};
+use rushline_domain::{CampaignId, Decision, RequestId, RequestStatus, UserId};
 
 use crate::record::{array, parse_decision, status_code, text};
 use crate::{PERSIST_GROUP, Queue, QueueError, scripts};
@@ -78,10 +78,8 @@ pub struct Rollback {
     pub request_id: RequestId,
     /// Its user.
     pub user_id: UserId,
-    /// The code Redis issued it.
-    pub coupon_code: CouponCode,
-    /// The sequence number that code was minted from, when known (the status record may hold
-    /// either; the undo matches both).
+    /// The sequence number of the coupon Redis issued it (the status record holds it; without
+    /// one, nothing is undone).
     pub coupon_seq: Option<i64>,
     /// What the record says instead: `duplicate` or `sold_out`.
     pub new_status: RequestStatus,
@@ -301,7 +299,6 @@ impl Queue {
             invocation
                 .arg(r.request_id.to_string())
                 .arg(r.user_id.as_str())
-                .arg(r.coupon_code.as_str())
                 .arg(r.coupon_seq.map(|seq| seq.to_string()).unwrap_or_default())
                 .arg(status_code(r.new_status))
                 .arg(r.holder.map(|h| h.to_string()).unwrap_or_default());

@@ -345,7 +345,6 @@ async fn persist_run(
             .map(|r| Rollback {
                 request_id: r.request_id,
                 user_id: r.user_id.clone(),
-                coupon_code: r.coupon_code.clone(),
                 coupon_seq: r.coupon_seq,
                 new_status: r.recorded,
                 holder: r.holder,
