@@ -7,6 +7,7 @@
 use reqwest::{Response, StatusCode};
 use rushline_api::{Application, Config};
 use rushline_testkit::TestEnv;
+use rushline_testkit::servers::{Fsync, RedisServer};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -284,4 +285,33 @@ async fn two_api_replicas_on_one_redis_share_the_limits() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
     first.stop().await;
+}
+
+#[tokio::test]
+async fn a_limit_that_cannot_be_read_fails_open_and_the_accept_answers_for_redis() {
+    let mut redis = RedisServer::start(Fsync::EverySec).await.expect("redis");
+    let env = TestEnv::on(&rushline_testkit::admin_database_url(), &redis.url())
+        .await
+        .expect("env");
+    let limits = [
+        ("RUSHLINE_RATE_LIMIT_USER", "1/min"),
+        ("RUSHLINE_RATE_LIMIT_IP", "1/min"),
+    ];
+    let config = limited_config(&env, &limits);
+    let app = spawn_app_in(env, move |c| *c = config).await;
+    let campaign = app.open_campaign(100).await;
+    assert_eq!(
+        app.issue(&campaign, "u-1").await.status(),
+        StatusCode::ACCEPTED
+    );
+
+    // Redis gone: neither limit can be read. Failing closed would answer 429 ("you sent too
+    // much") to everyone; open, the request reaches the accept, which answers 503 for Redis.
+    redis.kill();
+    let response = app.issue(&campaign, "u-1").await;
+    assert!(response.headers().contains_key("retry-after"));
+    assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+
+    redis.restart().await.expect("redis back");
+    app.stop().await;
 }
