@@ -315,3 +315,18 @@ async fn a_limit_that_cannot_be_read_fails_open_and_the_accept_answers_for_redis
     redis.restart().await.expect("redis back");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_that_finds_its_campaign_cold_is_counted_once() {
+    let app = spawn_limited(&[("RUSHLINE_RATE_LIMIT_USER", "1/min")]).await;
+    let campaign = app.open_campaign(100).await;
+    // Redis lost the campaign's state: the first accept finds it unknown, the API warms it from
+    // PostgreSQL and asks again. The user's single request per minute is spent once, not twice.
+    app.env.flush_redis().await.expect("flush");
+    assert_eq!(
+        app.issue(&campaign, "u-1").await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_limited(app.issue(&campaign, "u-1").await, "user", 1).await;
+    app.stop().await;
+}
