@@ -12,6 +12,8 @@ use chrono::TimeDelta;
 use clap::Parser;
 use rushline_runtime::config::{self, Redacted, Shared, SharedArgs, millis};
 
+use crate::rate_limit::{RateLimitArgs, RateLimits};
+
 pub use rushline_runtime::config::ConfigError;
 
 /// `rushline-api`: the stateless HTTP front of rushline.
@@ -22,6 +24,9 @@ pub use rushline_runtime::config::ConfigError;
 pub struct ApiArgs {
     #[command(flatten)]
     shared: SharedArgs,
+
+    #[command(flatten)]
+    rate_limits: RateLimitArgs,
 
     /// Where to listen (port 0 picks a free one)
     #[arg(long, env = "RUSHLINE_HTTP_ADDR", default_value = "127.0.0.1:8080")]
@@ -111,6 +116,8 @@ pub struct Config {
     pub clock_offset: TimeDelta,
     /// How the API treats its HTTP connections.
     pub connections: ConnectionLimits,
+    /// `RUSHLINE_RATE_LIMIT_USER`, `RUSHLINE_RATE_LIMIT_IP`, `RUSHLINE_TRUSTED_PROXIES`.
+    pub rate_limits: RateLimits,
 }
 
 /// Bounds on what one client connection may hold, so slow or idle clients cannot exhaust the
@@ -178,6 +185,7 @@ impl From<ApiArgs> for Config {
                 body_read_timeout: args.http_body_timeout_ms,
                 max_connections: to_usize(args.http_max_connections),
             },
+            rate_limits: args.rate_limits.into(),
         }
     }
 }
@@ -197,6 +205,7 @@ impl fmt::Debug for Config {
             .field("backend_timeout", &self.backend_timeout)
             .field("clock_offset", &self.clock_offset)
             .field("connections", &self.connections)
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }

@@ -13,13 +13,15 @@
 //!
 //! Around it: [`http::campaigns`] (admin create, public read), [`http::ops`] (health,
 //! readiness, metrics), [`state`] (what handlers share), [`config`] (environment and flags),
-//! [`telemetry`] (metrics recorder) and [`startup`] (build, serve, shut down). Process plumbing
+//! [`rate_limit`] (per-user and per-address limits, checked in [`accept`] and by a middleware
+//! in `http::rate_limit`), [`telemetry`] (metrics recorder) and [`startup`] (build, serve, shut down). Process plumbing
 //! shared with the worker (configuration parser, logs, signals, backoff, connecting to
 //! PostgreSQL) is `rushline_runtime`.
 
 pub mod accept;
 pub mod config;
 pub mod http;
+pub mod rate_limit;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -97,7 +98,12 @@ impl Application {
             queue.keys().decided_channel(),
             shutdown.clone(),
         ));
-        let acceptor = Acceptor::spawn(queue.clone(), config.accept_batch, config.accept_in_flight);
+        let acceptor = Acceptor::spawn(
+            queue.clone(),
+            config.accept_batch,
+            config.accept_in_flight,
+            config.rate_limits.user,
+        );
         let state = AppState::new(Parts {
             config: Arc::new(config),
             queue,
@@ -153,8 +159,8 @@ async fn serve(
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) if is_client_reset(&e) => continue,
             Err(e) => {
                 tracing::error!(error = %e, "accepting a connection failed");
@@ -170,6 +176,7 @@ async fn serve(
         };
         connections.spawn(serve_connection(
             stream,
+            peer,
             http.clone(),
             router.clone(),
             limits.keep_alive_idle,
@@ -207,6 +214,7 @@ struct Shutdown {
 /// Serves one connection until the client closes it, a bound closes it, or shutdown does.
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     http: http1::Builder,
     router: Router,
     keep_alive_idle: Duration,
@@ -217,6 +225,7 @@ async fn serve_connection(
     let (activity, watched) = watch::channel(Activity::default());
     let service = ConnectionService {
         router,
+        peer,
         activity: Arc::new(activity),
     };
     let mut connection = pin!(http.serve_connection(TokioIo::new(stream), service));
@@ -272,10 +281,12 @@ async fn idle_for(mut activity: watch::Receiver<Activity>, idle: Duration) {
     }
 }
 
-/// The router as hyper calls it, counting the connection's requests in flight.
+/// The router as hyper calls it, counting the connection's requests in flight and telling each
+/// request its TCP peer (axum's `ConnectInfo`, which the per-address rate limit reads).
 #[derive(Clone)]
 struct ConnectionService {
     router: Router,
+    peer: SocketAddr,
     activity: Arc<watch::Sender<Activity>>,
 }
 
@@ -284,8 +295,9 @@ impl hyper::service::Service<hyper::Request<Incoming>> for ConnectionService {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
-    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: hyper::Request<Incoming>) -> Self::Future {
         let in_flight = InFlight::begin(self.activity.clone());
+        request.extensions_mut().insert(ConnectInfo(self.peer));
         let response = self
             .router
             .clone()

@@ -6,6 +6,7 @@
 //! | `rushline_requests_total` | counter | `outcome` | every accept outcome, replays included |
 //! | `rushline_requests_accepted_total` | counter | — | requests queued (answered 202) |
 //! | `rushline_requests_refused_total` | counter | `reason` | requests not queued, and why |
+//! | `rushline_rate_limited_total` | counter | `limit` (`user`, `ip`) | requests answered 429, by the limit that refused them |
 //! | `rushline_http_request_duration_seconds` | histogram | `route`, `method`, `status` | latency per route template |
 //! | `rushline_http_connections` | gauge | — | open client connections |
 //! | `rushline_http_connections_refused_total` | counter | — | connections refused over `RUSHLINE_HTTP_MAX_CONNECTIONS` |
@@ -39,6 +40,8 @@ pub const REQUESTS: &str = "rushline_requests_total";
 pub const ACCEPTED: &str = "rushline_requests_accepted_total";
 /// Requests refused, by `reason`.
 pub const REFUSED: &str = "rushline_requests_refused_total";
+/// Requests refused by a rate limit (429), by `limit`.
+pub const RATE_LIMITED: &str = "rushline_rate_limited_total";
 /// HTTP latency by `route`, `method`, `status`.
 pub const HTTP_DURATION: &str = "rushline_http_request_duration_seconds";
 /// Queue length by `campaign`.
@@ -114,6 +117,10 @@ fn describe() {
         "Issue requests queued for a worker (answered 202)."
     );
     describe_counter!(REFUSED, "Issue requests not queued, by reason.");
+    describe_counter!(
+        RATE_LIMITED,
+        "Requests refused with 429 by a rate limit, by limit (user, ip)."
+    );
     describe_histogram!(
         HTTP_DURATION,
         Unit::Seconds,
@@ -159,6 +166,11 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
         Method::TRACE => "TRACE",
         _ => "other",
     }
+}
+
+/// Counts one request refused by the `kind` rate limit.
+pub fn rate_limited(kind: crate::rate_limit::LimitKind) {
+    metrics::counter!(RATE_LIMITED, "limit" => kind.label()).increment(1);
 }
 
 /// The `route` label of a request that matched no route.

@@ -19,6 +19,23 @@ fn an_out_of_range_value_stops_start_up_naming_the_variable() {
 }
 
 #[test]
+fn an_unusable_rate_limit_or_proxy_list_stops_start_up_with_exit_2_naming_the_variable() {
+    for (name, value) in [
+        ("RUSHLINE_RATE_LIMIT_USER", "10/hour"),
+        ("RUSHLINE_RATE_LIMIT_USER", "0/s"),
+        ("RUSHLINE_RATE_LIMIT_IP", "lots"),
+        ("RUSHLINE_RATE_LIMIT_IP", "-5/min"),
+        ("RUSHLINE_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("RUSHLINE_TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal"),
+    ] {
+        let out = api().run(&[], &[(name, value)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {stderr}");
+        assert!(stderr.contains(name), "{name}={value}: {stderr}");
+    }
+}
+
+#[test]
 fn help_lists_every_variable_with_its_default() {
     api().assert_help_lists(
         &[
@@ -33,6 +50,9 @@ fn help_lists_every_variable_with_its_default() {
             "RUSHLINE_HTTP_IDLE_TIMEOUT_MS",
             "RUSHLINE_HTTP_BODY_TIMEOUT_MS",
             "RUSHLINE_HTTP_MAX_CONNECTIONS",
+            "RUSHLINE_RATE_LIMIT_USER",
+            "RUSHLINE_RATE_LIMIT_IP",
+            "RUSHLINE_TRUSTED_PROXIES",
         ],
         &[
             "[default: 127.0.0.1:8080]",

@@ -11,6 +11,9 @@
 //! rushline:[<ns>:]{tag}:c:<campaign>:dead   stream  dead letters: log entries no worker can persist
 //! rushline:[<ns>:]{tag}:c:<campaign>:i:<k>  string  idempotency key -> "request_id\tuser_id" (TTL)
 //! rushline:[<ns>:]{tag}:r:<request_id>      string  the request's status record (TTL once persisted)
+//! rushline:[<ns>:]{tag}:c:<campaign>:rl:u:<user>  string  per-(campaign, user) rate limit: GCRA TAT (µs, PX)
+//! rushline:[<ns>:]rl:ip:{<address>}         string  per-client-address rate limit: GCRA TAT (µs, PX);
+//!                                                   the address (IPv6: its /64) is its own slot
 //! rushline:[<ns>:]campaigns                 set     campaign ids workers sweep
 //! rushline:[<ns>:]dead-letters              set     campaign ids that have (had) dead letters
 //! rushline:[<ns>:]work                      channel campaign ids with new queue or log entries
@@ -20,7 +23,7 @@
 //! `{tag}` is the campaign's [`SlotTag`](rushline_domain::SlotTag), also embedded in each request
 //! id, so a request's status key is found from its id alone and lives in its campaign's slot.
 
-use rushline_domain::{CampaignId, RequestId, SlotTag};
+use rushline_domain::{CampaignId, RequestId, SlotTag, UserId};
 
 use crate::QueueError;
 
@@ -104,6 +107,21 @@ impl Keys {
         format!("{}r:{request}", self.tagged(request.slot_tag()))
     }
 
+    /// The per-(campaign, user) rate-limit key of `user`: in the campaign's slot, beside the
+    /// idempotency claims the limit checks, so one script call covers a whole accept group.
+    pub fn user_rate_limit(&self, campaign: &CampaignId, user: &UserId) -> String {
+        format!(
+            "{}c:{campaign}:rl:u:{user}",
+            self.tagged(campaign.slot_tag())
+        )
+    }
+
+    /// The per-client-address rate-limit key of `address` (a normalised address or prefix, as
+    /// the API forms it): the address is the hash tag, so addresses spread over a cluster's slots.
+    pub fn address_rate_limit(&self, address: &str) -> String {
+        format!("{}rl:ip:{{{address}}}", self.root)
+    }
+
     /// The set of campaign ids workers sweep.
     pub fn registry(&self) -> String {
         format!("{}campaigns", self.root)
@@ -182,6 +200,14 @@ mod tests {
             );
         }
         assert!(keys.status(&request).starts_with(&c.status_prefix));
+        let user = UserId::parse("u-{1}").unwrap();
+        let limit = keys.user_rate_limit(&campaign, &user);
+        assert!(limit.starts_with(&c.meta), "{limit}");
+        assert_eq!(limit.find('{'), limit.find(&tag), "{limit}");
+        assert_eq!(
+            keys.address_rate_limit("2001:db8::/64"),
+            "rushline:t1:rl:ip:{2001:db8::/64}"
+        );
         assert!(keys.registry().starts_with("rushline:"));
     }
 

@@ -27,6 +27,8 @@
 //! 7. [`notify`] — pub/sub on dedicated connections: workers learn of new work, API processes
 //!    learn which requests were decided (to answer `?wait=` callers at once).
 //!
+//! [`rate_limit`] — per-(campaign, user) and per-client-address limits (`lua/rate_limit.lua`,
+//! GCRA), checked by the API before a request reaches step 1.
 //! [`reconcile`] reads a campaign's Redis state field by field for `rushline reconcile`.
 //! [`keys`] names every key; [`record`] encodes the compact records stored under them.
 //! [`clock`] reads Redis `TIME`, the one clock every window decision is made with.
@@ -43,6 +45,7 @@ pub mod decision_log;
 pub mod error;
 pub mod keys;
 pub mod notify;
+pub mod rate_limit;
 pub mod reconcile;
 pub mod record;
 pub mod requeue;

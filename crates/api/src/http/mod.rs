@@ -12,6 +12,7 @@
 //! - [`correlation`]: the correlation id (`X-Request-Id`) on every request's span and response;
 //!   not the domain's `RequestId`.
 //! - [`problem`]: [`ApiError`], rendered as RFC 9457 problem details.
+//! - [`rate_limit`]: the per-client-address limit on the public POST routes.
 //!
 //! Dependencies point one way: route modules use the shared modules ([`campaign_view`],
 //! [`extract`], [`problem`]) and [`crate::state::AppState`] (whose `warmed` is the one
@@ -27,6 +28,7 @@ pub mod extract;
 pub mod openapi;
 pub mod ops;
 pub mod problem;
+pub mod rate_limit;
 pub mod requests;
 pub mod schemas;
 pub mod stats;
@@ -64,6 +66,10 @@ pub fn router(state: AppState) -> Router {
         .merge(stats::router())
         .merge(ops::router())
         .merge(openapi::router())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::per_address,
+        ))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use rushline_domain::{RequestId, ValidationError};
 use serde::Serialize;
 
+use crate::rate_limit::Denial;
 use crate::telemetry;
 
 /// Seconds a client should wait before retrying a 429/503.
@@ -50,6 +51,9 @@ pub enum ApiError {
     /// 422: well-formed but contradicting earlier input.
     #[error("{0}")]
     Unprocessable(String),
+    /// 429: over a rate limit; carries `Retry-After`, `RateLimit-Policy` and `RateLimit`.
+    #[error("rate limit exceeded ({} requests per {} s); retry after Retry-After seconds", .0.rate.quota(), .0.rate.period().as_secs())]
+    RateLimited(Denial),
     /// 503: shed to protect the service; retry later.
     #[error("{0}")]
     Overloaded(String),
@@ -108,6 +112,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type")
             }
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
             Self::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Unavailable(_) | Self::MaybeQueued { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -145,6 +150,7 @@ impl IntoResponse for ApiError {
                 }
                 tracing::warn!(error = %e, "backing service unavailable");
             }
+            Self::RateLimited(denial) => telemetry::rate_limited(denial.kind),
             _ => {}
         }
         let problem = Problem {
@@ -172,6 +178,21 @@ impl IntoResponse for ApiError {
                 // A UUID in a path: always a valid header value.
                 if let Ok(location) = HeaderValue::try_from(format!("/v1/requests/{request_id}")) {
                     headers.insert(header::LOCATION, location);
+                }
+            }
+            Self::RateLimited(denial) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(denial.retry_after_secs()),
+                );
+                // Digits, quotes, letters and `;=`: always valid header values.
+                for (name, value) in [
+                    ("ratelimit-policy", denial.policy_header()),
+                    ("ratelimit", denial.limit_header()),
+                ] {
+                    if let Ok(value) = HeaderValue::try_from(value) {
+                        headers.insert(name, value);
+                    }
                 }
             }
             Self::RequestTimeout(_) => {

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::accept::AcceptError;
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, single_header};
+use crate::http::rate_limit::IdempotentReplay;
 use crate::http::schemas;
 use crate::state::AppState;
 use crate::telemetry;
@@ -51,6 +52,7 @@ pub fn router() -> Router<AppState> {
         (status = 404, description = "No such campaign", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Campaign scheduled or closed", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with another user_id", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over a rate limit (per campaign and user, or per client address); nothing was queued", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds until a request is allowed again (at least 1)"), ("RateLimit-Policy" = String, description = "The limit that refused it (draft-ietf-httpapi-ratelimit-headers), e.g. `\"user\";q=10;w=1`"), ("RateLimit" = String, description = "What is left of it, e.g. `\"user\";r=0;t=1`"))),
         (status = 503, description = "Overloaded or a backing service is down. When a backing call failed at a point where the request may nonetheless have been queued (a timeout, a connection lost mid-call), the problem carries the request's `request_id` and a `Location` header: GET it to learn the outcome, or retry with the same Idempotency-Key", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"), ("Location" = String, description = "Only when the request may have been queued: its status URL"))),
     ),
 )]
@@ -100,10 +102,13 @@ async fn issue(
                     .await
                     .map_err(ApiError::unavailable)?,
             };
-            Ok(match view {
+            let mut response = match view {
                 Some(view) if view.status.is_final() => decided(view),
                 _ => queued(request_id, campaign),
-            })
+            };
+            // A replay spends no rate limit: the per-address limit gives back what it took.
+            response.extensions_mut().insert(IdempotentReplay);
+            Ok(response)
         }
         AcceptOutcome::KeyReused => Err(ApiError::Unprocessable(
             "Idempotency-Key was already used with a different user_id".into(),
@@ -131,6 +136,7 @@ async fn accept(
         .accept(campaign.clone(), item.clone())
         .await
         .map_err(|e| match e {
+            AcceptError::RateLimited(denial) => ApiError::RateLimited(denial),
             AcceptError::Backlog => {
                 ApiError::Overloaded("too many requests in flight; retry shortly".into())
             }
@@ -154,7 +160,7 @@ async fn accept(
 /// that ran; so may an acceptor that dropped a request it had taken.
 fn script_may_have_run(error: &AcceptError) -> bool {
     match error {
-        AcceptError::Backlog => false,
+        AcceptError::Backlog | AcceptError::RateLimited(_) => false,
         AcceptError::Stopped => true,
         AcceptError::Queue(e) => match e.as_ref() {
             QueueError::Config(_) | QueueError::Pool(_) => false,
@@ -181,6 +187,7 @@ fn count(outcome: &AcceptOutcome) {
 fn refusal_reason(error: &ApiError) -> &'static str {
     match error {
         ApiError::Overloaded(_) => "backlog",
+        ApiError::RateLimited(_) => "rate_limited",
         ApiError::NotFound(_) => "unknown_campaign",
         _ => "unavailable",
     }

@@ -15,6 +15,7 @@ mod metrics;
 mod openapi;
 mod ops;
 mod outages;
+mod rate_limits;
 mod recovery;
 mod request_id;
 mod requests;
