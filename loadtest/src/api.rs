@@ -192,6 +192,7 @@ impl Api {
                 .and_then(|n| Stock::new(n).map_err(|e| invalid(e.to_string())))?,
             opens_at: None,
             closes_at: None,
+            decide: None,
         };
         let mut request = self.client.post(self.url("/v1/campaigns")).json(&body);
         if let Some(token) = &self.admin_token {

@@ -39,6 +39,8 @@ pub const REQUESTS: &str = "rushline_requests_total";
 pub const ACCEPTED: &str = "rushline_requests_accepted_total";
 /// Requests refused, by `reason`.
 pub const REFUSED: &str = "rushline_requests_refused_total";
+/// Requests decided by the accept step itself (answered 200), by final `status`.
+pub const DECIDED_AT_ONCE: &str = "rushline_requests_decided_at_once_total";
 /// HTTP latency by `route`, `method`, `status`.
 pub const HTTP_DURATION: &str = "rushline_http_request_duration_seconds";
 /// Queue length by `campaign`.
@@ -114,6 +116,10 @@ fn describe() {
         "Issue requests queued for a worker (answered 202)."
     );
     describe_counter!(REFUSED, "Issue requests not queued, by reason.");
+    describe_counter!(
+        DECIDED_AT_ONCE,
+        "Issue requests decided by the accept step (instant campaigns, or stock gone), by final status."
+    );
     describe_histogram!(
         HTTP_DURATION,
         Unit::Seconds,
