@@ -400,8 +400,9 @@ pub struct CampaignView {
     #[serde(serialize_with = "timefmt::serialize_opt")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Timestamp>))]
     pub closes_at: Option<DateTime<Utc>>,
-    /// Who decides its requests, as given at creation (default `queued`). Absent in what an
-    /// older server answered: read as `queued`, all it knew.
+    /// Who decides its requests, as given at creation (`queued` unless created `instant`).
+    // Default when reading: a server from before the mode existed sends none, and queued is all
+    // it knew.
     #[serde(default)]
     pub decide: DecideMode,
 }
