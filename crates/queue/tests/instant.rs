@@ -241,3 +241,36 @@ async fn instant_decisions_respect_the_log_bound() {
     assert_eq!((state.issued, state.remaining), (2, 98));
     env.cleanup().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_state_rebuilt_from_the_record_keeps_the_decide_mode() {
+    let env = TestEnv::new().await.unwrap();
+    let queue = Queue::new(env.queue_config()).unwrap();
+    let campaign = env
+        .warm_open_campaign_deciding(&queue, 3, DecideMode::Instant)
+        .await
+        .unwrap();
+    let first = queue
+        .accept(&campaign, &[item(&campaign, "a")])
+        .await
+        .unwrap();
+    assert_eq!(decided(&first[0]).0, RequestStatus::Issued);
+
+    // Redis loses everything; the warm-up copies the mode back from PostgreSQL.
+    env.flush_redis().await.unwrap();
+    let lost = queue
+        .accept(&campaign, &[item(&campaign, "b")])
+        .await
+        .unwrap();
+    assert_eq!(lost, vec![AcceptOutcome::Unknown]);
+    queue.warm(&campaign, &env.store).await.unwrap();
+    let state = queue.campaign_state(&campaign).await.unwrap().unwrap();
+    assert_eq!(state.decide, DecideMode::Instant);
+    let again = queue
+        .accept(&campaign, &[item(&campaign, "b")])
+        .await
+        .unwrap();
+    assert_eq!(decided(&again[0]).0, RequestStatus::Issued);
+    assert_eq!(queue.queue_len(&campaign).await.unwrap(), 0);
+    env.cleanup().await.unwrap();
+}
