@@ -184,7 +184,10 @@ async fn an_instant_campaign_queues_behind_requests_already_waiting() {
         .unwrap();
 
     let late = item(&campaign, "late");
-    let outcomes = queue.accept(&campaign, &[late.clone()]).await.unwrap();
+    let outcomes = queue
+        .accept(&campaign, std::slice::from_ref(&late))
+        .await
+        .unwrap();
     assert_eq!(outcomes, vec![AcceptOutcome::Queued]);
     let batch = queue.decide(&campaign, 16).await.unwrap().unwrap();
     assert_eq!((batch.decided, batch.issued), (2, 1));
@@ -227,7 +230,10 @@ async fn instant_decisions_respect_the_log_bound() {
     }
     // Two unpersisted entries: the next request is shed, and nothing of it is written.
     let shed = item(&campaign, "c");
-    let outcome = queue.accept(&campaign, &[shed.clone()]).await.unwrap();
+    let outcome = queue
+        .accept(&campaign, std::slice::from_ref(&shed))
+        .await
+        .unwrap();
     assert_eq!(outcome, vec![AcceptOutcome::Overloaded]);
     assert!(
         queue

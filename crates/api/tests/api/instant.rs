@@ -261,7 +261,7 @@ async fn an_instant_spike_answers_every_request_at_once_and_keeps_every_guarante
 
     // After the drain, PostgreSQL records every answer as given, and the audit holds.
     app.drained(&campaign).await;
-    let record = Record::read(app.store.pool(), &[campaign.clone()])
+    let record = Record::read(app.store.pool(), std::slice::from_ref(&campaign))
         .await
         .unwrap();
     let answered: Vec<Answered> = answers
