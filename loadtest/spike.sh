@@ -7,6 +7,8 @@
 #                                     worker-scaling, many-campaigns; the old names s1, s2, s3, s4
 #                                     still work; default all)
 #   WORKERS=2                         worker processes while not paused/scaling (default 2)
+#   DECIDE=instant                    create every campaign with "decide": "instant" (the accept
+#                                     step decides, the API answers 200; default queued)
 #   SKIP_BUILD=1                      use the release binaries already in target/release
 #   BIN_DIR=/some/release             take the binaries from there instead (implies SKIP_BUILD):
 #                                     runs two builds back to back for a before/after comparison
@@ -23,6 +25,7 @@ cd "$(dirname "$0")/.."
 
 SCALE="${SCALE:-1}"
 WORKERS="${WORKERS:-2}"
+DECIDE="${DECIDE:-queued}"
 REPORT_DIR=loadtest/report
 mkdir -p "$REPORT_DIR"
 
@@ -106,6 +109,7 @@ status=0
     --workers "$WORKERS" \
     --worker-bin "$BIN_DIR/rushline-worker" \
     --report-dir "$REPORT_DIR" \
+    --decide "$DECIDE" \
     "${SCENARIO:-all}" --scale "$SCALE" || status=$?
 echo "report: $REPORT_DIR/report.json, $REPORT_DIR/*.svg, $REPORT_DIR/summary.txt"
 exit "$status"

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use reqwest::{StatusCode, Url};
-use rushline_domain::{AcceptedView, CampaignId, CampaignName, NewCampaign, Stock};
+use rushline_domain::{AcceptedView, CampaignId, CampaignName, DecideMode, NewCampaign, Stock};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -105,6 +105,8 @@ pub struct Api {
     base: Url,
     admin_token: Option<String>,
     client: reqwest::Client,
+    /// The decide mode of every campaign this client creates.
+    decide: DecideMode,
 }
 
 /// Checks that `url` is `http://` on a loopback IP literal (`127.0.0.0/8` or `::1`).
@@ -150,7 +152,19 @@ impl Api {
             base: loopback_url(base)?,
             admin_token,
             client: http_client(concurrency)?,
+            decide: DecideMode::Queued,
         })
+    }
+
+    /// The same client, creating its campaigns with `decide` (`instant`: the API answers `200`
+    /// with the final status at once, and workers only persist).
+    pub fn deciding(self, decide: DecideMode) -> Self {
+        Self { decide, ..self }
+    }
+
+    /// The decide mode of the campaigns this client creates.
+    pub fn decide(&self) -> DecideMode {
+        self.decide
     }
 
     /// The same client settings pointed at another loopback base (the ceiling server).
@@ -159,6 +173,7 @@ impl Api {
             base: loopback_url(base)?,
             admin_token: self.admin_token.clone(),
             client: self.client.clone(),
+            decide: self.decide,
         })
     }
 
@@ -177,7 +192,7 @@ impl Api {
         format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
     }
 
-    /// `POST /v1/campaigns`: creates an open campaign.
+    /// `POST /v1/campaigns`: creates an open campaign, decided as [`Api::deciding`] set.
     pub async fn create_campaign(&self, id: &str, stock: i64) -> Result<(), LoadError> {
         let invalid = |detail: String| LoadError::Unexpected {
             what: format!("campaign {id}"),
@@ -192,6 +207,7 @@ impl Api {
                 .and_then(|n| Stock::new(n).map_err(|e| invalid(e.to_string())))?,
             opens_at: None,
             closes_at: None,
+            decide: Some(self.decide),
         };
         let mut request = self.client.post(self.url("/v1/campaigns")).json(&body);
         if let Some(token) = &self.admin_token {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use rushline_domain::DecideMode;
 use rushline_loadtest::api::Api;
 use rushline_loadtest::monitor::cpu_seconds;
 use rushline_loadtest::report;
@@ -100,9 +101,45 @@ struct Global {
         global = true
     )]
     max_api_rss_mib: f64,
+    /// Who decides the requests of every campaign the run creates: `queued` (workers decide, the
+    /// API answers 202) or `instant` (the accept step decides, the API answers 200 with the
+    /// final status; workers only persist). Recorded in each scenario's params.
+    #[arg(
+        long,
+        env = "RUSHLINE_LOADTEST_DECIDE",
+        default_value = "queued",
+        value_parser = parse_decide,
+        global = true
+    )]
+    decide: DecideMode,
     /// Hide progress bars.
     #[arg(long, global = true)]
     quiet: bool,
+}
+
+fn parse_decide(value: &str) -> Result<DecideMode, String> {
+    DecideMode::parse(value).map_err(|e| e.to_string())
+}
+
+/// Records the run's decide mode in a scenario's params (and in its notes when instant, where
+/// the figures mean something else: decisions are made at accept, workers only persist).
+fn stamp_decide(report: &mut ScenarioReport, decide: DecideMode) {
+    match &mut report.params {
+        serde_json::Value::Object(params) => {
+            params.insert("decide".into(), decide.as_str().into());
+        }
+        serde_json::Value::Null => {
+            report.params = serde_json::json!({"decide": decide.as_str()});
+        }
+        _ => {}
+    }
+    if decide == DecideMode::Instant {
+        report.notes.push(
+            "campaigns created with \"decide\": \"instant\": the accept step decides, the API \
+             answers 200 with the final status, workers only persist"
+                .into(),
+        );
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -261,7 +298,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(rushline_loadtest::ceiling::serve_until_stdin_closes(body_len.max(1)).await?);
     }
     let g = &cli.global;
-    let api = Api::new(&g.api_url, g.admin_token.clone(), 1024)?;
+    let api = Api::new(&g.api_url, g.admin_token.clone(), 1024)?.deciding(g.decide);
     anyhow::ensure!(
         api.ready()
             .await
@@ -408,6 +445,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(pool) = ctx.workers.as_mut() {
         pool.set(0).await?;
+    }
+    for report in &mut reports {
+        stamp_decide(report, g.decide);
     }
     let written = report::write(&g.report_dir, &reports)?;
     print!("{}", report::summary(&reports));

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use rushline_domain::DecideMode;
 use rushline_loadtest::api::Api;
 use rushline_loadtest::scenarios::{self, Context, DropArgs, TwoDropsArgs};
 use rushline_queue::Queue;
@@ -70,6 +71,40 @@ async fn smoke_holds_every_guarantee() {
     );
     assert_eq!(verdict.issued, 800, "both campaigns sold out");
     assert!(verdict.rows >= verdict.request_ids);
+
+    ctx.pool.close().await;
+    app.stop().await.expect("stop the API and the workers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_in_instant_mode_answers_at_once_and_holds_every_guarantee() {
+    let app = spawn_app(ADMIN_TOKEN, 2)
+        .await
+        .expect("start the API and two workers");
+    let mut ctx = context(&app, "instant").await;
+    ctx.api = ctx.api.deciding(DecideMode::Instant);
+    let args = DropArgs {
+        requests: 2_400,
+        users: 2_000,
+        stock: 400,
+        campaigns: 2,
+        concurrency: 32,
+        racing_share: 0.3,
+    };
+    let report = scenarios::smoke(&ctx, &args).await.expect("smoke scenario");
+
+    let blast = report.blast.as_ref().expect("blast summary");
+    assert_eq!(blast.sent, 2_400, "every planned request was sent");
+    assert_eq!(blast.failed, 0, "{:?}", blast.first_failure);
+    assert_eq!(blast.accepted_202, 0, "instant campaigns answer 200");
+    assert!(blast.decided_200 >= 2_400, "{blast:?}");
+    let verdict = report.verdict.as_ref().expect("verdict");
+    assert!(
+        verdict.ok(),
+        "guarantees violated: {:#?}",
+        verdict.violations
+    );
+    assert_eq!(verdict.issued, 800, "both campaigns sold out");
 
     ctx.pool.close().await;
     app.stop().await.expect("stop the API and the workers");

@@ -42,6 +42,8 @@ pub const ACCEPTED: &str = "rushline_requests_accepted_total";
 pub const REFUSED: &str = "rushline_requests_refused_total";
 /// Requests refused by a rate limit (429), by `limit`.
 pub const RATE_LIMITED: &str = "rushline_rate_limited_total";
+/// Requests decided by the accept step itself (answered 200), by final `status`.
+pub const DECIDED_AT_ONCE: &str = "rushline_requests_decided_at_once_total";
 /// HTTP latency by `route`, `method`, `status`.
 pub const HTTP_DURATION: &str = "rushline_http_request_duration_seconds";
 /// Queue length by `campaign`.
@@ -120,6 +122,10 @@ fn describe() {
     describe_counter!(
         RATE_LIMITED,
         "Requests refused with 429 by a rate limit, by limit (user, ip)."
+    );
+    describe_counter!(
+        DECIDED_AT_ONCE,
+        "Issue requests decided by the accept step (instant campaigns, or stock gone), by final status."
     );
     describe_histogram!(
         HTTP_DURATION,

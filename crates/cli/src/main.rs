@@ -188,9 +188,10 @@ struct RecordArg {
 
 #[derive(Subcommand)]
 enum CampaignCommand {
-    /// Create a campaign. Without --opens-at it opens now; without --closes-at it never closes.
+    /// Create a campaign. Without --opens-at it opens now; without --closes-at it never closes;
+    /// without --decide instant its requests are queued for workers to decide.
     Create(CreateArgs),
-    /// Show one campaign: status, stock, issued, remaining, window.
+    /// Show one campaign: status, stock, issued, remaining, window, decide mode.
     Show {
         /// Campaign id.
         id: String,
@@ -244,6 +245,11 @@ struct CreateArgs {
     /// When requests stop being accepted, RFC 3339; must be after --opens-at.
     #[arg(long)]
     closes_at: Option<String>,
+    /// Who decides its requests: "queued" (a worker decides; the API answers 202) or "instant"
+    /// (the accept step decides; the API answers 200 with the final status and coupon code).
+    /// Fixed at creation; queued when absent.
+    #[arg(long, value_parser = ["queued", "instant"])]
+    decide: Option<String>,
 }
 
 #[derive(Args)]
@@ -317,6 +323,7 @@ async fn campaign(client: &Client, format: Format, command: CampaignCommand) -> 
                 ("id", args.id),
                 ("opens_at", args.opens_at),
                 ("closes_at", args.closes_at),
+                ("decide", args.decide),
             ] {
                 if let Some(value) = value {
                     body[field] = json!(value);

@@ -70,6 +70,7 @@ pub fn campaign(format: Format, reply: &Reply<Campaign>) -> anyhow::Result<()> {
             .as_ref()
             .map_or_else(|| "never closes".to_owned(), rfc3339)
     );
+    println!("  decide     {}", c.decide);
     Ok(())
 }
 
@@ -81,18 +82,19 @@ pub fn page(format: Format, reply: &Reply<CampaignPage>, header: bool) -> anyhow
     let page = &reply.typed;
     if header {
         println!(
-            "{:<24} {:<10} {:>10} {:>10} {:>10}  NAME",
-            "ID", "STATUS", "STOCK", "ISSUED", "REMAINING"
+            "{:<24} {:<10} {:>10} {:>10} {:>10}  {:<8} NAME",
+            "ID", "STATUS", "STOCK", "ISSUED", "REMAINING", "DECIDE"
         );
     }
     for c in &page.campaigns {
         println!(
-            "{:<24} {:<10} {:>10} {:>10} {:>10}  {}",
+            "{:<24} {:<10} {:>10} {:>10} {:>10}  {:<8} {}",
             c.id.as_str(),
             c.status.as_str(),
             c.stock,
             c.issued,
             c.remaining,
+            c.decide.as_str(),
             c.name
         );
     }

@@ -174,6 +174,47 @@ async fn a_campaign_from_creation_to_close() {
 }
 
 #[tokio::test]
+async fn a_campaign_created_instant_shows_its_decide_mode() {
+    let api = spawn_api().await;
+    let created = api
+        .ok(&[
+            "campaign", "create", "--id", "flash", "--name", "Flash", "--stock", "3", "--decide",
+            "instant",
+        ])
+        .await;
+    assert!(created.contains("decide     instant"), "{created}");
+    let shown = api.json(&["campaign", "show", "flash"]).await;
+    assert_eq!(shown["decide"], "instant");
+    api.ok(&[
+        "campaign", "create", "--id", "slow", "--name", "Slow", "--stock", "3",
+    ])
+    .await;
+    let listed = api.ok(&["campaign", "list"]).await;
+    let mode = |id: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(id))
+            .and_then(|l| l.split_whitespace().nth(5))
+            .map(str::to_owned)
+    };
+    assert!(
+        listed.lines().next().unwrap().contains("DECIDE"),
+        "{listed}"
+    );
+    assert_eq!(mode("flash").as_deref(), Some("instant"), "{listed}");
+    assert_eq!(mode("slow").as_deref(), Some("queued"), "{listed}");
+    // Anything else is a usage error before any request is sent.
+    let bad = api
+        .run(&[
+            "campaign", "create", "--name", "Bad", "--stock", "3", "--decide", "later",
+        ])
+        .await;
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("instant"), "{}", stderr(&bad));
+    api.stop().await;
+}
+
+#[tokio::test]
 async fn errors_say_what_to_do() {
     let api = spawn_api().await;
     let unknown = api.run(&["campaign", "show", "nope"]).await;

@@ -143,6 +143,58 @@ impl From<Stock> for u64 {
     }
 }
 
+/// Who decides a campaign's requests, fixed at creation.
+///
+/// `queued` (the default): the accept step queues each request and a worker decides it; the API
+/// answers `202`. `instant`: the accept step itself decides each request, with the same rule and
+/// in the same arrival order, and the API answers `200` with the final status (and the coupon
+/// code when issued) at once; a worker only persists. Every guarantee holds in both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum DecideMode {
+    /// A worker decides; the API answers `202`.
+    #[default]
+    Queued,
+    /// The accept step decides; the API answers `200` with the final status.
+    Instant,
+}
+
+impl DecideMode {
+    /// The contract's name for it (also its form in PostgreSQL and in Redis's campaign hash).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Instant => "instant",
+        }
+    }
+
+    /// Reads the contract's name; anything else is refused.
+    pub fn parse(value: &str) -> Result<Self, ValidationError> {
+        match value {
+            "queued" => Ok(Self::Queued),
+            "instant" => Ok(Self::Instant),
+            _ => Err(ValidationError::new(
+                "decide",
+                "must be \"queued\" or \"instant\"",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for DecideMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DecideMode {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
 /// `POST /v1/campaigns` body, as sent. Field types validate themselves; `validate` checks the
 /// rules that span fields.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +225,9 @@ pub struct NewCampaign {
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Timestamp>))]
     pub closes_at: Option<DateTime<Utc>>,
+    /// Who decides its requests; absent = `queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decide: Option<DecideMode>,
 }
 
 impl NewCampaign {
@@ -203,6 +258,7 @@ impl NewCampaign {
             stock: self.stock,
             opens_at,
             closes_at,
+            decide: self.decide.unwrap_or_default(),
         })
     }
 }
@@ -220,6 +276,8 @@ pub struct CampaignSpec {
     pub opens_at: DateTime<Utc>,
     /// First instant requests are refused again; `None` = never.
     pub closes_at: Option<DateTime<Utc>>,
+    /// Who decides its requests.
+    pub decide: DecideMode,
 }
 
 /// Everything Redis needs to (re)build a campaign's state, as read from the record.
@@ -244,6 +302,8 @@ pub struct CampaignSnapshot {
     /// ([`CampaignRecord::begin_rebuild`](crate::CampaignRecord::begin_rebuild)) only if no other
     /// rebuild claimed one since.
     pub epoch: i64,
+    /// Who decides its requests (copied into Redis, where `accept.lua` reads it).
+    pub decide: DecideMode,
 }
 
 /// The code key stays out of logs and panics (see [`crate::secret`]).
@@ -258,6 +318,7 @@ impl std::fmt::Debug for CampaignSnapshot {
             .field("next_seq", &self.next_seq)
             .field("code_key", &crate::secret::Redacted)
             .field("epoch", &self.epoch)
+            .field("decide", &self.decide)
             .finish()
     }
 }
@@ -339,6 +400,11 @@ pub struct CampaignView {
     #[serde(serialize_with = "timefmt::serialize_opt")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::openapi::Timestamp>))]
     pub closes_at: Option<DateTime<Utc>>,
+    /// Who decides its requests, as given at creation (`queued` unless created `instant`).
+    // Default when reading: a server from before the mode existed sends none, and queued is all
+    // it knew.
+    #[serde(default)]
+    pub decide: DecideMode,
 }
 
 #[cfg(test)]
@@ -506,14 +572,45 @@ mod tests {
             status: CampaignStatus::SoldOut,
             opens_at: t(0),
             closes_at: None,
+            decide: DecideMode::Instant,
         };
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"id": "concert-2026", "name": "Concert presale", "stock": 1000,
                 "remaining": 12, "issued": 988, "status": "sold_out",
-                "opens_at": "2027-01-15T08:00:00.000Z", "closes_at": null})
+                "opens_at": "2027-01-15T08:00:00.000Z", "closes_at": null, "decide": "instant"})
         );
+    }
+
+    #[test]
+    fn decide_defaults_to_queued_and_takes_only_the_two_modes() {
+        let decide =
+            |json: &str| new_campaign(json).map(|c| c.validate(t(0), fixed_id).unwrap().decide);
+        assert_eq!(
+            decide(r#"{"name":"n","stock":1}"#).unwrap(),
+            DecideMode::Queued
+        );
+        assert_eq!(
+            decide(r#"{"name":"n","stock":1,"decide":null}"#).unwrap(),
+            DecideMode::Queued
+        );
+        assert_eq!(
+            decide(r#"{"name":"n","stock":1,"decide":"queued"}"#).unwrap(),
+            DecideMode::Queued
+        );
+        assert_eq!(
+            decide(r#"{"name":"n","stock":1,"decide":"instant"}"#).unwrap(),
+            DecideMode::Instant
+        );
+        for bad in [r#""Instant""#, r#""now""#, r#""""#, "1", "true", "{}"] {
+            let body = format!(r#"{{"name":"n","stock":1,"decide":{bad}}}"#);
+            assert!(new_campaign(&body).is_err(), "{body}");
+        }
+        for mode in [DecideMode::Queued, DecideMode::Instant] {
+            assert_eq!(DecideMode::parse(mode.as_str()).unwrap(), mode);
+        }
+        assert!(DecideMode::parse("INSTANT").is_err());
     }
 
     proptest! {
@@ -530,6 +627,7 @@ mod tests {
                 stock: Stock::new(1).unwrap(),
                 opens_at: opens.and_then(at),
                 closes_at: closes.and_then(at),
+                decide: None,
             };
             if let Ok(spec) = body.validate(t(0), fixed_id) {
                 for instant in [Some(spec.opens_at), spec.closes_at].into_iter().flatten() {

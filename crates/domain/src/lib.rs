@@ -43,7 +43,8 @@ pub mod timefmt;
 
 pub use admin::{AddStock, CampaignPage, CampaignStats};
 pub use campaign::{
-    CampaignName, CampaignSnapshot, CampaignSpec, CampaignStatus, CampaignView, NewCampaign, Stock,
+    CampaignName, CampaignSnapshot, CampaignSpec, CampaignStatus, CampaignView, DecideMode,
+    NewCampaign, Stock,
 };
 pub use coupon::CouponCode;
 pub use error::ValidationError;

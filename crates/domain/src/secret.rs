@@ -58,6 +58,7 @@ mod tests {
             next_seq: 1,
             code_key: "s3cr3t-code-key".into(),
             epoch: 0,
+            decide: crate::DecideMode::Queued,
         };
         let shown = format!("{snapshot:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");

@@ -1,7 +1,8 @@
 -- accept.lua: take a group of issue requests for ONE campaign (group commit from one API process).
 --
 -- KEYS[1] meta     campaign hash: ready, name, stock, opens, closes, remaining, issued, seq, key,
---                  and the decision tallies sold_out, duplicate (when exact; see warm_finish.lua)
+--                  epoch, decide ("instant" or else queued), and the decision tallies sold_out,
+--                  duplicate (when exact; see warm_finish.lua)
 -- KEYS[2] queue    list of "request_id\tuser_id", FIFO (RPUSH here, LPOP in decide.lua)
 -- KEYS[3] holders  hash user_id -> request_id of users holding a coupon
 -- KEYS[4] log      stream of decisions waiting to be persisted (one entry per batch)
@@ -12,19 +13,47 @@
 -- ARGV[8..] triples: request_id, user_id, idempotency key ("" = none)
 --
 -- Returns one array per request, in order:
---   {"Q"} queued | {"S", ms} sold out at once | {"D", ms} duplicate at once
+--   {"Q"} queued | {"I", ms, seq} issued at once (instant campaign), with its coupon sequence
+--   number | {"S", ms} sold out at once | {"D", ms} duplicate at once
 --   {"R", request_id, record|false} idempotent replay | {"U"} key reused with another user
 --   {"M"} campaign unknown here (warm it) | {"E"} scheduled | {"C"} closed
 --   {"O"} overloaded: the queue is at its bound, or (for a decision at once) the log is — Redis
 --         is the buffer while PostgreSQL is away, and it never grows past these two bounds
 --
+-- Decided at once, here rather than by a worker (decide.lua), are:
+--   - every request of an instant campaign (meta `decide` = "instant") while its queue is empty;
+--   - every request of any campaign once its stock is gone.
+-- The rule is decide.lua's, request by request in arrival order: the user already holds a coupon
+-- -> duplicate; stock left -> issued with the campaign's next coupon sequence number (holders
+-- HSET, remaining - 1, issued + 1, seq + 1); otherwise sold_out. Each gets its final status
+-- record ("status\tcampaign\tuser\tseq\tms") and a log line in decide.lua's format
+-- ("request_id\tuser\tstatus\t\tms\tseq"); the group's lines are one log entry stamped with the
+-- state's rebuild epoch `e`, exactly as decide.lua's batches, so persisting, acknowledging,
+-- rollback and hand-back treat them alike. Nothing decided here is pushed on the queue. The code
+-- itself is minted by the reader from `seq` (see decide.lua, rushline_queue::codes).
+--
+-- Why deciding here keeps the guarantees: scripts run one at a time, so accept.lua and
+-- decide.lua calls of one campaign are totally ordered, and each reads and writes remaining,
+-- seq and holders inside that order (guarantees 1-3, as in decide.lua). First come, first
+-- served (guarantee 5): an instant campaign decides at once only while its queue is empty, so no
+-- earlier request can be waiting undecided; once a request is queued (a hand-back after Redis
+-- lost its data, see requeue.lua, or an operator's hand), later ones queue behind it and a worker
+-- decides them in order. A sold-out decision never needs that care: stock only grows back by a
+-- rollback (an operator cannot add stock once it is sold out, see add_stock.lua). A decision made
+-- here is final the moment the script ends: its status record, holders and counts change in the
+-- same step as its log line, so there is no moment in which it is answered but not recorded to be
+-- persisted (guarantee 4), and a worker that dies holding its log entry leaves it pending to be
+-- claimed (crates/worker/src/persist.rs).
+--
 -- Atomic: one script, so the state check, the idempotency claim, the status record and the push
--- happen together or not at all; a request is never queued without its status, nor twice for one
--- key (racing retries run one after the other here and the second sees the first's claim).
+-- (or the decision and its log line) happen together or not at all; a request is never queued
+-- without its status, nor twice for one key (racing retries run one after the other here and the
+-- second sees the first's claim).
 -- Every key shares the campaign's {tag}: status and idempotency keys are built from prefixes that
 -- carry the same tag, so the whole script runs in one Redis Cluster slot.
 -- Retrying after a lost reply is safe: fresh request ids make a second, independent request, and
--- an idempotency key makes the retry a replay.
+-- an idempotency key makes the retry a replay (the claim is set for every request queued or
+-- decided here).
 
 local meta, queue, holders, log, dirty = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local status_prefix, idem_prefix = ARGV[1], ARGV[2]
@@ -32,7 +61,8 @@ local idem_ttl, max_queue = tonumber(ARGV[3]), tonumber(ARGV[4])
 local work_channel, campaign = ARGV[5], ARGV[6]
 local max_log = tonumber(ARGV[7])
 
-local state = redis.call('HMGET', meta, 'ready', 'opens', 'closes', 'remaining', 'sold_out', 'epoch')
+local state = redis.call('HMGET', meta, 'ready', 'opens', 'closes', 'remaining', 'sold_out', 'epoch',
+  'decide', 'issued', 'seq')
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 
@@ -46,6 +76,9 @@ elseif state[3] and state[3] ~= '' and now >= tonumber(state[3]) then
   verdict = 'C'
 end
 local remaining = tonumber(state[4] or '0') or 0
+local instant = state[7] == 'instant'
+local issued = tonumber(state[8] or '0') or 0
+local seq = tonumber(state[9] or '0') or 0
 local queue_len = redis.call('LLEN', queue)
 local queue_was_empty = queue_len == 0
 local log_full = nil -- looked up only when a request is decided at once
@@ -53,7 +86,7 @@ local log_full = nil -- looked up only when a request is decided at once
 local out = {}
 local pushed = 0
 local decided = {}
-local n_sold_out, n_duplicate = 0, 0
+local n_issued, n_sold_out, n_duplicate = 0, 0, 0
 for i = 8, #ARGV, 3 do
   local rid, user, idem = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local claim = nil
@@ -74,19 +107,34 @@ for i = 8, #ARGV, 3 do
   if not result then
     if verdict then
       result = {verdict}
-    elseif remaining <= 0 then
+    elseif remaining <= 0 or (instant and queue_len == 0) then
       if log_full == nil then log_full = redis.call('XLEN', log) >= max_log end
       if log_full then
         result = {'O'}
       else
-        -- Sold out: decide now. Safe for FIFO: stock only grows back by a rollback (an operator
-        -- cannot add stock once it is sold out, see add_stock.lua).
-        local status = 's'
-        if redis.call('HEXISTS', holders, user) == 1 then status = 'd' end
-        if status == 'd' then n_duplicate = n_duplicate + 1 else n_sold_out = n_sold_out + 1 end
-        redis.call('SET', status_prefix .. rid, status .. '\t' .. campaign .. '\t' .. user .. '\t\t' .. now)
-        decided[#decided + 1] = rid .. '\t' .. user .. '\t' .. status .. '\t\t' .. now .. '\t'
-        result = {string.upper(status), now}
+        -- Decide now, by decide.lua's rule (see the header for why this order is safe).
+        local status, code_seq = 's', ''
+        if redis.call('HEXISTS', holders, user) == 1 then
+          status = 'd'
+          n_duplicate = n_duplicate + 1
+        elseif remaining > 0 then
+          status = 'i'
+          code_seq = seq
+          seq = seq + 1
+          remaining = remaining - 1
+          issued = issued + 1
+          redis.call('HSET', holders, user, rid)
+          n_issued = n_issued + 1
+        else
+          n_sold_out = n_sold_out + 1
+        end
+        redis.call('SET', status_prefix .. rid, status .. '\t' .. campaign .. '\t' .. user .. '\t' .. code_seq .. '\t' .. now)
+        decided[#decided + 1] = rid .. '\t' .. user .. '\t' .. status .. '\t\t' .. now .. '\t' .. code_seq
+        if status == 'i' then
+          result = {'I', now, code_seq}
+        else
+          result = {string.upper(status), now}
+        end
       end
     elseif queue_len >= max_queue then
       result = {'O'}
@@ -97,7 +145,8 @@ for i = 8, #ARGV, 3 do
       pushed = pushed + 1
       result = {'Q'}
     end
-    if claim and (result[1] == 'Q' or result[1] == 'S' or result[1] == 'D') then
+    local kind = result[1]
+    if claim and (kind == 'Q' or kind == 'I' or kind == 'S' or kind == 'D') then
       redis.call('SET', claim, rid .. '\t' .. user, 'EX', idem_ttl)
     end
   end
@@ -105,6 +154,9 @@ for i = 8, #ARGV, 3 do
 end
 
 if #decided > 0 then
+  if n_issued > 0 then
+    redis.call('HSET', meta, 'remaining', remaining, 'issued', issued, 'seq', seq)
+  end
   -- Stamped with the state's rebuild epoch, as decide.lua's entries are.
   if state[6] then
     redis.call('XADD', log, '*', 'd', table.concat(decided, '\n'), 'e', state[6])

@@ -5,7 +5,8 @@
 -- ARGV[5] closes (ms, "" = never)   ARGV[6] issued (rows in PostgreSQL)   ARGV[7] next coupon seq
 -- ARGV[8] code key   ARGV[9] consumer group   ARGV[10] rebuild epoch (the record's, just moved on
 -- by this warm-up; decide.lua and accept.lua stamp it on every log entry, and persisting refuses
--- entries of an older one)
+-- entries of an older one)   ARGV[11] decide mode ("queued" or "instant"; accept.lua decides at
+-- once when it reads "instant")
 --
 -- Returns 1 when published, 0 when the token no longer owns the warm-up.
 --
@@ -27,7 +28,7 @@ local kept = tonumber(redis.call('HGET', meta, 'seq') or '0')
 if kept > seq then seq = kept end
 redis.call('HSET', meta, 'name', ARGV[2], 'stock', stock, 'opens', ARGV[4], 'closes', ARGV[5],
   'issued', issued, 'remaining', remaining, 'seq', seq, 'key', ARGV[8], 'epoch', ARGV[10],
-  'ready', '1')
+  'decide', ARGV[11], 'ready', '1')
 redis.call('HDEL', meta, 'warming', 'warm_until', 'rebuild')
 -- Refusal tallies (sold_out, duplicate) for the operator's stats. They are exact only when the
 -- record holds no decision yet: with no issued row there can be no sold_out or duplicate row

@@ -1,9 +1,14 @@
 //! Accepting requests: one `accept.lua` call for a group of requests to one campaign.
+//!
+//! The script queues each request, or decides it at once: every request of an instant campaign
+//! (`"decide": "instant"`) while nothing waits in its queue, and every request once the stock is
+//! gone. An issued decision comes back with its coupon sequence number, and the code is minted
+//! here from the campaign's key ([`crate::codes`]), as every other reader of a decision does.
 
 use chrono::{DateTime, Utc};
 use redis::Value;
 use rushline_domain::{
-    CampaignId, IdempotencyKey, RequestId, RequestStatus, RequestView, UserId, timefmt,
+    CampaignId, CouponCode, IdempotencyKey, RequestId, RequestStatus, RequestView, UserId, timefmt,
 };
 
 use crate::record::{StatusRecord, array, int, parse_status, text};
@@ -25,10 +30,22 @@ pub struct AcceptItem {
 pub enum AcceptOutcome {
     /// Queued for a worker to decide (answer 202).
     Queued,
-    /// Decided at once because stock is gone (answer 200): `sold_out` or `duplicate`.
+    /// Decided at once (answer 200): `sold_out` or `duplicate` because the stock is gone, or any
+    /// final status for an instant campaign.
     Decided {
         /// The final status.
         status: RequestStatus,
+        /// When it was decided.
+        decided_at: DateTime<Utc>,
+        /// The coupon, exactly when `status` is `issued`.
+        coupon_code: Option<CouponCode>,
+    },
+    /// Issued at once (instant campaign), but this process could not mint the coupon code: the
+    /// campaign's key could not be read from Redis after the script ran. The decision stands —
+    /// recorded in the request's status record and the decision log like any other — only its
+    /// code is unknown here; read the request back (its status record, else PostgreSQL once
+    /// persisted) to answer with it.
+    IssuedUnminted {
         /// When it was decided.
         decided_at: DateTime<Utc>,
     },
@@ -55,8 +72,12 @@ pub enum AcceptOutcome {
 impl Queue {
     /// Accepts `items` for `campaign` in one script call; outcomes come back in item order.
     ///
-    /// Requests that come back [`AcceptOutcome::Queued`] are durable in Redis when this returns
-    /// (as durable as Redis's AOF policy makes them).
+    /// Requests that come back [`AcceptOutcome::Queued`] or decided are durable in Redis when
+    /// this returns (as durable as Redis's AOF policy makes them).
+    ///
+    /// Once the script has run, nothing here fails the group: a code that cannot be minted
+    /// turns that one outcome into [`AcceptOutcome::IssuedUnminted`] (a replay's into a view
+    /// to read from PostgreSQL), since the decisions are made and must reach their requests.
     pub async fn accept(
         &self,
         campaign: &CampaignId,
@@ -90,17 +111,49 @@ impl Queue {
         if replies.len() != items.len() {
             return Err(QueueError::protocol("accept reply length"));
         }
-        let mut outcomes = Vec::with_capacity(replies.len());
-        for reply in replies {
-            outcomes.push(match parse_outcome(reply)? {
+        let parsed = replies
+            .iter()
+            .map(parse_outcome)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut outcomes = Vec::with_capacity(parsed.len());
+        for (parsed, item) in parsed.into_iter().zip(items) {
+            outcomes.push(match parsed {
                 Parsed::Outcome(outcome) => outcome,
                 Parsed::Replay { request_id, record } => AcceptOutcome::Replay {
                     request_id,
                     view: self.replay_view(record).await,
                 },
+                Parsed::Issued { decided_at, seq } => {
+                    self.issued_at_once(campaign, item, decided_at, seq).await
+                }
             });
         }
         Ok(outcomes)
+    }
+
+    /// The outcome of a request the script issued at once, its code minted from `seq` with the
+    /// campaign's key (from memory after this process's first request of the campaign). The
+    /// script has already run, so a key that cannot be read fails only this outcome's code, not
+    /// the group: the request is answered from its record instead (see
+    /// [`AcceptOutcome::IssuedUnminted`]).
+    async fn issued_at_once(
+        &self,
+        campaign: &CampaignId,
+        item: &AcceptItem,
+        decided_at: DateTime<Utc>,
+        seq: u64,
+    ) -> AcceptOutcome {
+        match self.require_code_key(campaign).await {
+            Ok(key) => AcceptOutcome::Decided {
+                status: RequestStatus::Issued,
+                decided_at,
+                coupon_code: Some(CouponCode::mint(&key, seq)),
+            },
+            Err(e) => {
+                tracing::warn!(request_id = %item.request_id, error = %e, "coupon code of a request issued at once not mintable here; answering from its record");
+                AcceptOutcome::IssuedUnminted { decided_at }
+            }
+        }
     }
 
     /// The view of a replayed request's status record. The script has already run, so nothing
@@ -119,9 +172,14 @@ impl Queue {
     }
 }
 
-/// A script reply element decoded, short of the work a replayed status record may still need.
+/// A script reply element decoded, short of the work a replayed status record or an issued
+/// decision (its coupon code) may still need.
 enum Parsed {
     Outcome(AcceptOutcome),
+    Issued {
+        decided_at: DateTime<Utc>,
+        seq: u64,
+    },
     Replay {
         request_id: RequestId,
         record: Option<StatusRecord>,
@@ -141,13 +199,28 @@ fn parse_outcome(value: &Value) -> Result<Parsed, QueueError> {
     };
     Ok(Parsed::Outcome(match text(kind)? {
         "Q" => AcceptOutcome::Queued,
+        "I" => {
+            let seq = fields
+                .get(2)
+                .ok_or_else(|| QueueError::protocol("issued seq"))
+                .and_then(int)
+                .and_then(|seq| {
+                    u64::try_from(seq).map_err(|_| QueueError::protocol("issued seq"))
+                })?;
+            return Ok(Parsed::Issued {
+                decided_at: at(1)?,
+                seq,
+            });
+        }
         "S" => AcceptOutcome::Decided {
             status: RequestStatus::SoldOut,
             decided_at: at(1)?,
+            coupon_code: None,
         },
         "D" => AcceptOutcome::Decided {
             status: RequestStatus::Duplicate,
             decided_at: at(1)?,
+            coupon_code: None,
         },
         "R" => {
             let rid = fields

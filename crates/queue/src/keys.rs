@@ -1,7 +1,7 @@
 //! Every Redis key and channel rushline uses, and nothing else builds key names.
 //!
 //! ```text
-//! rushline:[<ns>:]{tag}:c:<campaign>        hash    campaign state (ready, stock, remaining, issued, seq, key, window, epoch; warming,
+//! rushline:[<ns>:]{tag}:c:<campaign>        hash    campaign state (ready, stock, remaining, issued, seq, key, window, epoch, decide; warming,
 //!                                                   warm_until, rebuild while a warm-up runs)
 //!                                                   and refusal tallies (sold_out, duplicate) while exact
 //! rushline:[<ns>:]{tag}:c:<campaign>:q      list    queued requests, "request_id\tuser_id", FIFO
@@ -169,6 +169,10 @@ pub mod meta_field {
     pub const CODE_KEY: &str = "key";
     /// Rebuild epoch the state was built at (copied from the record by `warm_finish.lua`).
     pub const EPOCH: &str = "epoch";
+    /// Who decides the campaign's requests, `queued` or `instant` (copied from the record by
+    /// `warm_finish.lua`; `accept.lua` decides at once when it reads `instant`). Absent in a
+    /// state built before the mode existed: queued, the only mode there was.
+    pub const DECIDE: &str = "decide";
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //!
 //! 1. [`accept`] — the API's hot path. One `EVALSHA` of `lua/accept.lua` per *group* of
 //!    concurrent requests to a campaign: checks the campaign, claims idempotency keys, writes
-//!    each request's status record and pushes it onto the campaign's queue (or decides it at once
-//!    when stock is gone).
+//!    each request's status record and pushes it onto the campaign's queue (or decides it at once,
+//!    by decide.lua's rule: every request of an instant campaign, `"decide": "instant"`, and any
+//!    request once stock is gone).
 //! 2. [`decide`] — the worker. `lua/decide.lua` pops a batch off the queue and decides each
 //!    request in FIFO order, writing final status records and appending the batch to the
 //!    campaign's decision log (a Redis Stream) in the same atomic step. An issued request gets

@@ -1,7 +1,7 @@
 //! Reads behind `GET /v1/requests/{id}` and `GET /v1/campaigns/{id}`, plus the campaign registry.
 
 use chrono::{DateTime, Utc};
-use rushline_domain::{CampaignId, RequestId, RequestView, timefmt};
+use rushline_domain::{CampaignId, DecideMode, RequestId, RequestView, timefmt};
 
 use crate::keys::meta_field;
 use crate::record::parse_status;
@@ -22,6 +22,8 @@ pub struct CampaignState {
     pub opens_at: DateTime<Utc>,
     /// Window end, if any.
     pub closes_at: Option<DateTime<Utc>>,
+    /// Who decides its requests (`queued` for a state built before the mode existed).
+    pub decide: DecideMode,
 }
 
 impl Queue {
@@ -64,12 +66,14 @@ impl Queue {
                         meta_field::ISSUED,
                         meta_field::OPENS,
                         meta_field::CLOSES,
+                        meta_field::DECIDE,
                     ])
                     .query_async(&mut conn)
                     .await?)
             })
             .await?;
-        let [ready, name, stock, remaining, issued, opens, closes] = fields.as_slice() else {
+        let [ready, name, stock, remaining, issued, opens, closes, decide] = fields.as_slice()
+        else {
             return Err(QueueError::protocol("campaign state reply"));
         };
         if ready.as_deref() != Some("1") {
@@ -91,6 +95,11 @@ impl Queue {
             closes_at: match closes.as_deref() {
                 None | Some("") => None,
                 Some(_) => Some(time(num(closes)?)?),
+            },
+            decide: match decide.as_deref() {
+                None => DecideMode::Queued,
+                Some(mode) => DecideMode::parse(mode)
+                    .map_err(|_| QueueError::protocol(format!("campaign decide mode {mode:?}")))?,
             },
         }))
     }

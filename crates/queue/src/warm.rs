@@ -349,7 +349,8 @@ impl Queue {
             .arg(data.next_seq)
             .arg(&data.code_key)
             .arg(PERSIST_GROUP)
-            .arg(epoch);
+            .arg(epoch)
+            .arg(data.decide.as_str());
         let published: i64 = self
             .run(|mut conn| async move { Ok(finish.invoke_async(&mut conn).await?) })
             .await?;

@@ -50,7 +50,7 @@ impl Store {
     ) -> Result<Vec<StoredCampaign>, StoreError> {
         self.bounded(async {
             let rows: Vec<CampaignRow> = sqlx::query_as(
-                "SELECT id, name, stock, issued, opens_at, closes_at, code_key FROM campaigns
+                "SELECT id, name, stock, issued, opens_at, closes_at, code_key, decide FROM campaigns
                  WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
             )
             .bind(after.map(CampaignId::as_str))

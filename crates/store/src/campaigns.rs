@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use rushline_domain::{
-    CampaignId, CampaignName, CampaignRecord, CampaignSnapshot, CampaignSpec, RequestId, Stock,
-    UserId,
+    CampaignId, CampaignName, CampaignRecord, CampaignSnapshot, CampaignSpec, DecideMode,
+    RequestId, Stock, UserId,
 };
 use uuid::Uuid;
 
@@ -40,6 +40,7 @@ pub(crate) struct CampaignRow {
     opens_at: DateTime<Utc>,
     closes_at: Option<DateTime<Utc>>,
     code_key: String,
+    decide: String,
 }
 
 /// A campaign row with its rebuild epoch, for a warm-up.
@@ -60,6 +61,7 @@ impl CampaignRow {
                     .map_err(StoreError::corrupt)?,
                 opens_at: self.opens_at,
                 closes_at: self.closes_at,
+                decide: DecideMode::parse(&self.decide).map_err(StoreError::corrupt)?,
             },
             issued: u64::try_from(self.issued).map_err(StoreError::corrupt)?,
             code_key: self.code_key,
@@ -76,8 +78,8 @@ impl Store {
     ) -> Result<StoredCampaign, StoreError> {
         self.bounded(async {
             let inserted = sqlx::query(
-                "INSERT INTO campaigns (id, name, stock, opens_at, closes_at, code_key)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO campaigns (id, name, stock, opens_at, closes_at, code_key, decide)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(spec.id.as_str())
             .bind(spec.name.as_str())
@@ -85,6 +87,7 @@ impl Store {
             .bind(spec.opens_at)
             .bind(spec.closes_at)
             .bind(code_key)
+            .bind(spec.decide.as_str())
             .execute(&self.pool)
             .await;
             match inserted {
@@ -106,7 +109,7 @@ impl Store {
     pub async fn campaign(&self, id: &CampaignId) -> Result<Option<StoredCampaign>, StoreError> {
         self.bounded(async {
             let row: Option<CampaignRow> = sqlx::query_as(
-                "SELECT id, name, stock, issued, opens_at, closes_at, code_key FROM campaigns WHERE id = $1",
+                "SELECT id, name, stock, issued, opens_at, closes_at, code_key, decide FROM campaigns WHERE id = $1",
             )
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -146,7 +149,7 @@ impl Store {
     ) -> Result<Option<CampaignSnapshot>, StoreError> {
         self.bounded(async {
             let Some(SnapshotRow { row, epoch }) = sqlx::query_as::<_, SnapshotRow>(
-                "SELECT id, name, stock, issued, opens_at, closes_at, code_key, epoch FROM campaigns WHERE id = $1",
+                "SELECT id, name, stock, issued, opens_at, closes_at, code_key, decide, epoch FROM campaigns WHERE id = $1",
             )
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -166,6 +169,7 @@ impl Store {
                 next_seq: max_seq.unwrap_or(-1) + 1 + stock as i64,
                 code_key: stored.code_key,
                 epoch,
+                decide: stored.spec.decide,
             }))
         })
         .await

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use rushline_domain::{CampaignId, CampaignName, CampaignSpec, RequestId, Stock, UserId};
+use rushline_domain::{
+    CampaignId, CampaignName, CampaignSpec, DecideMode, RequestId, Stock, UserId,
+};
 use rushline_queue::{AcceptItem, AcceptOutcome, Queue, QueueConfig};
 use rushline_store::Store;
 use sqlx::{Connection, Executor, PgConnection};
@@ -148,12 +150,24 @@ impl TestEnv {
 
     /// Records an open campaign `id` with `stock` in PostgreSQL (Redis is warmed on first use).
     pub async fn create_open_campaign(&self, id: &CampaignId, stock: u64) -> anyhow::Result<()> {
+        self.create_open_campaign_deciding(id, stock, DecideMode::Queued)
+            .await
+    }
+
+    /// [`TestEnv::create_open_campaign`] with its requests decided as `decide` says.
+    pub async fn create_open_campaign_deciding(
+        &self,
+        id: &CampaignId,
+        stock: u64,
+        decide: DecideMode,
+    ) -> anyhow::Result<()> {
         let spec = CampaignSpec {
             id: id.clone(),
             name: CampaignName::parse("test campaign")?,
             stock: Stock::new(stock)?,
             opens_at: chrono::Utc::now(),
             closes_at: None,
+            decide,
         };
         self.store.create_campaign(&spec, "test-code-key").await?;
         Ok(())
@@ -166,8 +180,20 @@ impl TestEnv {
         queue: &Queue,
         stock: u64,
     ) -> anyhow::Result<CampaignId> {
+        self.warm_open_campaign_deciding(queue, stock, DecideMode::Queued)
+            .await
+    }
+
+    /// [`TestEnv::warm_open_campaign`] with its requests decided as `decide` says.
+    pub async fn warm_open_campaign_deciding(
+        &self,
+        queue: &Queue,
+        stock: u64,
+        decide: DecideMode,
+    ) -> anyhow::Result<CampaignId> {
         let id = CampaignId::parse(format!("c-{}", &Uuid::new_v4().simple().to_string()[..12]))?;
-        self.create_open_campaign(&id, stock).await?;
+        self.create_open_campaign_deciding(&id, stock, decide)
+            .await?;
         queue.warm(&id, &self.store).await?;
         Ok(id)
     }

@@ -60,6 +60,7 @@ pub fn live(
         issued: campaign.issued,
         opens_at: campaign.opens_at,
         closes_at: campaign.closes_at,
+        decide: campaign.decide,
     })
 }
 
@@ -77,5 +78,6 @@ pub fn recorded(stored: StoredCampaign, now: DateTime<Utc>) -> CampaignView {
         issued: stored.issued,
         opens_at: stored.spec.opens_at,
         closes_at: stored.spec.closes_at,
+        decide: stored.spec.decide,
     }
 }

@@ -44,7 +44,7 @@ pub fn router() -> Router<AppState> {
     ),
     responses(
         (status = 202, description = "Queued", body = schemas::AcceptedView, headers(("Location" = String, description = "The request's status URL"))),
-        (status = 200, description = "Decided at once (sold out, duplicate) or an idempotent replay of a final request", body = schemas::RequestView, headers(("Location" = String, description = "The request's status URL"))),
+        (status = 200, description = "Decided at once (an instant campaign's request, with its coupon code when issued; or sold out, duplicate once the stock is gone) or an idempotent replay of a final request", body = schemas::RequestView, headers(("Location" = String, description = "The request's status URL"))),
         (status = 400, description = "The body does not parse or validate, or Idempotency-Key is malformed or repeated", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = schemas::Problem, content_type = "application/problem+json"),
@@ -85,14 +85,19 @@ async fn issue(
     count(&outcome);
     match outcome {
         AcceptOutcome::Queued => Ok(queued(item.request_id, campaign)),
-        AcceptOutcome::Decided { status, decided_at } => Ok(decided(RequestView {
+        AcceptOutcome::Decided {
+            status,
+            decided_at,
+            coupon_code,
+        } => Ok(decided(RequestView {
             request_id: item.request_id,
             campaign_id: campaign,
             user_id: item.user_id,
             status,
-            coupon_code: None,
+            coupon_code,
             decided_at: Some(decided_at),
         })),
+        AcceptOutcome::IssuedUnminted { .. } => issued_unminted(&state, item.request_id).await,
         AcceptOutcome::Replay { request_id, view } => {
             let view = match view {
                 Some(view) => Some(view),
@@ -121,6 +126,27 @@ async fn issue(
         AcceptOutcome::Overloaded => Err(ApiError::Overloaded(
             "campaign queue is full; retry shortly".into(),
         )),
+    }
+}
+
+/// An instant decision whose code this process could not mint: read the request back (Redis,
+/// else PostgreSQL) and answer with it. If that fails too, the client gets the request's id and
+/// `Location` with the 503 (as for any call after which the request may exist), so one GET
+/// learns the outcome; the decision itself is made and recorded either way.
+async fn issued_unminted(state: &AppState, request_id: RequestId) -> Result<Response, ApiError> {
+    match read_status(state, request_id).await {
+        Ok(view) if view.status.is_final() => Ok(decided(view)),
+        Ok(view) => Err(ApiError::MaybeQueued {
+            request_id,
+            source: anyhow::anyhow!(
+                "request {request_id} decided at once reads {}",
+                view.status.as_str()
+            ),
+        }),
+        Err(e) => Err(ApiError::MaybeQueued {
+            request_id,
+            source: anyhow::anyhow!("reading back request {request_id} decided at once: {e}"),
+        }),
     }
 }
 
@@ -178,6 +204,17 @@ fn count(outcome: &AcceptOutcome) {
     match outcome {
         AcceptOutcome::Queued => metrics::counter!(telemetry::ACCEPTED).increment(1),
         AcceptOutcome::Replay { .. } => {}
+        AcceptOutcome::Decided {
+            status: RequestStatus::Issued,
+            ..
+        }
+        | AcceptOutcome::IssuedUnminted { .. } => {
+            metrics::counter!(telemetry::DECIDED_AT_ONCE, "status" => label).increment(1);
+        }
+        AcceptOutcome::Decided { .. } => {
+            metrics::counter!(telemetry::DECIDED_AT_ONCE, "status" => label).increment(1);
+            refused(label);
+        }
         _ => refused(label),
     }
 }
@@ -205,6 +242,11 @@ fn outcome_label(outcome: &AcceptOutcome) -> &'static str {
             status: RequestStatus::Duplicate,
             ..
         } => "duplicate",
+        AcceptOutcome::Decided {
+            status: RequestStatus::Issued,
+            ..
+        }
+        | AcceptOutcome::IssuedUnminted { .. } => "issued",
         AcceptOutcome::Decided { .. } => "sold_out",
         AcceptOutcome::Replay { .. } => "replay",
         AcceptOutcome::KeyReused => "key_reused",

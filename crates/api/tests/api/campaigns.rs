@@ -16,7 +16,8 @@ async fn creating_a_campaign_returns_it_and_get_reads_it_back() {
     assert_eq!(response.headers()["location"], "/v1/campaigns/concert-2026");
     let created: Value = response.json().await.unwrap();
     let expected = json!({"id": "concert-2026", "name": "Concert presale", "stock": 1000, "remaining": 1000,
-        "issued": 0, "status": "open", "opens_at": "2020-01-01T10:00:00.000Z", "closes_at": "2099-12-01T11:00:00.000Z"});
+        "issued": 0, "status": "open", "opens_at": "2020-01-01T10:00:00.000Z", "closes_at": "2099-12-01T11:00:00.000Z",
+        "decide": "queued"});
     assert_eq!(created, expected);
     assert_eq!(app.campaign("concert-2026").await, expected);
     app.stop().await;

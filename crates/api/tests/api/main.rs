@@ -10,6 +10,7 @@ mod dashboard;
 mod fuzzed;
 mod helpers;
 mod hostile;
+mod instant;
 mod lifecycle;
 mod metrics;
 mod openapi;
