@@ -89,10 +89,14 @@ async fn entries_no_worker_can_persist_are_dead_lettered_and_replayed_once_fixed
     queue_requests(&queue, &good, (10..15).map(|n| format!("user-{n}")))
         .await
         .unwrap();
+    // Rows commit before the worker trims their log entry: await both.
     eventually(
         Duration::from_secs(30),
-        "the good campaign persisted",
-        async || recorded_rows(&env.store, &good).await.unwrap() == 15,
+        "the good campaign persisted and its log trimmed",
+        async || {
+            recorded_rows(&env.store, &good).await.unwrap() == 15
+                && queue.log_len(&good).await.unwrap() == 0
+        },
     )
     .await;
     assert_eq!(queue.log_len(&good).await.unwrap(), 0);
