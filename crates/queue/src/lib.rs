@@ -30,6 +30,8 @@
 //! [`reconcile`] reads a campaign's Redis state field by field for `rushline reconcile`.
 //! [`keys`] names every key; [`record`] encodes the compact records stored under them.
 //! [`clock`] reads Redis `TIME`, the one clock every window decision is made with.
+//! `connection.rs` holds the one multiplexed connection (a redis-rs `ConnectionManager`) every
+//! call above goes through.
 //! Every key starts with `rushline:` and carries its campaign's `{tag}`, so each script touches
 //! a single Redis Cluster slot.
 
