@@ -313,7 +313,6 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("connecting to {}", g.database_url))?;
     let queue = Queue::new(QueueConfig {
         namespace: g.key_namespace.clone(),
-        pool_size: 4,
         ..QueueConfig::new(g.redis_url.clone())
     })
     .ok();

@@ -71,7 +71,6 @@ impl Servers {
         Queue::new(QueueConfig {
             namespace: self.redis.namespace(),
             timeout: BACKEND_TIMEOUT,
-            pool_size: 1,
             ..QueueConfig::new(self.redis.redis_url.clone())
         })
         .context("configuring Redis")

@@ -73,7 +73,6 @@ pub(crate) async fn connect(
     let queue = Queue::new(QueueConfig {
         namespace,
         timeout: BACKEND_TIMEOUT,
-        pool_size: 2,
         ..QueueConfig::new(redis_url.to_owned())
     })
     .context("configuring Redis")?;

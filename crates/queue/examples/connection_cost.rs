@@ -1,13 +1,15 @@
-//! What rushline's hand-made connection pool (`Conns`/`Slot`/`Held` over deadpool-redis, see
-//! `src/lib.rs`) costs against redis-rs's `ConnectionManager`, the one-connection alternative.
+//! What one Redis call costs the client through rushline's connection layer: a [`Queue`], i.e.
+//! redis-rs's `ConnectionManager` behind `src/connection.rs` (connected on first use, a timeout
+//! per call, calls in flight counted for `/metrics`), against a bare `ConnectionManager`, to show
+//! what that wrapping adds. (Until issue 11 §5 the queue used a hand-made pool of 16 connections
+//! over deadpool-redis; the figures that replaced it are in loadtest/RESULTS.md, "Connection pool
+//! vs ConnectionManager".)
 //!
 //! Starts a private `redis-server` (testkit's, with a PostgreSQL database for the campaign
-//! record) and drives it in closed loop from `TASKS` concurrent tasks through
-//! (a) a [`Queue`], i.e. today's pool with the API's default of 16 connections (`pool`),
-//! (b) one `redis::aio::ConnectionManager` (a multiplexed connection that reconnects by itself;
-//! `manager`), and, to tell the pool's machinery from its number of connections,
-//! (c) a [`Queue`] whose pool holds one connection (`pool1`),
-//! with two workloads of one round trip each:
+//! record) and drives it in closed loop from `TASKS` concurrent tasks through (a) a [`Queue`]
+//! with the API's default bound of 2 s per call (`queue`) and (b) one bare
+//! `redis::aio::ConnectionManager` with the same bound (`manager`), with two workloads of one
+//! round trip each:
 //!
 //! - `ping`: `PING`, which isolates the connection layer (`Queue::ping` against the manager's);
 //! - `accept`: `accept.lua` for one request to a warm campaign, the API's hot path at low load
@@ -19,8 +21,7 @@
 //!
 //! ```sh
 //! scripts/setup   # PostgreSQL for the campaign record
-//! cargo run --release -p rushline-queue --features connection-manager \
-//!     --example connection_cost [-- ROUNDS SECONDS TASKS...]
+//! cargo run --release -p rushline-queue --example connection_cost [-- ROUNDS SECONDS TASKS...]
 //! ```
 
 use std::time::{Duration, Instant};
@@ -40,9 +41,8 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Copy)]
 enum Via {
-    Pool,
+    Queue,
     Manager,
-    PoolOfOne,
 }
 
 #[derive(Clone, Copy)]
@@ -67,7 +67,6 @@ fn cpu_time() -> Duration {
 #[derive(Clone)]
 struct Target {
     queue: Queue,
-    queue_of_one: Queue,
     manager: ConnectionManager,
     campaign: CampaignId,
 }
@@ -75,13 +74,9 @@ struct Target {
 impl Target {
     /// One call; `Ok(false)` when it answered something else than expected.
     async fn call(&self, via: Via, workload: Workload, n: usize) -> anyhow::Result<bool> {
-        let queue = match via {
-            Via::PoolOfOne => &self.queue_of_one,
-            _ => &self.queue,
-        };
         match (via, workload) {
-            (Via::Pool | Via::PoolOfOne, Workload::Ping) => {
-                queue.ping().await?;
+            (Via::Queue, Workload::Ping) => {
+                self.queue.ping().await?;
                 Ok(true)
             }
             (Via::Manager, Workload::Ping) => {
@@ -90,8 +85,8 @@ impl Target {
                     .await?;
                 Ok(pong == "PONG")
             }
-            (Via::Pool | Via::PoolOfOne, Workload::Accept) => {
-                let outcomes = queue.accept(&self.campaign, &[self.item(n)?]).await?;
+            (Via::Queue, Workload::Accept) => {
+                let outcomes = self.queue.accept(&self.campaign, &[self.item(n)?]).await?;
                 Ok(outcomes == [AcceptOutcome::Queued])
             }
             (Via::Manager, Workload::Accept) => {
@@ -195,18 +190,11 @@ async fn main() -> anyhow::Result<()> {
     let tasks = if tasks.is_empty() { vec![1, 64] } else { tasks };
 
     let env = TestEnv::new().await?;
-    let config = QueueConfig {
-        // The API's defaults: 16 pooled connections, a 2 s bound per call.
-        pool_size: QueueConfig::new("").pool_size,
+    let queue = Queue::new(QueueConfig {
         timeout: TIMEOUT,
         max_queue: 100_000_000,
         ..env.queue_config()
-    };
-    let queue_of_one = Queue::new(QueueConfig {
-        pool_size: 1,
-        ..config.clone()
     })?;
-    let queue = Queue::new(config)?;
     let manager = ConnectionManager::new_with_config(
         redis::Client::open(env.redis_url.as_str())?,
         ConnectionManagerConfig::new()
@@ -215,20 +203,17 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     println!(
-        "{} pooled connections (pool), one (pool1), one ConnectionManager (manager); \
-         {rounds} rounds of {seconds} s",
-        queue.config().pool_size
+        "a Queue (queue) and a bare ConnectionManager (manager); {rounds} rounds of {seconds} s"
     );
     println!("workload  tasks  round  via      calls/s  client CPU µs/call");
     for workload in [Workload::Ping, Workload::Accept] {
         for &n in &tasks {
             for r in 0..rounds {
-                for via in [Via::Pool, Via::Manager, Via::PoolOfOne] {
+                for via in [Via::Queue, Via::Manager] {
                     // A fresh campaign per round: every round queues into an empty queue.
                     let campaign = env.warm_open_campaign(&queue, 100_000_000).await?;
                     let target = Target {
                         queue: queue.clone(),
-                        queue_of_one: queue_of_one.clone(),
                         manager: manager.clone(),
                         campaign,
                     };
@@ -243,9 +228,8 @@ async fn main() -> anyhow::Result<()> {
                             Workload::Accept => "accept",
                         },
                         match via {
-                            Via::Pool => "pool",
+                            Via::Queue => "queue",
                             Via::Manager => "manager",
-                            Via::PoolOfOne => "pool1",
                         },
                     );
                     println!("{workload:<8}  {n:>5}  {r:>5}  {via:<7}  {rate:>7.0}  {cpu_us:>8.1}");

@@ -10,9 +10,6 @@ pub enum QueueError {
     /// Redis answered with an error or the connection broke.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
-    /// No pooled connection could be had in time, or one could not be created.
-    #[error("redis pool: {0}")]
-    Pool(String),
     /// The call did not finish within the configured timeout.
     #[error("redis call timed out")]
     Timeout,
@@ -30,26 +27,13 @@ pub enum QueueError {
 }
 
 impl QueueError {
-    pub(crate) fn from_pool(e: deadpool_redis::PoolError) -> Self {
-        match e {
-            deadpool_redis::PoolError::Timeout(_) => Self::Timeout,
-            deadpool_redis::PoolError::Backend(e) => Self::Redis(e),
-            other => Self::Pool(other.to_string()),
-        }
-    }
-
-    /// Whether the connection the call ran on should be replaced: it broke, or a call on it did
-    /// not finish in time (a reply may still be on its way). Redis's own error replies and
-    /// rushline's parsing errors leave it usable.
-    pub(crate) fn breaks_connection(&self) -> bool {
+    /// Whether the call did not finish in time: the whole call (`Timeout`), or a connect or a
+    /// reply within it (redis-rs's own bounds). Its connection may have stopped answering, which
+    /// the manager does not notice by itself.
+    pub(crate) fn is_timeout(&self) -> bool {
         match self {
-            Self::Redis(e) => {
-                e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_timeout()
-                    || e.is_unrecoverable_error()
-            }
-            Self::Timeout | Self::Pool(_) => true,
+            Self::Timeout => true,
+            Self::Redis(e) => e.is_timeout(),
             Self::Protocol(_) | Self::Config(_) | Self::CodeKeyMissing(_) => false,
         }
     }

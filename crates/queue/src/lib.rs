@@ -33,6 +33,8 @@
 //! [`reconcile`] reads a campaign's Redis state field by field for `rushline reconcile`.
 //! [`keys`] names every key; [`record`] encodes the compact records stored under them.
 //! [`clock`] reads Redis `TIME`, the one clock every window decision is made with.
+//! `connection.rs` holds the one multiplexed connection (a redis-rs `ConnectionManager`) every
+//! call above goes through.
 //! Every key starts with `rushline:` and carries its campaign's `{tag}`, so each script touches
 //! a single Redis Cluster slot.
 
@@ -40,6 +42,7 @@ pub mod accept;
 pub mod admin;
 pub mod clock;
 pub mod codes;
+mod connection;
 pub mod dead_letters;
 pub mod decide;
 pub mod decision_log;
@@ -56,12 +59,11 @@ pub mod warm;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
-use redis::aio::MultiplexedConnection;
-use tokio::time::Instant;
+use redis::aio::ConnectionManager;
+
+use crate::connection::Connection;
 
 pub use accept::{AcceptItem, AcceptOutcome};
 pub use admin::{CloseOutcome, PipelineStats, RefusalTally, StockOutcome};
@@ -92,8 +94,6 @@ pub struct QueueConfig {
     /// Optional namespace inserted after `rushline:` (isolates deployments or tests sharing one
     /// Redis).
     pub namespace: Option<String>,
-    /// Pooled multiplexed connections.
-    pub pool_size: usize,
     /// Upper bound for any one Redis call, so a stuck Redis never hangs a caller.
     pub timeout: Duration,
     /// How long a final status stays in Redis once PostgreSQL holds it.
@@ -114,7 +114,6 @@ impl std::fmt::Debug for QueueConfig {
         f.debug_struct("QueueConfig")
             .field("url", &rushline_domain::secret::redact_url(&self.url))
             .field("namespace", &self.namespace)
-            .field("pool_size", &self.pool_size)
             .field("timeout", &self.timeout)
             .field("status_ttl", &self.status_ttl)
             .field("idempotency_ttl", &self.idempotency_ttl)
@@ -130,7 +129,6 @@ impl QueueConfig {
         Self {
             url: url.into(),
             namespace: None,
-            pool_size: 16,
             timeout: Duration::from_secs(2),
             status_ttl: Duration::from_secs(600),
             idempotency_ttl: Duration::from_secs(25 * 3600),
@@ -142,20 +140,15 @@ impl QueueConfig {
 
 /// A handle on rushline's Redis state: cheap to clone, shared by every task of a process.
 ///
-/// Commands go through a pool of multiplexed connections; nothing blocking ever runs on them
-/// (blocking reads and subscriptions get dedicated connections in [`notify`]).
+/// Commands go through one multiplexed connection (see `connection.rs`: a redis-rs
+/// `ConnectionManager`, connected on first use, reconnecting by itself); nothing blocking ever
+/// runs on it (blocking reads and subscriptions get dedicated connections in [`notify`]).
 ///
-/// Every handler clones it (through the API's state), so everything but the pool (itself an
-/// `Arc`) sits behind an `Arc`: a clone is a few reference counts, never a string copy.
-///
-/// Each call takes one of `pool_size` connections round-robin, kept checked out between calls
-/// while busy (`Conns`): a pool checkout costs a Redis round trip of its own (deadpool-redis
-/// sends `UNWATCH` + `PING` to recycle a connection), which the profile showed doubling the
-/// round trips of every single-command call and of every accept group.
+/// Every handler clones it (through the API's state), so everything sits behind an `Arc`: a
+/// clone is a few reference counts, never a string copy.
 #[derive(Clone)]
 pub struct Queue {
-    pool: Pool,
-    conns: Arc<Conns>,
+    connection: Arc<Connection>,
     client: Arc<redis::Client>,
     keys: Arc<Keys>,
     code_keys: Arc<codes::CodeKeys>,
@@ -163,26 +156,12 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Builds the pool; connects lazily.
+    /// Checks the configuration; connects on first use, so it succeeds with Redis down.
     pub fn new(config: QueueConfig) -> Result<Self, QueueError> {
         let keys = Keys::new(config.namespace.as_deref())?;
         let client = redis::Client::open(config.url.as_str())?;
-        let mut pool_config = deadpool_redis::Config::from_url(config.url.clone());
-        pool_config.pool = Some(PoolConfig {
-            max_size: config.pool_size,
-            timeouts: Timeouts {
-                wait: Some(config.timeout),
-                create: Some(config.timeout),
-                recycle: Some(config.timeout),
-            },
-            ..PoolConfig::default()
-        });
-        let pool = pool_config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| QueueError::Config(e.to_string()))?;
         Ok(Self {
-            conns: Arc::new(Conns::new(config.pool_size)),
-            pool,
+            connection: Arc::new(Connection::new(client.clone(), config.timeout)),
             client: Arc::new(client),
             keys: Arc::new(keys),
             code_keys: Arc::default(),
@@ -200,13 +179,10 @@ impl Queue {
         &self.config
     }
 
-    /// Pooled connections: (in use, idle).
+    /// The process's one multiplexed connection as (in use, idle) connections: (0, 0) before the
+    /// first call connects it; otherwise in use while any call is in flight, else idle.
     pub fn pool_usage(&self) -> (usize, usize) {
-        let status = self.pool.status();
-        (
-            status.size.saturating_sub(status.available),
-            status.available,
-        )
+        self.connection.usage()
     }
 
     /// `PING`: is Redis reachable?
@@ -251,102 +227,32 @@ impl Queue {
         Ok(keys)
     }
 
-    /// Runs `op` on one of the process's connections under the configured timeout.
+    /// Runs `op` on the process's connection (connecting it first if needed) under the
+    /// configured timeout.
     ///
-    /// When a call finds its connection broken (I/O, dropped, timed out), every held connection
-    /// is let go — they almost always share the cause (Redis restarted) — so the next calls
-    /// connect afresh through the pool; Redis answering with an error keeps them.
+    /// A dropped connection is the manager's to replace (it reconnects by itself). A call that
+    /// timed out lets the manager go, so the next call connects afresh: a connection that stopped
+    /// answering is not one the manager would ever replace.
     pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Result<T, QueueError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, QueueError>>,
     {
+        let _in_flight = self.connection.call();
+        let mut used = None;
         let work = async {
-            let conn = self.conns.pick().checkout(&self.pool).await?;
-            op(conn).await
+            let current = self.connection.current().await?;
+            used = Some(current.number);
+            op(current.manager).await
         };
         let result = tokio::time::timeout(self.config.timeout, work)
             .await
             .unwrap_or(Err(QueueError::Timeout));
-        if let Err(e) = &result
-            && e.breaks_connection()
+        if let (Err(e), Some(number)) = (&result, used)
+            && e.is_timeout()
         {
-            self.conns.release_all();
+            self.connection.let_go(number);
         }
         result
-    }
-}
-
-/// A held connection unused for this long goes back through the pool, whose recycling check
-/// (`PING`) proves it alive before the next call, as before; under load no connection ever idles
-/// this long, so the hot path never pays that round trip.
-const REVALIDATE_AFTER: Duration = Duration::from_secs(1);
-
-/// The connections a process's Redis calls go through: `pool_size` slots, each holding one
-/// pooled multiplexed connection checked out (so the pool counts it as in use), whose handle is
-/// cloned for every call. Multiplexing lets any number of calls share a slot at once.
-struct Conns {
-    slots: Box<[Slot]>,
-    next: AtomicUsize,
-}
-
-impl Conns {
-    fn new(size: usize) -> Self {
-        Self {
-            slots: (0..size.max(1)).map(|_| Slot::default()).collect(),
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    fn pick(&self) -> &Slot {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        &self.slots[i]
-    }
-
-    /// Lets every held connection go, taking each out of the pool (it is not reused). Never
-    /// waits: a slot locked right now is being filled afresh, or its next failure releases it,
-    /// and waiting could stretch the failed call past its timeout.
-    fn release_all(&self) {
-        for slot in &self.slots {
-            if let Ok(mut held) = slot.held.try_lock()
-                && let Some(held) = held.take()
-            {
-                drop(deadpool_redis::Connection::take(held.conn));
-            }
-        }
-    }
-}
-
-/// One slot: empty until first used, after a failure or after idling. The lock is held only to
-/// clone the handle, or while filling an empty slot (callers of that slot wait for it rather than
-/// each checking out a connection of their own).
-#[derive(Default)]
-struct Slot {
-    held: tokio::sync::Mutex<Option<Held>>,
-}
-
-struct Held {
-    conn: deadpool_redis::Connection,
-    used: Instant,
-}
-
-impl Slot {
-    /// A handle on this slot's connection, checked out of the pool first if the slot is empty
-    /// or its connection idled past [`REVALIDATE_AFTER`].
-    async fn checkout(&self, pool: &Pool) -> Result<MultiplexedConnection, QueueError> {
-        let mut held = self.held.lock().await;
-        let now = Instant::now();
-        match held.as_mut() {
-            Some(h) if now.duration_since(h.used) < REVALIDATE_AFTER => {
-                h.used = now;
-                return Ok(MultiplexedConnection::clone(&h.conn));
-            }
-            // Back to the pool: the checkout below recycles (pings) it or opens another.
-            _ => *held = None,
-        }
-        let conn = pool.get().await.map_err(QueueError::from_pool)?;
-        let handle = MultiplexedConnection::clone(&conn);
-        *held = Some(Held { conn, used: now });
-        Ok(handle)
     }
 }

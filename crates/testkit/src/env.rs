@@ -202,7 +202,6 @@ impl TestEnv {
     pub fn queue_config(&self) -> QueueConfig {
         QueueConfig {
             namespace: Some(self.namespace.clone()),
-            pool_size: 4,
             ..QueueConfig::new(self.redis_url.clone())
         }
     }

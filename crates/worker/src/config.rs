@@ -120,15 +120,15 @@ pub struct Config {
 }
 
 impl Config {
-    /// How this worker reaches Redis: a small pool of multiplexed connections (the persist loop
-    /// runs one call at a time, the decide loop up to `decide_in_flight`, pipelined).
+    /// How this worker reaches Redis: one multiplexed connection, which the persist loop (one
+    /// call at a time) and the decide loop (up to `decide_in_flight` calls, pipelined on it)
+    /// share.
     pub fn queue_config(&self) -> rushline_queue::QueueConfig {
         rushline_queue::QueueConfig {
             namespace: self.shared.key_namespace.clone(),
             timeout: self.backend_timeout,
             status_ttl: self.shared.status_ttl,
             max_log_entries: self.shared.max_log_entries,
-            pool_size: 4,
             ..rushline_queue::QueueConfig::new(self.shared.redis_url.clone())
         }
     }

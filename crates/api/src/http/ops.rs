@@ -101,7 +101,8 @@ async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Connection-pool usage, read from the pools themselves (no I/O).
+/// Connections by state, read without I/O: PostgreSQL's pool, and Redis's one multiplexed
+/// connection (in use while any call is in flight on it, none before the first call connects it).
 fn record_pool_usage(state: &AppState) {
     let (redis_in_use, redis_idle) = state.queue.pool_usage();
     let postgres = state.store.pool();

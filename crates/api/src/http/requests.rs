@@ -189,7 +189,7 @@ fn script_may_have_run(error: &AcceptError) -> bool {
         AcceptError::Backlog | AcceptError::RateLimited(_) => false,
         AcceptError::Stopped => true,
         AcceptError::Queue(e) => match e.as_ref() {
-            QueueError::Config(_) | QueueError::Pool(_) => false,
+            QueueError::Config(_) => false,
             QueueError::Redis(e) => !e.is_connection_refusal(),
             _ => true,
         },
