@@ -84,14 +84,8 @@ impl Queue {
         items: &[AcceptItem],
     ) -> Result<Vec<AcceptOutcome>, QueueError> {
         let keys = self.keys.campaign(campaign);
-        let mut invocation = scripts::ACCEPT.prepare_invoke();
+        let mut invocation = scripts::deciding(&scripts::ACCEPT, &keys);
         invocation
-            .key(&keys.meta)
-            .key(&keys.queue)
-            .key(&keys.holders)
-            .key(&keys.log)
-            .key(&keys.dirty)
-            .arg(&keys.status_prefix)
             .arg(&keys.idempotency_prefix)
             .arg(self.config.idempotency_ttl.as_secs())
             .arg(self.config.max_queue)

@@ -32,14 +32,8 @@ impl Queue {
         batch: usize,
     ) -> Result<Option<DecideOutcome>, QueueError> {
         let keys = self.keys.campaign(campaign);
-        let mut invocation = scripts::DECIDE.prepare_invoke();
+        let mut invocation = scripts::deciding(&scripts::DECIDE, &keys);
         invocation
-            .key(&keys.meta)
-            .key(&keys.queue)
-            .key(&keys.holders)
-            .key(&keys.log)
-            .key(&keys.dirty)
-            .arg(&keys.status_prefix)
             .arg(batch)
             .arg(self.keys.work_channel())
             .arg(self.keys.decided_channel())

@@ -20,7 +20,7 @@
 //! rushline:[<ns>:]decided                   channel space-separated ids of decided requests
 //! ```
 //!
-//! `{tag}` is the campaign's [`SlotTag`](rushline_domain::SlotTag), also embedded in each request
+//! `{tag}` is the campaign's [`SlotTag`], also embedded in each request
 //! id, so a request's status key is found from its id alone and lives in its campaign's slot.
 
 use rushline_domain::{CampaignId, RequestId, SlotTag, UserId};

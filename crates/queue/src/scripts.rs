@@ -35,3 +35,21 @@ pub(crate) static REPLAY_DEAD_LETTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/replay_dead_letter.lua")));
 pub(crate) static REQUEUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/requeue.lua")));
+
+/// An invocation of a script that decides requests (`accept.lua`, `decide.lua`): both take the
+/// campaign's meta, queue, holders, log and dirty flag as KEYS[1..5] and the status key prefix as
+/// ARGV[1], in that order. The caller adds its own arguments after these.
+pub(crate) fn deciding<'a>(
+    script: &'a Script,
+    keys: &crate::keys::CampaignKeys,
+) -> redis::ScriptInvocation<'a> {
+    let mut invocation = script.prepare_invoke();
+    invocation
+        .key(&keys.meta)
+        .key(&keys.queue)
+        .key(&keys.holders)
+        .key(&keys.log)
+        .key(&keys.dirty)
+        .arg(&keys.status_prefix);
+    invocation
+}
