@@ -18,6 +18,7 @@ use std::time::Duration;
 use redis::Value;
 use rushline_domain::{CampaignId, Decision, RequestId, RequestStatus, UserId};
 
+use crate::keys::log_field;
 use crate::record::{array, parse_decision, status_code, text};
 use crate::{PERSIST_GROUP, Queue, QueueError, scripts};
 
@@ -430,14 +431,14 @@ fn parse_decisions(
     for pair in fields.chunks(2) {
         let [name, value] = pair else { continue };
         match text(name)? {
-            "d" => {
+            log_field::DECISIONS => {
                 let mut lines = Vec::new();
                 for line in text(value)?.split('\n').filter(|l| !l.is_empty()) {
                     lines.push(parse_decision(line, code_key)?);
                 }
                 decisions = Some(lines);
             }
-            "e" => {
+            log_field::EPOCH => {
                 let stamped = text(value)?;
                 epoch = Some(stamped.parse::<i64>().map_err(|_| {
                     QueueError::protocol(format!("log entry epoch {stamped:?} is not an integer"))

@@ -175,6 +175,15 @@ pub mod meta_field {
     pub const DECIDE: &str = "decide";
 }
 
+/// Field names of a decision log entry (written by `decide.lua` and `accept.lua`, moved whole by
+/// the dead-letter and requeue scripts; read by [`crate::decision_log`]).
+pub mod log_field {
+    /// The batch's decision lines, newline-separated (format in `decide.lua`'s header).
+    pub const DECISIONS: &str = "d";
+    /// The rebuild epoch of the state that made the decisions.
+    pub const EPOCH: &str = "e";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
