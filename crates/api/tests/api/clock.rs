@@ -62,15 +62,7 @@ async fn listed_status(app: &TestApp, campaign: &str) -> Value {
 async fn assert_skew_reported(app: &TestApp, expected: f64) {
     let mut seen = Vec::new();
     for _ in 0..20 {
-        let text = app
-            .client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let text = app.metrics_text().await;
         let value = text
             .lines()
             .find_map(|line| line.strip_prefix("rushline_clock_skew_seconds "))

@@ -116,6 +116,18 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
+    /// The text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn create_campaign(&self, body: &Value) -> Response {
         self.client
             .post(self.url("/v1/campaigns"))

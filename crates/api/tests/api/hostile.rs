@@ -101,15 +101,7 @@ async fn made_up_methods_and_paths_do_not_grow_metrics() {
             .unwrap();
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(!text.contains("HOSTILE"), "a made-up method became a label");
     assert!(!text.contains("made-up"), "a raw path became a label");
     let other_series = text
@@ -227,15 +219,7 @@ async fn the_connection_cap_refuses_extra_connections_and_recovers() {
         // Not synchronisation by sleep: a bounded poll while the server notices the closes.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(text.contains("rushline_http_connections_refused_total"));
     app.stop().await;
 }

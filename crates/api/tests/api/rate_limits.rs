@@ -95,15 +95,7 @@ async fn a_burst_over_the_user_limit_gets_429_with_the_rate_limit_headers() {
         .unwrap();
     assert_eq!(stats, 3, "the refused request was not queued");
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics
             .lines()
