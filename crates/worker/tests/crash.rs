@@ -41,6 +41,17 @@ fn spawn_worker(env: &TestEnv) -> Child {
         .expect("start rushline-worker")
 }
 
+/// Starts two survivor workers, waits until `drained` holds (they take over whatever the dead
+/// left pending and persist the rest), then stops them.
+async fn drain_with_two_survivors(env: &TestEnv, what: &str, drained: impl AsyncFnMut() -> bool) {
+    let mut survivors = [spawn_worker(env), spawn_worker(env)];
+    eventually(Duration::from_secs(60), what, drained).await;
+    for survivor in &mut survivors {
+        survivor.kill().unwrap();
+        survivor.wait().unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_workers_lose_nothing_and_decide_nothing_twice() {
     let env = TestEnv::new().await.unwrap();
@@ -70,9 +81,8 @@ async fn sigkilled_workers_lose_nothing_and_decide_nothing_twice() {
     assert_eq!(kills, 4);
 
     // Two survivors finish the queue and take over whatever the dead left pending.
-    let mut survivors = [spawn_worker(&env), spawn_worker(&env)];
-    eventually(
-        Duration::from_secs(60),
+    drain_with_two_survivors(
+        &env,
         "queue drained and every decision persisted",
         async || {
             queue.queue_len(&campaign).await.unwrap() == 0
@@ -80,10 +90,6 @@ async fn sigkilled_workers_lose_nothing_and_decide_nothing_twice() {
         },
     )
     .await;
-    for survivor in &mut survivors {
-        survivor.kill().unwrap();
-        survivor.wait().unwrap();
-    }
 
     // Guarantee 4: every request is final, recorded once, and Redis and the record agree.
     assert_eq!(
@@ -235,17 +241,10 @@ async fn sigkilled_workers_lose_nothing_of_an_instant_spike() {
     );
 
     // Two survivors take over whatever the dead left pending and persist the rest.
-    let mut survivors = [spawn_worker(&env), spawn_worker(&env)];
-    eventually(
-        Duration::from_secs(60),
-        "every decision persisted",
-        async || queue.log_len(&campaign).await.unwrap() == 0,
-    )
+    drain_with_two_survivors(&env, "every decision persisted", async || {
+        queue.log_len(&campaign).await.unwrap() == 0
+    })
     .await;
-    for survivor in &mut survivors {
-        survivor.kill().unwrap();
-        survivor.wait().unwrap();
-    }
 
     // Guarantee 4: every answer is recorded exactly as given, once; Redis agrees.
     assert_eq!(
