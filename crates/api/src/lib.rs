@@ -14,7 +14,8 @@
 //! Around it: [`http::campaigns`] (admin create, public read), [`http::ops`] (health,
 //! readiness, metrics), [`state`] (what handlers share), [`config`] (environment and flags),
 //! [`rate_limit`] (per-user and per-address limits, checked in [`accept`] and by a middleware
-//! in `http::rate_limit`), [`telemetry`] (metrics recorder) and [`startup`] (build, serve, shut down). Process plumbing
+//! in `http::rate_limit`), [`waiting_room`] (a ticket's standing and the admission check behind
+//! [`http::queue`] and the requests of waiting-room campaigns), [`telemetry`] (metrics recorder) and [`startup`] (build, serve, shut down). Process plumbing
 //! shared with the worker (configuration parser, logs, signals, backoff, connecting to
 //! PostgreSQL) is `rushline_runtime`.
 
@@ -26,6 +27,7 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod waiters;
+pub mod waiting_room;
 
 pub use config::Config;
 pub use startup::Application;

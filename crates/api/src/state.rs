@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::http::ApiError;
 use crate::telemetry;
 use crate::waiters::Waiters;
+use crate::waiting_room::WaitingRoom;
 
 /// Cloned into every handler: configuration, Redis, PostgreSQL, the group-commit acceptor and
 /// the `?wait=` waiters.
@@ -38,6 +39,8 @@ pub struct Parts {
     pub acceptor: Acceptor,
     /// Callers parked on `?wait=`.
     pub waiters: Waiters,
+    /// Waiting rooms: tickets and counter copies.
+    pub waiting_room: WaitingRoom,
     /// Cancelled when the process shuts down.
     pub shutdown: CancellationToken,
 }

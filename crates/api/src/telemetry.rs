@@ -16,6 +16,12 @@
 //! | `rushline_waiters` | gauge | — | callers parked on `?wait=` |
 //! | `rushline_pool_connections` | gauge | `backend`, `state` (`in_use`, `idle`) | connection-pool usage |
 //! | `rushline_clock_skew_seconds` | gauge | — | this host's clock minus Redis's (windows follow Redis's) |
+//! | `rushline_waiting_room_joins_total` | counter | `first` (`true`, `false`) | waiting-room joins: new places, and joins again |
+//! | `rushline_waiting_room_polls_total` | counter | — | ticket standings answered (`GET …/queue/me`) |
+//! | `rushline_waiting_room_joined` | gauge | `campaign` | positions handed out |
+//! | `rushline_waiting_room_admitted_through` | gauge | `campaign` | the serving counter |
+//! | `rushline_waiting_room_waiting` | gauge | `campaign` | positions not admitted yet (plus the pre-queue) |
+//! | `rushline_waiting_room_outflow_per_second` | gauge | `campaign` | measured admission rate |
 //!
 //! Every label value comes from a closed set, so no client can grow `/metrics` (or the
 //! recorder's memory) by what it sends: `route` is a route template or `unmatched`, `method` a
@@ -60,6 +66,18 @@ pub const POOL_CONNECTIONS: &str = "rushline_pool_connections";
 pub const HTTP_CONNECTIONS: &str = "rushline_http_connections";
 /// Client connections refused because the cap was reached.
 pub const HTTP_CONNECTIONS_REFUSED: &str = "rushline_http_connections_refused_total";
+/// Waiting-room joins, by `first`.
+pub const WAITING_ROOM_JOINS: &str = "rushline_waiting_room_joins_total";
+/// Ticket standings answered.
+pub const WAITING_ROOM_POLLS: &str = "rushline_waiting_room_polls_total";
+/// Positions handed out, by `campaign`.
+pub const WAITING_ROOM_JOINED: &str = "rushline_waiting_room_joined";
+/// The serving counter, by `campaign`.
+pub const WAITING_ROOM_ADMITTED_THROUGH: &str = "rushline_waiting_room_admitted_through";
+/// Positions not admitted yet, by `campaign`.
+pub const WAITING_ROOM_WAITING: &str = "rushline_waiting_room_waiting";
+/// Measured admission rate, by `campaign`.
+pub const WAITING_ROOM_OUTFLOW: &str = "rushline_waiting_room_outflow_per_second";
 /// This host's clock minus Redis's, measured at each read of Redis's clock.
 pub const CLOCK_SKEW: &str = "rushline_clock_skew_seconds";
 
@@ -149,6 +167,24 @@ fn describe() {
         POOL_CONNECTIONS,
         "Pooled Redis / PostgreSQL connections, in use or idle."
     );
+    describe_counter!(
+        WAITING_ROOM_JOINS,
+        "Waiting-room joins: first (a new place) or again (the same place)."
+    );
+    describe_counter!(WAITING_ROOM_POLLS, "Waiting-room ticket standings answered.");
+    describe_gauge!(WAITING_ROOM_JOINED, "Waiting-room positions handed out.");
+    describe_gauge!(
+        WAITING_ROOM_ADMITTED_THROUGH,
+        "Waiting-room serving counter: every position up to it is admitted."
+    );
+    describe_gauge!(
+        WAITING_ROOM_WAITING,
+        "Waiting-room positions not admitted yet, pre-queued users included."
+    );
+    describe_gauge!(
+        WAITING_ROOM_OUTFLOW,
+        "Waiting-room admissions per second, measured."
+    );
     describe_gauge!(
         CLOCK_SKEW,
         Unit::Seconds,
@@ -171,6 +207,30 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
         _ => "other",
+    }
+}
+
+/// Counts one waiting-room join.
+pub fn waiting_room_joined(first: bool) {
+    metrics::counter!(WAITING_ROOM_JOINS, "first" => if first { "true" } else { "false" })
+        .increment(1);
+}
+
+/// Counts one ticket standing answered.
+pub fn waiting_room_polled() {
+    metrics::counter!(WAITING_ROOM_POLLS).increment(1);
+}
+
+/// Sets the waiting-room gauges of every campaign this replica holds a counter of (each scrape).
+pub fn waiting_rooms(counters: &[(rushline_domain::CampaignId, rushline_queue::QueueCounter)]) {
+    for (campaign, counter) in counters {
+        let campaign = campaign.to_string();
+        metrics::gauge!(WAITING_ROOM_JOINED, "campaign" => campaign.clone()).set(counter.joined as f64);
+        metrics::gauge!(WAITING_ROOM_ADMITTED_THROUGH, "campaign" => campaign.clone())
+            .set(counter.admitted_through as f64);
+        let waiting = counter.joined.saturating_sub(counter.admitted_through) + counter.prequeued;
+        metrics::gauge!(WAITING_ROOM_WAITING, "campaign" => campaign.clone()).set(waiting as f64);
+        metrics::gauge!(WAITING_ROOM_OUTFLOW, "campaign" => campaign).set(counter.outflow_per_sec);
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`request`]: what a client posts ([`IssueRequest`]) and reads back ([`AcceptedView`],
 //!   [`RequestView`]); [`RequestStatus`] is the request's state machine (`queued` → one final
 //!   status, never changed afterwards).
+//! - [`standing`]: a user's place in a campaign's waiting room ([`QueueStanding`]).
 //! - [`admin`]: what an operator sends and reads besides a campaign: [`CampaignPage`],
 //!   [`AddStock`], [`CampaignStats`].
 //! - [`coupon`]: [`CouponCode`], the human-friendly `RL-XXXX-XXXX` code an issued request holds,
@@ -38,6 +39,7 @@ pub mod openapi;
 pub mod record;
 pub mod request;
 pub mod secret;
+pub mod standing;
 mod text;
 pub mod timefmt;
 
@@ -51,3 +53,4 @@ pub use error::ValidationError;
 pub use ids::{CampaignId, IdempotencyKey, RequestId, SlotTag, UserId};
 pub use record::CampaignRecord;
 pub use request::{AcceptedView, Decision, IssueRequest, RequestStatus, RequestView};
+pub use standing::{QueueStanding, QueueState};

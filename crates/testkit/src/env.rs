@@ -314,6 +314,7 @@ pub async fn queue_requests(
                 request_id: RequestId::new_for(campaign),
                 user_id: UserId::parse(user)?,
                 idempotency_key: None,
+                admitted: false,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

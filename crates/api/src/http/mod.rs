@@ -1,6 +1,7 @@
 //! The HTTP surface: routes, extractors and errors.
 //!
 //! - [`requests`]: the hot path (`POST /v1/campaigns/{id}/requests`) and status reads.
+//! - [`queue`]: the waiting room — join, and a ticket's standing.
 //! - [`campaigns`]: campaign creation and reads.
 //! - [`admin`]: operator endpoints — campaign list, close now, add stock.
 //! - [`stats`]: a campaign's pipeline for operators (admin).
@@ -28,6 +29,7 @@ pub mod extract;
 pub mod openapi;
 pub mod ops;
 pub mod problem;
+pub mod queue;
 pub mod rate_limit;
 pub mod requests;
 pub mod schemas;
@@ -61,6 +63,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(requests::router())
+        .merge(queue::router())
         .merge(campaigns::router())
         .merge(admin::router())
         .merge(stats::router())

@@ -19,9 +19,10 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::schemas::{
     AcceptedView, AddStock, CampaignId, CampaignPage, CampaignStats, CampaignStatus, CampaignView,
-    IdempotencyKey, IssueRequest, NewCampaign, Problem, RequestStatus, RequestView,
+    IdempotencyKey, IssueRequest, NewCampaign, Problem, QueueStanding, QueueState, RequestStatus,
+    RequestView,
 };
-use crate::http::{admin, campaigns, ops, requests, stats};
+use crate::http::{admin, campaigns, ops, queue, requests, stats};
 use crate::state::AppState;
 
 /// The route.
@@ -52,12 +53,14 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     ),
     paths(
         campaigns::create, admin::list, campaigns::show, admin::close, admin::add_stock,
-        stats::stats, requests::issue, requests::status, ops::healthz, ops::readyz,
+        stats::stats, requests::issue, requests::status, queue::join, queue::me, ops::healthz,
+        ops::readyz,
         ops::prometheus, openapi,
     ),
     components(schemas(
         Problem, NewCampaign, CampaignView, CampaignStatus, IssueRequest, AcceptedView,
-        RequestView, RequestStatus, CampaignPage, AddStock, CampaignStats,
+        RequestView, RequestStatus, CampaignPage, AddStock, CampaignStats, QueueStanding,
+        QueueState,
         // Named only by parameters, which utoipa does not collect.
         IdempotencyKey, CampaignId,
     )),
@@ -65,6 +68,7 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     tags(
         (name = "campaigns", description = "Campaign admin (bearer token) and public reads"),
         (name = "requests", description = "Issue requests and their status"),
+        (name = "waiting room", description = "Join a campaign's waiting room and follow a ticket"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     ),
 )]
