@@ -4,6 +4,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::number::WholeNumber;
+use crate::waiting_room::{QueueFigures, WaitingRoom, WaitingRoomOptions};
 use crate::{CampaignId, ValidationError, text, timefmt};
 
 /// A campaign's display name: 1–200 visible characters, in Unicode NFC.
@@ -228,6 +229,9 @@ pub struct NewCampaign {
     /// Who decides its requests; absent = `queued`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decide: Option<DecideMode>,
+    /// A waiting room in front of the campaign; absent = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoomOptions>,
 }
 
 impl NewCampaign {
@@ -252,6 +256,10 @@ impl NewCampaign {
             (None, Some(closes)) => ms(now).min(closes),
             (None, None) => ms(now),
         };
+        let waiting_room = self
+            .waiting_room
+            .map(WaitingRoomOptions::validate)
+            .transpose()?;
         Ok(CampaignSpec {
             id: self.id.unwrap_or_else(generated_id),
             name: self.name,
@@ -259,6 +267,7 @@ impl NewCampaign {
             opens_at,
             closes_at,
             decide: self.decide.unwrap_or_default(),
+            waiting_room,
         })
     }
 }
@@ -278,6 +287,31 @@ pub struct CampaignSpec {
     pub closes_at: Option<DateTime<Utc>>,
     /// Who decides its requests.
     pub decide: DecideMode,
+    /// Its waiting room, if it has one (`admit_per_second` as an operator last set it).
+    pub waiting_room: Option<WaitingRoom>,
+}
+
+/// A waiting room as Redis is built with it: the option, whether admission is paused, and the
+/// pre-queue's secret seed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WaitingRoomState {
+    /// The option, `admit_per_second` as an operator last set it.
+    pub room: WaitingRoom,
+    /// Whether an operator paused admission.
+    pub paused: bool,
+    /// The 32 random bytes the pre-queue shuffle is keyed with (secret until the opening).
+    pub prequeue_seed: Vec<u8>,
+}
+
+/// The seed stays out of logs and panics.
+impl std::fmt::Debug for WaitingRoomState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitingRoomState")
+            .field("room", &self.room)
+            .field("paused", &self.paused)
+            .field("prequeue_seed", &crate::secret::Redacted)
+            .finish()
+    }
 }
 
 /// Everything Redis needs to (re)build a campaign's state, as read from the record.
@@ -304,6 +338,8 @@ pub struct CampaignSnapshot {
     pub epoch: i64,
     /// Who decides its requests (copied into Redis, where `accept.lua` reads it).
     pub decide: DecideMode,
+    /// Its waiting room, if any (copied into Redis's campaign hash).
+    pub waiting_room: Option<WaitingRoomState>,
 }
 
 /// The code key stays out of logs and panics (see [`crate::secret`]).
@@ -319,6 +355,7 @@ impl std::fmt::Debug for CampaignSnapshot {
             .field("code_key", &crate::secret::Redacted)
             .field("epoch", &self.epoch)
             .field("decide", &self.decide)
+            .field("waiting_room", &self.waiting_room)
             .finish()
     }
 }
@@ -405,6 +442,13 @@ pub struct CampaignView {
     // it knew.
     #[serde(default)]
     pub decide: DecideMode,
+    /// The waiting room, defaults resolved and `admit_per_second` as now set; `null` = none.
+    #[serde(default)]
+    pub waiting_room: Option<WaitingRoom>,
+    /// How far its queue has moved (campaigns with a waiting room, when Redis holds the queue);
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueFigures>,
 }
 
 #[cfg(test)]
@@ -573,13 +617,16 @@ mod tests {
             opens_at: t(0),
             closes_at: None,
             decide: DecideMode::Instant,
+            waiting_room: None,
+            queue: None,
         };
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"id": "concert-2026", "name": "Concert presale", "stock": 1000,
                 "remaining": 12, "issued": 988, "status": "sold_out",
-                "opens_at": "2027-01-15T08:00:00.000Z", "closes_at": null, "decide": "instant"})
+                "opens_at": "2027-01-15T08:00:00.000Z", "closes_at": null, "decide": "instant",
+                "waiting_room": null})
         );
     }
 
@@ -628,6 +675,7 @@ mod tests {
                 opens_at: opens.and_then(at),
                 closes_at: closes.and_then(at),
                 decide: None,
+                waiting_room: None,
             };
             if let Ok(spec) = body.validate(t(0), fixed_id) {
                 for instant in [Some(spec.opens_at), spec.closes_at].into_iter().flatten() {
