@@ -23,6 +23,7 @@
 //! so the check cannot be skipped by any path through the API.
 
 pub mod counters;
+pub mod proof;
 
 use std::time::Duration;
 
