@@ -14,6 +14,7 @@ use crate::accept::Acceptor;
 use crate::config::Config;
 use crate::http::ApiError;
 use crate::telemetry;
+use crate::tickets::Tickets;
 use crate::waiters::Waiters;
 
 /// Cloned into every handler: configuration, Redis, PostgreSQL, the group-commit acceptor and
@@ -38,6 +39,8 @@ pub struct Parts {
     pub acceptor: Acceptor,
     /// Callers parked on `?wait=`.
     pub waiters: Waiters,
+    /// Signs and verifies waiting-room tickets.
+    pub tickets: Tickets,
     /// Cancelled when the process shuts down.
     pub shutdown: CancellationToken,
 }

@@ -19,9 +19,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::schemas::{
     AcceptedView, AddStock, CampaignId, CampaignPage, CampaignStats, CampaignStatus, CampaignView,
-    IdempotencyKey, IssueRequest, NewCampaign, Problem, RequestStatus, RequestView,
+    IdempotencyKey, IssueRequest, Jwk, JwkSet, NewCampaign, Problem, RequestStatus, RequestView,
 };
-use crate::http::{admin, campaigns, ops, requests, stats};
+use crate::http::{admin, campaigns, jwks, ops, requests, stats};
 use crate::state::AppState;
 
 /// The route.
@@ -53,11 +53,11 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     paths(
         campaigns::create, admin::list, campaigns::show, admin::close, admin::add_stock,
         stats::stats, requests::issue, requests::status, ops::healthz, ops::readyz,
-        ops::prometheus, openapi,
+        ops::prometheus, openapi, jwks::jwks,
     ),
     components(schemas(
         Problem, NewCampaign, CampaignView, CampaignStatus, IssueRequest, AcceptedView,
-        RequestView, RequestStatus, CampaignPage, AddStock, CampaignStats,
+        RequestView, RequestStatus, CampaignPage, AddStock, CampaignStats, JwkSet, Jwk,
         // Named only by parameters, which utoipa does not collect.
         IdempotencyKey, CampaignId,
     )),
@@ -66,6 +66,7 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
         (name = "campaigns", description = "Campaign admin (bearer token) and public reads"),
         (name = "requests", description = "Issue requests and their status"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
+        (name = "waiting room", description = "Waiting-room tickets and their public keys"),
     ),
 )]
 pub struct ApiDoc;
