@@ -26,6 +26,7 @@ pub mod rate_limit;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod tickets;
 pub mod waiters;
 pub mod waiting_room;
 

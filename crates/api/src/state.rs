@@ -14,6 +14,7 @@ use crate::accept::Acceptor;
 use crate::config::Config;
 use crate::http::ApiError;
 use crate::telemetry;
+use crate::tickets::Tickets;
 use crate::waiters::Waiters;
 use crate::waiting_room::WaitingRoom;
 
@@ -39,6 +40,8 @@ pub struct Parts {
     pub acceptor: Acceptor,
     /// Callers parked on `?wait=`.
     pub waiters: Waiters,
+    /// Signs and verifies waiting-room tickets.
+    pub tickets: Tickets,
     /// Waiting rooms: tickets and counter copies.
     pub waiting_room: WaitingRoom,
     /// Cancelled when the process shuts down.

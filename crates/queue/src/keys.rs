@@ -23,6 +23,8 @@
 //! rushline:[<ns>:]dead-letters              set     campaign ids that have (had) dead letters
 //! rushline:[<ns>:]work                      channel campaign ids with new queue or log entries
 //! rushline:[<ns>:]decided                   channel space-separated ids of decided requests
+//! rushline:[<ns>:]ticket-key                string  the waiting-room ticket key replicas share when
+//!                                                   RUSHLINE_TICKET_KEYS is unset (development only)
 //! ```
 //!
 //! `{tag}` is the campaign's [`SlotTag`], also embedded in each request
@@ -161,6 +163,12 @@ impl Keys {
     /// Channel carrying ids of freshly decided requests.
     pub fn decided_channel(&self) -> String {
         format!("{}decided", self.root)
+    }
+
+    /// The ticket signing key API replicas share when none is configured (see
+    /// [`crate::Queue::shared_ticket_key`]): one key, no campaign, so no hash tag.
+    pub fn ticket_key(&self) -> String {
+        format!("{}ticket-key", self.root)
     }
 }
 

@@ -35,6 +35,7 @@
 //! GCRA), checked by the API before a request reaches step 1.
 //! [`reconcile`] reads a campaign's Redis state field by field for `rushline reconcile`.
 //! [`keys`] names every key; [`record`] encodes the compact records stored under them.
+//! [`ticket_key`] shares the waiting room's development ticket key between API replicas.
 //! [`clock`] reads Redis `TIME`, the one clock every window decision is made with.
 //! `connection.rs` holds the one multiplexed connection (a redis-rs `ConnectionManager`) every
 //! call above goes through.
@@ -58,6 +59,7 @@ pub mod record;
 pub mod requeue;
 mod scripts;
 pub mod status;
+pub mod ticket_key;
 pub mod waiting_room;
 pub mod warm;
 

@@ -7,6 +7,7 @@
 //! - [`stats`]: a campaign's pipeline for operators (admin).
 //! - [`campaign_view`]: a campaign as shown, from Redis's live state or from the record.
 //! - [`ops`]: health, readiness, metrics.
+//! - [`jwks`]: the waiting-room tickets' public keys (`GET /.well-known/jwks.json`).
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' attributes.
 //! - [`schemas`]: the shapes those attributes name (domain types and `Problem`).
 //! - [`extract`]: extractors that reject as problem+json, and the admin guard.
@@ -26,6 +27,7 @@ pub mod campaign_view;
 pub mod campaigns;
 pub mod correlation;
 pub mod extract;
+pub mod jwks;
 pub mod openapi;
 pub mod ops;
 pub mod problem;
@@ -68,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(stats::router())
         .merge(ops::router())
+        .merge(jwks::router())
         .merge(openapi::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

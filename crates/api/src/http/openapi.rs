@@ -19,10 +19,10 @@ use utoipa::{Modify, OpenApi};
 
 use crate::http::schemas::{
     AcceptedView, AddStock, CampaignId, CampaignPage, CampaignStats, CampaignStatus, CampaignView,
-    IdempotencyKey, IssueRequest, NewCampaign, Problem, QueueStanding, QueueState, RequestStatus,
-    RequestView,
+    IdempotencyKey, IssueRequest, Jwk, JwkSet, NewCampaign, Problem, QueueStanding, QueueState,
+    RequestStatus, RequestView,
 };
-use crate::http::{admin, campaigns, ops, queue, requests, stats};
+use crate::http::{admin, campaigns, jwks, ops, queue, requests, stats};
 use crate::state::AppState;
 
 /// The route.
@@ -54,13 +54,12 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     paths(
         campaigns::create, admin::list, campaigns::show, admin::close, admin::add_stock,
         stats::stats, requests::issue, requests::status, queue::join, queue::me, ops::healthz,
-        ops::readyz,
-        ops::prometheus, openapi,
+        ops::readyz, ops::prometheus, openapi, jwks::jwks,
     ),
     components(schemas(
         Problem, NewCampaign, CampaignView, CampaignStatus, IssueRequest, AcceptedView,
         RequestView, RequestStatus, CampaignPage, AddStock, CampaignStats, QueueStanding,
-        QueueState,
+        QueueState, JwkSet, Jwk,
         // Named only by parameters, which utoipa does not collect.
         IdempotencyKey, CampaignId,
     )),
@@ -70,6 +69,7 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
         (name = "requests", description = "Issue requests and their status"),
         (name = "waiting room", description = "Join a campaign's waiting room and follow a ticket"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
+        (name = "waiting room", description = "Waiting-room tickets and their public keys"),
     ),
 )]
 pub struct ApiDoc;

@@ -11,6 +11,8 @@ pub use rushline_domain::{
     RequestView,
 };
 
+pub use crate::tickets::{Jwk, JwkSet};
+
 /// An RFC 9457 problem (`application/problem+json`): every error this API answers.
 #[derive(Serialize, ToSchema)]
 pub struct Problem {

@@ -1,0 +1,218 @@
+//! Waiting-room tickets: signed tokens that say who holds which place in a campaign's queue and
+//! whether (and until when) they are admitted, verifiable by any service from the public keys.
+//!
+//! # Format
+//!
+//! A ticket is a compact JWS (RFC 7515), `alg` `EdDSA` with an Ed25519 key (RFC 8037); its
+//! protected header is `{"alg":"EdDSA","kid":"<kid>","typ":"JWT"}`, where `kid` is the RFC 7638
+//! thumbprint of the signing key's public JWK. The public keys are served as a JWK Set at
+//! `GET /.well-known/jwks.json` ([`Tickets::jwks`]).
+//!
+//! # Claims ([`TicketClaims`])
+//!
+//! | claim | type | meaning |
+//! |-------|------|---------|
+//! | `iss` | string | always `rushline` |
+//! | `sub` | string | the user id the ticket was issued to |
+//! | `cid` | string | the campaign id |
+//! | `jti` | string (UUID) | unique per issued ticket |
+//! | `iat` | number | issued at, unix seconds |
+//! | `pos` | number, optional | place in the queue; absent while pre-queued |
+//! | `adm` | number, optional | admitted at, unix **milliseconds**; absent until admitted |
+//! | `exp` | number | unix seconds: `iat` + 24 h while not admitted; once admitted, `adm` (rounded down to the second) + the campaign's `pass_secs` |
+//!
+//! A ticket is a **pass** — its holder may request a coupon — when its signature verifies with
+//! a key of the JWK Set, `iss` is `rushline`, `adm` is present and now is before `exp`. A
+//! verifier that checks only the signature and `exp` would take a waiting ticket for a pass:
+//! it must require `adm` too.
+//!
+//! # Verification ([`Tickets::verify`])
+//!
+//! Refused, each as a [`TicketError`] (the API answers `401`): a token over
+//! [`MAX_TICKET_BYTES`] (before any decoding), anything but three base64url segments, a header
+//! that is not JSON or names `crit` extensions, any `alg` but `EdDSA` (`none`, every HMAC, RSA
+//! and ECDSA algorithm), a missing or unknown `kid`, a bad signature (strict Ed25519: no
+//! malleable signatures or weak keys), claims that do not parse, an `iss` other than
+//! `rushline`. `exp` is *not* checked here: an expired pass is a `403 ticket-expired`, not a
+//! forgery, so the caller judges it ([`TicketClaims::is_expired_pass_at`]).
+//!
+//! # Cost
+//!
+//! An Ed25519 verification costs tens of microseconds, more than a whole accept. Every
+//! verified ticket is remembered in a bounded cache ([`cache`]) keyed by the token's SHA-256,
+//! so a poll with a ticket this replica already saw costs a hash and a lookup. The
+//! measurements that chose this path over a MAC inside the ticket are in the README
+//! (`crates/api/examples/ticket_cost.rs`).
+//!
+//! # Keys
+//!
+//! [`keys`]: `RUSHLINE_TICKET_KEYS`, comma-separated; the first signs, all verify and are
+//! published (rotation: pre-publish, switch, retire). Unset, the replicas share one generated
+//! key through Redis ([`Tickets::shared_in_redis`]), a development default.
+
+mod cache;
+mod claims;
+mod jws;
+pub mod keys;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rushline_queue::Queue;
+
+pub use claims::{ISSUER, TicketClaims, WAITING_LIFETIME};
+pub use jws::MAX_TICKET_BYTES;
+pub use keys::{Jwk, JwkSet, KeyFormatError, TicketKey, TicketKeys};
+
+use cache::VerifiedCache;
+
+/// Default bound on the verified-ticket cache: about 40 MB at the largest ids.
+pub const DEFAULT_CACHE_ENTRIES: usize = 100_000;
+
+/// Why a ticket was refused, or could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TicketError {
+    /// Longer than [`MAX_TICKET_BYTES`].
+    #[error("ticket longer than {MAX_TICKET_BYTES} bytes")]
+    TooLarge,
+    /// Not a compact JWS, or its claims do not parse.
+    #[error("malformed ticket: {0}")]
+    Malformed(&'static str),
+    /// An `alg` other than `EdDSA`.
+    #[error("ticket algorithm not accepted (only EdDSA)")]
+    UnsupportedAlgorithm,
+    /// No `kid`, or one that names no configured key.
+    #[error("ticket signed by an unknown key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("ticket signature does not verify")]
+    BadSignature,
+    /// Signed, but `iss` is not `rushline`.
+    #[error("ticket not issued by rushline")]
+    WrongIssuer,
+    /// The claims could not be written (a bug: they always serialize).
+    #[error("ticket claims could not be encoded: {0}")]
+    Encoding(String),
+}
+
+/// Signs and verifies tickets with the configured keys. Cheap to clone; one per process, in the
+/// API's state.
+#[derive(Clone)]
+pub struct Tickets(Arc<Inner>);
+
+struct Inner {
+    keys: TicketKeys,
+    /// The current key's encoded protected header.
+    header: String,
+    jwks: JwkSet,
+    cache: VerifiedCache,
+}
+
+impl Tickets {
+    /// Tickets signed with `keys.current()`, verified with any of `keys`, remembering up to
+    /// `cache_entries` verified tickets.
+    pub fn new(keys: TicketKeys, cache_entries: usize) -> Self {
+        let jwks = JwkSet {
+            keys: keys.all().iter().map(TicketKey::jwk).collect(),
+        };
+        Self(Arc::new(Inner {
+            header: jws::encoded_header(keys.current()),
+            keys,
+            jwks,
+            cache: VerifiedCache::new(cache_entries),
+        }))
+    }
+
+    /// The development default when `RUSHLINE_TICKET_KEYS` is unset: every replica must sign
+    /// with the same key, so the first to start stores a fresh one under `rushline:ticket-key`
+    /// (`SET NX`) and every replica uses what is stored there. Production sets the variable: a
+    /// key kept only in Redis is lost with Redis's data, and replicas started after that loss
+    /// would sign with a key the running ones do not know.
+    pub async fn shared_in_redis(
+        queue: &Queue,
+        cache_entries: usize,
+    ) -> Result<Self, SharedKeyError> {
+        let candidate = TicketKey::generate().to_secret_string();
+        let stored = queue.shared_ticket_key(&candidate).await?;
+        let key = TicketKey::parse(&stored).map_err(|e| SharedKeyError::Unusable {
+            key: queue.keys().ticket_key(),
+            problem: e,
+        })?;
+        let keys = TicketKeys::new(vec![key]).map_err(|e| SharedKeyError::Unusable {
+            key: queue.keys().ticket_key(),
+            problem: e,
+        })?;
+        Ok(Self::new(keys, cache_entries))
+    }
+
+    /// Signs `claims` with the current key.
+    pub fn sign(&self, claims: &TicketClaims) -> Result<String, TicketError> {
+        let payload =
+            serde_json::to_vec(claims).map_err(|e| TicketError::Encoding(e.to_string()))?;
+        Ok(jws::sign(self.0.keys.current(), &self.0.header, &payload))
+    }
+
+    /// The claims of a ticket signed by one of the configured keys (see the module doc for what
+    /// is refused). A ticket verified before is answered from the cache.
+    pub fn verify(&self, token: &str) -> Result<Arc<TicketClaims>, TicketError> {
+        if token.len() > MAX_TICKET_BYTES {
+            return Err(TicketError::TooLarge);
+        }
+        let hash = VerifiedCache::hash(token);
+        if let Some(claims) = self.0.cache.get(&hash) {
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_uncached(token)?);
+        self.0.cache.insert(hash, claims.clone());
+        Ok(claims)
+    }
+
+    /// [`Self::verify`] without the cache: always checks the signature.
+    pub fn verify_uncached(&self, token: &str) -> Result<TicketClaims, TicketError> {
+        let payload = jws::verify(&self.0.keys, token)?;
+        let claims: TicketClaims = serde_json::from_slice(&payload)
+            .map_err(|_| TicketError::Malformed("claims are not a rushline ticket's"))?;
+        if claims.iss != ISSUER {
+            return Err(TicketError::WrongIssuer);
+        }
+        Ok(claims)
+    }
+
+    /// Every public key, the current one first: `GET /.well-known/jwks.json`.
+    pub fn jwks(&self) -> &JwkSet {
+        &self.0.jwks
+    }
+
+    /// The `kid` new tickets are signed under.
+    pub fn current_kid(&self) -> &str {
+        self.0.keys.current().kid()
+    }
+
+    /// Verified tickets remembered now (at most the configured bound).
+    pub fn cached(&self) -> usize {
+        self.0.cache.len()
+    }
+}
+
+/// Why the development key could not be had from Redis.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedKeyError {
+    /// Redis failed.
+    #[error("reading the shared ticket key from Redis: {0}")]
+    Redis(#[from] rushline_queue::QueueError),
+    /// Redis holds something that is not a key.
+    #[error("{key} holds no usable ticket key ({problem}); delete it or set RUSHLINE_TICKET_KEYS")]
+    Unusable {
+        /// The Redis key.
+        key: String,
+        /// What is wrong with its value.
+        problem: KeyFormatError,
+    },
+}
+
+/// How long an operator should keep a retired key verifying after it stopped signing: the
+/// longest a ticket it signed can be in use (a waiting ticket's lifetime; a pass is shorter).
+pub const RETIRED_KEY_GRACE: Duration = WAITING_LIFETIME;
+
+#[cfg(test)]
+mod tests;
