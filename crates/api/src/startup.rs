@@ -43,6 +43,7 @@ use crate::accept::Acceptor;
 use crate::config::{Config, ConnectionLimits};
 use crate::state::{AppState, Parts};
 use crate::tickets::Tickets;
+use crate::waiting_room::WaitingRoom;
 use crate::waiters::Waiters;
 use crate::{http, telemetry, tickets};
 
@@ -106,12 +107,14 @@ impl Application {
             config.accept_in_flight,
             config.rate_limits.user,
         );
+        let waiting_room = WaitingRoom::new(queue.clone(), tickets.clone());
         let state = AppState::new(Parts {
             config: Arc::new(config),
             queue,
             store,
             acceptor,
             waiters,
+            waiting_room,
             tickets,
             shutdown,
         });

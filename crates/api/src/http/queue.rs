@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rushline_domain::{CampaignId, IssueRequest, QueueStanding, timefmt};
+use rushline_domain::{CampaignId, IssueRequest, QueueStanding};
 use rushline_queue::JoinOutcome;
 use rushline_queue::rate_limit::{UserRequest, Verdict};
 
@@ -83,10 +83,9 @@ async fn join(
         JoinOutcome::NoWaitingRoom => Err(ApiError::NotFound(
             "this campaign has no waiting room; post requests directly".into(),
         )),
-        JoinOutcome::NotOpenYet { opens_at } => Err(ApiError::Conflict(format!(
-            "the waiting room opens at {}",
-            timefmt::rfc3339(&opens_at)
-        ))),
+        JoinOutcome::NotOpenYet => Err(ApiError::Conflict(
+            "the waiting room is not open yet (it opens prequeue_secs before opens_at)".into(),
+        )),
         JoinOutcome::Closed => Err(ApiError::Conflict(
             "the campaign is closed or sold out".into(),
         )),
@@ -122,11 +121,11 @@ async fn me(
     let raw = single_header(&headers, TICKET_HEADER)?
         .ok_or_else(|| ApiError::TicketInvalid("a Rushline-Ticket header is required".into()))?;
     let claims = state.waiting_room.verify(&campaign, raw)?;
-    let (waiting_room, campaign_ref) = (&state.waiting_room, &campaign);
+    let (waiting_room, campaign_ref, claims) = (&state.waiting_room, &campaign, &*claims);
     let standing = state
         .warmed(&campaign, || async move {
             waiting_room
-                .standing_of(campaign_ref, raw, claims.clone())
+                .standing_of(campaign_ref, raw, claims)
                 .await
                 .map_err(ApiError::from)
         })

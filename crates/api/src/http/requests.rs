@@ -156,15 +156,15 @@ async fn admit(
     ticket: &str,
 ) -> Result<(), ApiError> {
     let claims = state.waiting_room.verify(campaign, ticket)?;
-    if claims.sub != user.as_str() {
+    if &claims.sub != user {
         return Err(ApiError::TicketOtherUser);
     }
     let waiting_room = &state.waiting_room;
-    let claims_ref = &claims;
+    let claims_ref = &*claims;
     let standing = state
         .warmed(campaign, || async move {
             waiting_room
-                .standing_of(campaign, ticket, claims_ref.clone())
+                .standing_of(campaign, ticket, claims_ref)
                 .await
                 .map_err(ApiError::from)
         })

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rushline_domain::CampaignId;
-use rushline_queue::{Queue, QueueCounter, QueueError};
+use rushline_queue::{Queue, QueueCounter, QueueError, WaitingRoomRead};
 use tokio::time::Instant;
 
 /// How long a copy is used without asking Redis.
@@ -68,22 +68,29 @@ impl Counters {
     }
 
     /// The campaign's counter, from the copy when it is fresh, else from Redis (which advances
-    /// it). `Ok(None)`: Redis holds no waiting room for the campaign (unknown, not warm, or none).
-    pub async fn get(&self, campaign: &CampaignId) -> Result<Option<CounterNow>, QueueError> {
+    /// it).
+    pub async fn get(
+        &self,
+        campaign: &CampaignId,
+    ) -> Result<WaitingRoomRead<CounterNow>, QueueError> {
         let entry = self.entry(campaign);
         if let Some(entry) = &entry {
             let copy = read(entry);
             let age = copy.read_at.elapsed();
             let someone_else_refreshes = age < STALE_LIMIT && entry.refreshing.swap(true, Ordering::AcqRel);
             if age < FRESH_FOR || someone_else_refreshes {
-                return Ok(Some(now_of(copy)));
+                return Ok(WaitingRoomRead::Ready(now_of(copy)));
             }
         }
         let fresh = self.queue.waiting_room_counter(campaign).await;
         if let Some(entry) = &entry {
             entry.refreshing.store(false, Ordering::Release);
         }
-        Ok(fresh?.map(|counter| self.observe(campaign, counter)))
+        Ok(match fresh? {
+            WaitingRoomRead::Ready(counter) => WaitingRoomRead::Ready(self.observe(campaign, counter)),
+            WaitingRoomRead::NoWaitingRoom => WaitingRoomRead::NoWaitingRoom,
+            WaitingRoomRead::NotWarm => WaitingRoomRead::NotWarm,
+        })
     }
 
     /// Takes a counter Redis just reported (with a join or a place lookup) as the campaign's

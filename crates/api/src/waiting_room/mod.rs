@@ -25,12 +25,13 @@
 pub mod counters;
 pub mod proof;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use rushline_domain::{CampaignId, QueueStanding, QueueState, UserId};
-use rushline_queue::{Placement, Queue, QueueCounter, QueueError, QueuePlace};
+use rushline_queue::{Placement, Queue, QueueCounter, QueueError, QueuePlace, WaitingRoomRead};
 
 use crate::tickets::{TicketClaims, TicketError, Tickets};
 pub use counters::{CounterNow, Counters};
@@ -89,12 +90,12 @@ impl WaitingRoom {
 
     /// Verifies a `Rushline-Ticket` for `campaign`: 401 material unless it is well-formed, signed
     /// by one of our keys, and for this campaign.
-    pub fn verify(&self, campaign: &CampaignId, raw: &str) -> Result<TicketClaims, Refusal> {
-        let claims = self.tickets.verify(raw).map_err(|e| match e {
-            TicketError::Missing => Refusal::Invalid("a Rushline-Ticket header is required".into()),
-            other => Refusal::Invalid(format!("the Rushline-Ticket does not verify: {other}")),
-        })?;
-        if claims.cid != campaign.as_str() {
+    pub fn verify(&self, campaign: &CampaignId, raw: &str) -> Result<Arc<TicketClaims>, Refusal> {
+        let claims = self
+            .tickets
+            .verify(raw)
+            .map_err(|e| Refusal::Invalid(format!("the Rushline-Ticket does not verify: {e}")))?;
+        if &claims.cid != campaign {
             return Err(Refusal::Invalid(
                 "the Rushline-Ticket is for another campaign".into(),
             ));
@@ -110,7 +111,7 @@ impl WaitingRoom {
         place: &QueuePlace,
     ) -> Result<QueueStanding, TicketError> {
         let now = self.counters.observe(campaign, place.counter);
-        let claims = self.claims_for(campaign, user, place);
+        let claims = claims_for(campaign, user, place, now.now);
         let ticket = self.tickets.sign(&claims)?;
         Ok(standing(ticket, campaign, user, &claims, &now))
     }
@@ -123,59 +124,70 @@ impl WaitingRoom {
         &self,
         campaign: &CampaignId,
         raw_ticket: &str,
-        claims: TicketClaims,
+        claims: &TicketClaims,
     ) -> Result<Option<QueueStanding>, Refusal> {
-        let Some(now) = self.counters.get(campaign).await? else {
-            return Ok(None);
+        let now = match self.counters.get(campaign).await? {
+            WaitingRoomRead::Ready(now) => now,
+            WaitingRoomRead::NotWarm => return Ok(None),
+            WaitingRoomRead::NoWaitingRoom => return Err(no_place()),
         };
-        let user = UserId::parse(claims.sub.clone())
-            .map_err(|_| Refusal::Invalid("the Rushline-Ticket names no valid user".into()))?;
-        if !self.needs_redis(&claims, &now) {
+        let user = &claims.sub;
+        if !needs_redis(claims, &now) {
             return Ok(Some(standing(
                 raw_ticket.to_owned(),
                 campaign,
-                &user,
-                &claims,
+                user,
+                claims,
                 &now,
             )));
         }
-        let Some(place) = self.queue.queue_place(campaign, &user).await? else {
-            return Err(no_place());
+        let place = match self.queue.queue_place(campaign, user).await? {
+            WaitingRoomRead::Ready(Some(place)) => place,
+            WaitingRoomRead::NotWarm => return Ok(None),
+            WaitingRoomRead::Ready(None) | WaitingRoomRead::NoWaitingRoom => {
+                return Err(no_place());
+            }
         };
         let standing = self
-            .joined(campaign, &user, &place)
+            .joined(campaign, user, &place)
             .map_err(|e| Refusal::Invalid(format!("could not sign a ticket: {e}")))?;
         Ok(Some(standing))
     }
 
-    /// Whether the ticket and the counter copy cannot tell the ticket's state on their own.
-    fn needs_redis(&self, claims: &TicketClaims, now: &CounterNow) -> bool {
-        match (claims.pos, claims.adm) {
-            // Admitted tickets carry their expiry.
-            (_, Some(_)) => false,
-            // Pre-queued: the position is drawn at the opening.
-            (None, None) => now.now >= now.counter.opens_at,
-            // Waiting: Redis knows when the counter reached it.
-            (Some(position), None) => position <= now.counter.admitted_through,
-        }
-    }
+}
 
-    fn claims_for(&self, campaign: &CampaignId, user: &UserId, place: &QueuePlace) -> TicketClaims {
-        let position = match place.placement {
-            Placement::Prequeued => None,
-            Placement::Positioned(position) => Some(position),
-        };
-        let admitted_at = place.admitted_at.map(|at| at.timestamp_millis());
-        let expires_at = place
-            .admitted_at
-            .map(|at| (at + pass(&place.counter)).timestamp());
-        TicketClaims::new(
-            campaign.as_str(),
-            user.as_str(),
+/// Whether the ticket and the counter copy cannot tell the ticket's state on their own.
+fn needs_redis(claims: &TicketClaims, now: &CounterNow) -> bool {
+    match (claims.pos, claims.adm) {
+        // Admitted tickets carry their expiry.
+        (_, Some(_)) => false,
+        // Pre-queued: the position is drawn at the opening.
+        (None, None) => now.now >= now.counter.opens_at,
+        // Waiting: Redis knows when the counter reached it.
+        (Some(position), None) => position <= now.counter.admitted_through,
+    }
+}
+
+/// The claims of a ticket for `place`, issued at `now` (Redis's clock).
+fn claims_for(
+    campaign: &CampaignId,
+    user: &UserId,
+    place: &QueuePlace,
+    now: DateTime<Utc>,
+) -> TicketClaims {
+    match (place.placement, place.admitted_at) {
+        (Placement::Positioned(position), Some(admitted_at)) => TicketClaims::admitted(
+            user.clone(),
+            campaign.clone(),
             position,
             admitted_at,
-            expires_at,
-        )
+            Duration::from_secs(u64::from(place.counter.pass_secs)),
+            now,
+        ),
+        (Placement::Positioned(position), None) => {
+            TicketClaims::waiting(user.clone(), campaign.clone(), Some(position), now)
+        }
+        (Placement::Prequeued, _) => TicketClaims::waiting(user.clone(), campaign.clone(), None, now),
     }
 }
 
@@ -191,7 +203,7 @@ pub fn admission(
     claims: &TicketClaims,
     standing: QueueStanding,
 ) -> Result<(), Refusal> {
-    if claims.sub != user.as_str() {
+    if &claims.sub != user {
         return Err(Refusal::OtherUser);
     }
     match standing.state {
@@ -203,10 +215,6 @@ pub fn admission(
     }
 }
 
-/// The pass a campaign gives an admitted ticket.
-fn pass(counter: &QueueCounter) -> TimeDelta {
-    TimeDelta::seconds(i64::from(counter.pass_secs))
-}
 
 /// A ticket's standing as of `now`.
 fn standing(
@@ -218,7 +226,9 @@ fn standing(
 ) -> QueueStanding {
     let counter = &now.counter;
     let admitted_at = claims.adm.and_then(rushline_domain::timefmt::from_millis);
-    let pass_expires_at = admitted_at.map(|at| at + pass(counter));
+    // `exp` alone says when a pass ends (see `TicketClaims::admitted`), for rushline and for
+    // every other verifier alike.
+    let pass_expires_at = admitted_at.and_then(|_| DateTime::from_timestamp(claims.exp, 0));
     let state = match (claims.pos, pass_expires_at) {
         (_, Some(expires)) if now.now >= expires => QueueState::Expired,
         (_, Some(_)) => QueueState::Admitted,

@@ -144,11 +144,11 @@ async fn a_user_joins_waits_is_admitted_and_gets_a_coupon() {
     .await;
     assert!(admitted["admitted_through"].as_u64().unwrap() >= 12);
     assert_eq!(admitted["ahead"], 0);
-    let admitted_at = time(&admitted["admitted_at"]);
-    assert_eq!(
-        time(&admitted["pass_expires_at"]) - admitted_at,
-        chrono::TimeDelta::seconds(600)
-    );
+    // The pass ends `pass_secs` after admission, on the whole second before (the ticket's
+    // `exp` is whole seconds, rounded down).
+    let pass = time(&admitted["pass_expires_at"]) - time(&admitted["admitted_at"]);
+    assert!(pass <= chrono::TimeDelta::seconds(600), "{pass}");
+    assert!(pass > chrono::TimeDelta::seconds(599), "{pass}");
     let response =
         issue_with_ticket(&app, &campaign, "u12", admitted["ticket"].as_str().unwrap()).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
@@ -379,7 +379,7 @@ async fn admission_is_fair_unique_and_paced_across_replicas() {
                             "{problem}"
                         );
                     }
-                    other => panic!("u{n}: {other}"),
+                    other => panic!("u{n}: {other} {}", response.text().await.unwrap()),
                 }
                 assert!(Instant::now() < deadline, "u{n} never admitted");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -407,16 +407,19 @@ async fn admission_is_fair_unique_and_paced_across_replicas() {
         requests.push((n, accepted["request_id"].as_str().unwrap().to_owned()));
     }
     // Admission in position order, and paced: over any window of T seconds at most RATE × (T + 1).
+    // `admitted_at` is the time of the admission step that reached the position, and steps less
+    // than 60 ms apart (at the default pass) are recorded as one, with the first one's time: a
+    // window measured between two recorded times may be up to that much shorter than the real one.
     admissions.sort_unstable();
     for pair in admissions.windows(2) {
         assert!(pair[0].1 <= pair[1].1, "admitted out of order: {pair:?}");
     }
     for (i, (_, start)) in admissions.iter().enumerate() {
         for (j, (_, end)) in admissions.iter().enumerate().skip(i) {
-            let secs = (*end - *start).num_milliseconds() as f64 / 1000.0;
+            let secs = (*end - *start).num_milliseconds() as f64 / 1000.0 + 0.06;
             let admitted = (j - i + 1) as f64;
             assert!(
-                admitted <= RATE as f64 * (secs + 1.0) + 1.0,
+                admitted <= RATE as f64 * (secs + 1.0),
                 "{admitted} admitted within {secs} s"
             );
         }
