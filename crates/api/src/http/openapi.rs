@@ -21,7 +21,7 @@ use crate::http::schemas::{
     AcceptedView, AddStock, CampaignId, CampaignPage, CampaignStats, CampaignStatus, CampaignView,
     IdempotencyKey, IssueRequest, NewCampaign, Problem, RequestStatus, RequestView,
 };
-use crate::http::{admin, campaigns, ops, requests, stats};
+use crate::http::{admin, campaigns, ops, requests, stats, wait_page};
 use crate::state::AppState;
 
 /// The route.
@@ -53,7 +53,7 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     paths(
         campaigns::create, admin::list, campaigns::show, admin::close, admin::add_stock,
         stats::stats, requests::issue, requests::status, ops::healthz, ops::readyz,
-        ops::prometheus, openapi,
+        ops::prometheus, openapi, wait_page::waiting_room_page,
     ),
     components(schemas(
         Problem, NewCampaign, CampaignView, CampaignStatus, IssueRequest, AcceptedView,
@@ -66,6 +66,7 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
         (name = "campaigns", description = "Campaign admin (bearer token) and public reads"),
         (name = "requests", description = "Issue requests and their status"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
+        (name = "waiting room", description = "The waiting-room page a person's browser opens"),
     ),
 )]
 pub struct ApiDoc;
