@@ -69,7 +69,8 @@ async fn waiting_room_page(
     ApiPath(id): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = CampaignId::parse(id).map_err(|e| ApiError::BadRequest(format!("campaign id: {e}")))?;
+    let id =
+        CampaignId::parse(id).map_err(|e| ApiError::BadRequest(format!("campaign id: {e}")))?;
     let language = Language::from_headers(&headers);
     // Both reads at once, as a campaign view does: one round trip's wait.
     let (campaign, now) = tokio::join!(
@@ -237,7 +238,10 @@ impl IntoResponse for WaitPage<'_> {
                 // The page carries the server's time of rendering: a cached copy would lie.
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
                 // The URL names the user (`?user=`): it must not leak to other sites.
-                (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+                (
+                    header::REFERRER_POLICY,
+                    HeaderValue::from_static("no-referrer"),
+                ),
                 (
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
@@ -267,9 +271,9 @@ pub fn content_security_policy() -> &'static str {
 /// `'sha256-…'` of the text between the first `open` and the `close` after it; `'none'` when
 /// the template has no such element (the unit tests make sure it has).
 fn inline_hash(template: &str, open: &str, close: &str) -> String {
-    let body = template.split_once(open).and_then(|(_, after)| {
-        after.split_once(close).map(|(body, _)| body)
-    });
+    let body = template
+        .split_once(open)
+        .and_then(|(_, after)| after.split_once(close).map(|(body, _)| body));
     match body {
         Some(body) => format!(
             "'sha256-{}'",
@@ -366,7 +370,13 @@ mod tests {
         assert_eq!(policy.matches("'sha256-").count(), 2);
         // No placeholder inside the hashed parts, or the hash would not match what is served.
         for (open, close) in [("<script>", "</script>"), ("<style>", "</style>")] {
-            let body = TEMPLATE.split_once(open).unwrap().1.split_once(close).unwrap().0;
+            let body = TEMPLATE
+                .split_once(open)
+                .unwrap()
+                .1
+                .split_once(close)
+                .unwrap()
+                .0;
             assert!(!body.contains("{{"), "{open} holds a placeholder");
         }
         // Nothing in markup that the policy would block: no inline handlers or style attributes.
