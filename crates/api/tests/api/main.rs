@@ -20,3 +20,4 @@ mod rate_limits;
 mod recovery;
 mod request_id;
 mod requests;
+mod wait_page;
