@@ -49,7 +49,7 @@ pub fn router() -> Router<AppState> {
         the outcome. English or Korean by `Accept-Language`. The user comes from the query \
         parameter `user` (the embedding site has authenticated them).",
     params(
-        ("id" = String, Path, description = "Campaign id"),
+        ("id" = schemas::CampaignId, Path, description = "Campaign id (a malformed one is a 400)"),
         ("user" = Option<String>, Query, description = "The user id the page joins the queue with (read by the page's script, not the server)"),
         ("Accept-Language" = Option<String>, Header, description = "`ko` for Korean; anything else English"),
     ),
