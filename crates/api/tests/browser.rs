@@ -308,6 +308,30 @@ async fn a_busy_api_is_retried_politely_and_a_reload_does_not_submit_twice() {
     room.stop();
 }
 
+/// A ticket refused at submit time (a `401`: say the signing key rotated) sends the page to join
+/// again, which gives it a fresh ticket for the same place, and the coupon still comes.
+#[tokio::test]
+async fn a_ticket_refused_at_submit_time_is_renewed_by_joining_again() {
+    let room = FakeRoom::start().await;
+    let browser = Browser::launch(&desktop(&ENGLISH)).await;
+    let campaign = room.create_campaign(Duration::ZERO, 0).await;
+    room.admit_through(&campaign, 1).await;
+    room.fail_next(Endpoint::Submit, StatusCode::UNAUTHORIZED);
+    browser
+        .goto(&format!(
+            "{}/wait/{campaign}?user=u-renewed",
+            room.base_url()
+        ))
+        .await;
+    browser.await_shown("coupon-box").await;
+    let observed = room.observed();
+    assert_eq!(observed.joins, 2, "joined again after the refusal");
+    assert_eq!(observed.requests_created, 1);
+    assert_eq!(observed.stale_tickets, 0);
+    browser.close().await;
+    room.stop();
+}
+
 /// A link without `?user=` says so instead of joining as nobody.
 #[tokio::test]
 async fn a_link_without_a_user_explains_itself() {
