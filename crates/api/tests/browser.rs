@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use chrome::{Browser, Window};
+use chrome::{Browser, ENTER, TAB, Window};
 use fake::{Endpoint, FakeRoom};
 
 /// What the walk needs from a waiting room's backend.
@@ -328,6 +328,35 @@ async fn a_ticket_refused_at_submit_time_is_renewed_by_joining_again() {
     assert_eq!(observed.joins, 2, "joined again after the refusal");
     assert_eq!(observed.requests_created, 1);
     assert_eq!(observed.stale_tickets, 0);
+    browser.close().await;
+    room.stop();
+}
+
+/// An expired pass offers "Join again", reachable and pressed by keyboard alone, which puts the
+/// person back in line at the back.
+#[tokio::test]
+async fn an_expired_pass_is_joined_again_by_keyboard() {
+    let room = FakeRoom::start().await;
+    let browser = Browser::launch(&desktop(&ENGLISH)).await;
+    let campaign = room.create_campaign(Duration::ZERO, 0).await;
+    browser
+        .goto(&format!("{}/wait/{campaign}?user=u-late", room.base_url()))
+        .await;
+    browser.await_shown("view-waiting").await;
+    assert_eq!(browser.text("position").await, "1");
+    room.expire(&campaign, "u-late");
+    browser.await_shown("rejoin").await;
+    assert_eq!(browser.text("result-title").await, "Your turn has passed");
+    // Focus is on the step's heading; the next Tab stop is the button.
+    browser.press(TAB).await;
+    assert_eq!(
+        browser.eval("return document.activeElement.id;").await,
+        "rejoin"
+    );
+    browser.press(ENTER).await;
+    browser.await_shown("view-waiting").await;
+    browser.await_text("position", "2").await;
+    assert_eq!(browser.text("ahead").await, "1");
     browser.close().await;
     room.stop();
 }

@@ -15,6 +15,10 @@ use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 use tokio::time::{Instant, sleep_until};
 
+/// WebDriver's key codes.
+pub const TAB: &str = "\u{E004}";
+pub const ENTER: &str = "\u{E007}";
+
 /// How long any awaited condition in the browser may take.
 pub const PATIENCE: Duration = Duration::from_secs(25);
 
@@ -114,20 +118,31 @@ impl Browser {
         );
         std::fs::create_dir_all(&profile.0).expect("browser profile directory");
         let primary = window.accept_language.split(',').next().unwrap_or("en");
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", profile.0.display()));
+        args.push(format!("--lang={primary}"));
+        args.push(format!("--window-size={},{}", window.width, window.height));
+        if window.reduced_motion {
+            args.push("--force-prefers-reduced-motion".into());
+        }
         let capabilities = json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": chromium,
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--disable-dev-shm-usage", "--hide-scrollbars",
-                    format!("--user-data-dir={}", profile.0.display()),
-                    format!("--lang={primary}"),
-                    format!("--window-size={},{}", window.width, window.height),
-                    if window.reduced_motion { "--force-prefers-reduced-motion" } else { "--no-default-browser-check" },
-                ],
+                "args": args,
                 "prefs": {"intl": {"accept_languages": window.accept_language}},
             },
         });
@@ -220,6 +235,18 @@ impl Browser {
             ),
         )
         .await;
+    }
+
+    /// Presses `key` (a WebDriver key code such as [`TAB`]) on whatever has the focus, as a
+    /// keyboard would.
+    pub async fn press(&self, key: &str) {
+        self.client
+            .active_element()
+            .await
+            .expect("a focused element")
+            .send_keys(key)
+            .await
+            .expect("key press");
     }
 
     /// The text of the element `id`.

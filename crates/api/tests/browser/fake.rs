@@ -69,6 +69,8 @@ struct Campaign {
 struct Holder {
     position: u64,
     newest_ticket: String,
+    /// The pass ran out (`pass_secs` after admission, in the real one).
+    expired: bool,
 }
 
 struct IssueRecord {
@@ -145,6 +147,13 @@ impl FakeRoom {
 
     pub fn observed(&self) -> Observed {
         lock(&self.shared).observed.clone()
+    }
+
+    /// `user`'s pass in `campaign` expires.
+    pub fn expire(&self, campaign: &str, user: &str) {
+        let mut shared = lock(&self.shared);
+        let campaign = shared.campaigns.get_mut(campaign).expect("campaign");
+        campaign.holders.get_mut(user).expect("holder").expired = true;
     }
 
     pub fn stop(self) {
@@ -264,7 +273,9 @@ fn queue_view(shared: &mut Shared, campaign_id: &str, user: &str) -> Value {
     holder.newest_ticket = ticket.clone();
     let position = holder.position;
     let ahead = position.saturating_sub(admitted_through + 1);
-    let state = if !opened {
+    let state = if holder.expired {
+        "expired"
+    } else if !opened {
         "prequeued"
     } else if position <= admitted_through {
         "admitted"
@@ -296,7 +307,11 @@ async fn join(
     let Some(campaign) = shared.campaigns.get_mut(&id) else {
         return problem(StatusCode::NOT_FOUND, "not-found", json!({}));
     };
-    let first = !campaign.holders.contains_key(&body.user_id);
+    // A first join, or joining again after the pass expired: a new place at the back.
+    let first = campaign
+        .holders
+        .get(&body.user_id)
+        .is_none_or(|holder| holder.expired);
     if first {
         let position = campaign.next_position;
         campaign.next_position += 1;
@@ -305,6 +320,7 @@ async fn join(
             Holder {
                 position,
                 newest_ticket: String::new(),
+                expired: false,
             },
         );
     }
