@@ -134,6 +134,8 @@ async fn walk(
 
     // The opening: the page asks by itself and gets a place in line.
     browser.await_shown("view-waiting").await;
+    // The page announced its place in line at most a poll's wait ago.
+    let announced_at = std::time::Instant::now();
     let position: u64 = browser
         .text("position")
         .await
@@ -175,6 +177,11 @@ async fn walk(
     room.admit_through(&campaign, through).await;
     let ahead_now = position - through - 1;
     browser.await_text("ahead", &ahead_now.to_string()).await;
+    // Shown at once, but not announced at once: a screen reader hears the line move at most
+    // every 10 s (the page's rule), not on every poll.
+    if announced_at.elapsed() < Duration::from_secs(9) {
+        assert_eq!(browser.text("announcer").await, announced);
+    }
     let percent = (100 * through + ahead / 2) / ahead;
     assert_eq!(
         browser.attribute("progress", "aria-valuenow").await,
