@@ -35,10 +35,30 @@ pub struct Window {
 }
 
 /// One browser session and the chromedriver serving it.
+///
+/// Field order is drop order: the browser's processes die before its profile is removed.
 pub struct Browser {
     pub client: Client,
-    driver: Child,
-    profile: Profile,
+    /// Held for its drop.
+    _driver: Driver,
+    /// Held for its drop.
+    _profile: Profile,
+}
+
+/// chromedriver, leader of a process group that Chromium and its helpers join. A test that
+/// fails mid-walk never reaches [`Browser::close`]: dropping this kills the whole group, so no
+/// browser outlives its test (killing chromedriver alone leaves Chromium running).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(group) = self.0.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 /// The browser's profile directory, removed on drop (a failed test included).
@@ -101,17 +121,20 @@ impl Browser {
             "chromium-driver",
         );
         let port = free_loopback_port();
-        let mut driver = Command::new(&chromedriver)
-            .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display()));
+        let mut driver = Driver(
+            Command::new(&chromedriver)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", chromedriver.display())),
+        );
         let url = format!("http://127.0.0.1:{port}");
-        await_driver(&url, &mut driver).await;
+        await_driver(&url, &mut driver.0).await;
 
         let profile = Profile(
             std::env::temp_dir().join(format!("rushline-browser-{}", uuid::Uuid::new_v4())),
@@ -156,8 +179,8 @@ impl Browser {
             .expect("a chromium session");
         let browser = Self {
             client,
-            driver,
-            profile,
+            _driver: driver,
+            _profile: profile,
         };
         browser.fit_viewport(window).await;
         browser
@@ -284,11 +307,9 @@ impl Browser {
         std::fs::write(directory.join(format!("{name}.png")), png).expect("write screenshot");
     }
 
-    /// Ends the session, then chromedriver; the profile goes with `self`.
-    pub async fn close(mut self) {
+    /// Ends the session; dropping `self` then ends chromedriver and removes the profile.
+    pub async fn close(self) {
         let _ = self.client.close().await;
-        let _ = self.driver.kill().await;
-        drop(self.profile);
     }
 }
 
