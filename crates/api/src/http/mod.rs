@@ -15,6 +15,7 @@
 //!   not the domain's `RequestId`.
 //! - [`problem`]: [`ApiError`], rendered as RFC 9457 problem details.
 //! - [`rate_limit`]: the per-client-address limit on the public POST routes.
+//! - [`wait_page`]: `GET /wait/{id}`, the waiting-room page (HTML) a person's browser opens.
 //!
 //! Dependencies point one way: route modules use the shared modules ([`campaign_view`],
 //! [`extract`], [`problem`]) and [`crate::state::AppState`] (whose `warmed` is the one
@@ -36,6 +37,7 @@ pub mod rate_limit;
 pub mod requests;
 pub mod schemas;
 pub mod stats;
+pub mod wait_page;
 
 use std::any::Any;
 
@@ -72,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(jwks::router())
         .merge(openapi::router())
+        .merge(wait_page::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             rate_limit::per_address,

@@ -22,7 +22,7 @@ use crate::http::schemas::{
     IdempotencyKey, IssueRequest, Jwk, JwkSet, NewCampaign, Problem, QueueStanding, QueueState,
     RequestStatus, RequestView,
 };
-use crate::http::{admin, campaigns, jwks, ops, queue, requests, stats};
+use crate::http::{admin, campaigns, jwks, ops, queue, requests, stats, wait_page};
 use crate::state::AppState;
 
 /// The route.
@@ -54,7 +54,7 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     paths(
         campaigns::create, admin::list, campaigns::show, admin::close, admin::add_stock,
         stats::stats, requests::issue, requests::status, queue::join, queue::me, ops::healthz,
-        ops::readyz, ops::prometheus, openapi, jwks::jwks,
+        ops::readyz, ops::prometheus, openapi, jwks::jwks, wait_page::waiting_room_page,
     ),
     components(schemas(
         Problem, NewCampaign, CampaignView, CampaignStatus, IssueRequest, AcceptedView,
@@ -67,9 +67,8 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     tags(
         (name = "campaigns", description = "Campaign admin (bearer token) and public reads"),
         (name = "requests", description = "Issue requests and their status"),
-        (name = "waiting room", description = "Join a campaign's waiting room and follow a ticket"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
-        (name = "waiting room", description = "Waiting-room tickets and their public keys"),
+        (name = "waiting room", description = "The waiting room: join, follow a ticket, the page a person's browser opens, and the tickets' public keys"),
     ),
 )]
 pub struct ApiDoc;

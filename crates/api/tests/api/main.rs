@@ -20,4 +20,5 @@ mod rate_limits;
 mod recovery;
 mod request_id;
 mod requests;
+mod wait_page;
 mod waiting_room;
