@@ -1,8 +1,9 @@
 //! A stand-in for the waiting-room endpoints, faithful to CONTRACT.md's *Waiting room* and
 //! *Issue requests*, serving the real page ([`WaitPage`]) from the same origin.
 //!
-//! It exists because the waiting room's backend is built in parallel; once it is merged, the
-//! walk runs against the real API through another [`WaitingRoom`]. What the fake simplifies:
+//! The walks run against the real API ([`super::real::RealRoom`]); this stand-in serves the
+//! tests that need a fault the real API cannot be made to show on cue (a `503` on joining, a
+//! `429` or `401` on submitting, a pass that expires now). What the fake simplifies:
 //! pre-queued users get positions in join order (the real one shuffles), tickets are opaque
 //! strings (the real ones are JWS), and a request is decided `issued` on its first status read.
 //! What it keeps: every field and status code the page reads, a new ticket in every answer
@@ -182,10 +183,11 @@ impl WaitingRoom for FakeRoom {
         id
     }
 
-    async fn admit_through(&self, campaign: &str, position: u64) {
+    async fn admit_through(&self, campaign: &str, position: u64) -> u64 {
         let mut shared = lock(&self.shared);
         let campaign = shared.campaigns.get_mut(campaign).expect("campaign");
         campaign.admitted_through = campaign.admitted_through.max(position);
+        campaign.admitted_through
     }
 }
 
