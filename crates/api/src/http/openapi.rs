@@ -18,8 +18,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::schemas::{
-    AcceptedView, AddStock, CampaignId, CampaignPage, CampaignStats, CampaignStatus, CampaignView,
-    IdempotencyKey, IssueRequest, NewCampaign, Problem, RequestStatus, RequestView,
+    AcceptedView, AddStock, AdmissionChange, CampaignId, CampaignPage, CampaignStats,
+    CampaignStatus, CampaignView, IdempotencyKey, IssueRequest, NewCampaign, Problem, QueueFigures,
+    RequestStatus, RequestView, WaitingRoom, WaitingRoomOptions,
 };
 use crate::http::{admin, campaigns, ops, requests, stats};
 use crate::state::AppState;
@@ -52,12 +53,14 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     ),
     paths(
         campaigns::create, admin::list, campaigns::show, admin::close, admin::add_stock,
+        admin::admission,
         stats::stats, requests::issue, requests::status, ops::healthz, ops::readyz,
         ops::prometheus, openapi,
     ),
     components(schemas(
         Problem, NewCampaign, CampaignView, CampaignStatus, IssueRequest, AcceptedView,
-        RequestView, RequestStatus, CampaignPage, AddStock, CampaignStats,
+        RequestView, RequestStatus, CampaignPage, AddStock, CampaignStats, AdmissionChange,
+        WaitingRoom, WaitingRoomOptions, QueueFigures,
         // Named only by parameters, which utoipa does not collect.
         IdempotencyKey, CampaignId,
     )),

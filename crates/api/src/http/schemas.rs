@@ -6,8 +6,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use rushline_domain::{
-    AcceptedView, AddStock, CampaignId, CampaignPage, CampaignStats, CampaignStatus, CampaignView,
-    IdempotencyKey, IssueRequest, NewCampaign, RequestStatus, RequestView,
+    AcceptedView, AddStock, AdmissionChange, CampaignId, CampaignPage, CampaignStats,
+    CampaignStatus, CampaignView, IdempotencyKey, IssueRequest, NewCampaign, QueueFigures,
+    RequestStatus, RequestView, WaitingRoom, WaitingRoomOptions,
 };
 
 /// An RFC 9457 problem (`application/problem+json`): every error this API answers.
