@@ -660,6 +660,31 @@ mod tests {
         assert!(DecideMode::parse("INSTANT").is_err());
     }
 
+    #[test]
+    fn a_waiting_room_is_validated_and_carried_to_the_spec() {
+        let spec = new_campaign(
+            r#"{"name":"n","stock":1,"waiting_room":{"admit_per_second":50,"prequeue_secs":30}}"#,
+        )
+        .unwrap()
+        .validate(t(0), fixed_id)
+        .unwrap();
+        assert_eq!(
+            spec.waiting_room,
+            Some(WaitingRoom::new(50, 600, 30).unwrap())
+        );
+        let none = new_campaign(r#"{"name":"n","stock":1,"waiting_room":null}"#).unwrap();
+        assert_eq!(none.validate(t(0), fixed_id).unwrap().waiting_room, None);
+        let err = new_campaign(r#"{"name":"n","stock":1,"waiting_room":{"admit_per_second":0}}"#)
+            .unwrap()
+            .validate(t(0), fixed_id)
+            .unwrap_err();
+        assert_eq!(err.field, "waiting_room.admit_per_second");
+        assert!(
+            new_campaign(r#"{"name":"n","stock":1,"waiting_room":{"admit_per_second":5,"x":1}}"#)
+                .is_err()
+        );
+    }
+
     proptest! {
         /// Any instant parses to a 400 or to a spec inside the accepted range, never a panic.
         #[test]

@@ -349,6 +349,33 @@ async fn no_waiting_room_and_cold_campaigns_are_told_apart() {
     let env = TestEnv::new().await.unwrap();
     let queue = Queue::new(env.queue_config()).unwrap();
     let plain = env.warm_open_campaign(&queue, 10).await.unwrap();
+    let with_room = env
+        .warm_waiting_room_campaign(&queue, 10, Utc::now(), room(7, 0))
+        .await
+        .unwrap();
+    // The warm-up marks exactly the campaigns with a waiting room (accept.lua gates on it) and
+    // copies the settings.
+    let mut redis = env.redis().await.unwrap();
+    for (campaign, marked) in [(&plain, None), (&with_room, Some("1".to_owned()))] {
+        let field: Option<String> = redis::cmd("HGET")
+            .arg(queue.keys().campaign(campaign).meta)
+            .arg(meta_field::WAITING_ROOM)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert_eq!(field, marked, "{campaign}");
+    }
+    let state = queue.campaign_state(&with_room).await.unwrap().unwrap();
+    assert_eq!(state.waiting_room, Some(room(7, 0)));
+    assert_eq!(
+        queue
+            .campaign_state(&plain)
+            .await
+            .unwrap()
+            .unwrap()
+            .waiting_room,
+        None
+    );
     assert_eq!(
         queue.join_queue(&plain, &user(1)).await.unwrap(),
         JoinOutcome::NoWaitingRoom
