@@ -578,6 +578,20 @@ async fn a_waiting_room_is_paused_resumed_and_rerated() {
         app.campaign(&id).await["queue"]["admitted_through"] == 20
     })
     .await;
+    // A view's read of the counter is exported.
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains(&format!(
+            "rushline_waiting_room_admitted_through{{campaign=\"{id}\"}} 20"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "rushline_waiting_room_waiting{{campaign=\"{id}\"}} 0"
+        )),
+        "{metrics}"
+    );
 
     // PostgreSQL recorded it: Redis rebuilt from the record keeps the rate.
     let paused_again = ok_json(admission(&app, &id, json!({"paused": true})).await).await;
