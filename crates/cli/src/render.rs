@@ -144,6 +144,9 @@ pub fn stats(format: Format, reply: &Reply<Stats>, rates: Option<Rates>) -> anyh
         ),
         None => println!("  lag        none (everything decided is persisted)"),
     }
+    if let Some(seed) = &s.prequeue_seed {
+        println!("  pre-queue seed {seed}  (audit: sort users by sha1hex(seed || user_id))");
+    }
     if let Some(r) = rates {
         println!(
             "  rates/s    issued {:.1}   decided {:.1}   persisted {:.1}",

@@ -593,6 +593,14 @@ async fn a_waiting_room_is_paused_resumed_and_rerated() {
         "{metrics}"
     );
 
+    // Open: the pre-queue seed is revealed to the operator for an audit.
+    let seed = stats(&app, &id).await["prequeue_seed"].clone();
+    assert!(
+        seed.as_str()
+            .is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{seed}"
+    );
+
     // PostgreSQL recorded it: Redis rebuilt from the record keeps the rate.
     let paused_again = ok_json(admission(&app, &id, json!({"paused": true})).await).await;
     assert_eq!(paused_again["queue"]["paused"], true);
@@ -646,6 +654,17 @@ async fn admission_needs_a_waiting_room_and_a_valid_change() {
         app.campaign(id).await["waiting_room"]["admit_per_second"],
         10
     );
+    // Not open yet: the seed stays secret (it would predict the pre-queue order).
+    let scheduled: Value = app
+        .create_campaign(&json!({"name": "later", "stock": 5,
+            "opens_at": "2099-01-01T00:00:00Z",
+            "waiting_room": {"admit_per_second": 10, "prequeue_secs": 60}}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stats = stats(&app, scheduled["id"].as_str().unwrap()).await;
+    assert!(stats.get("prequeue_seed").is_none(), "{stats}");
     for bad in [
         json!({"admit_per_second": 0}),
         json!({"admit_per_second": 5, "pass_secs": 9}),
