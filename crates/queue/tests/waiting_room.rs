@@ -395,3 +395,40 @@ async fn no_waiting_room_and_cold_campaigns_are_told_apart() {
     );
     env.cleanup().await.unwrap();
 }
+
+/// A rebuild of a state Redis still holds (an operator's repair) keeps the line; a Redis that
+/// lost its data comes back with the settings from PostgreSQL and an empty line (the README's
+/// crash section: users join again).
+#[tokio::test]
+async fn a_rebuild_keeps_the_line_and_a_data_loss_empties_it() {
+    let env = TestEnv::new().await.unwrap();
+    let queue = Queue::new(env.queue_config()).unwrap();
+    let campaign = env
+        .warm_waiting_room_campaign(&queue, 10, Utc::now(), room(1, 0))
+        .await
+        .unwrap();
+    for i in 0..5 {
+        join(&queue, &campaign, &user(i)).await;
+    }
+    assert!(queue.invalidate_for_rebuild(&campaign).await.unwrap());
+    assert_eq!(
+        queue.join_queue(&campaign, &user(9)).await.unwrap(),
+        JoinOutcome::Unknown,
+        "out of service until rebuilt"
+    );
+    queue.warm(&campaign, &env.store).await.unwrap();
+    let kept = place(&queue, &campaign, &user(3)).await.expect("kept");
+    assert_eq!(position(&kept), 4);
+    assert_eq!(kept.counter.joined, 5);
+
+    env.flush_redis().await.unwrap();
+    queue.warm(&campaign, &env.store).await.unwrap();
+    let after = counter(&queue, &campaign).await;
+    assert_eq!((after.joined, after.admitted_through), (0, 0));
+    assert_eq!(after.admit_per_second, 1);
+    assert_eq!(place(&queue, &campaign, &user(3)).await, None);
+    let (first, again) = join(&queue, &campaign, &user(3)).await;
+    assert!(first);
+    assert_eq!(position(&again), 1);
+    env.cleanup().await.unwrap();
+}
