@@ -442,8 +442,9 @@ pub struct CampaignView {
     // it knew.
     #[serde(default)]
     pub decide: DecideMode,
-    /// The waiting room, defaults resolved and `admit_per_second` as now set; `null` = none.
-    #[serde(default)]
+    /// The waiting room, defaults resolved and `admit_per_second` as now set; absent = none
+    /// (like every option, echoed only when the campaign has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_room: Option<WaitingRoom>,
     /// How far its queue has moved (campaigns with a waiting room, when Redis holds the queue);
     /// absent otherwise.
@@ -625,8 +626,7 @@ mod tests {
             json,
             serde_json::json!({"id": "concert-2026", "name": "Concert presale", "stock": 1000,
                 "remaining": 12, "issued": 988, "status": "sold_out",
-                "opens_at": "2027-01-15T08:00:00.000Z", "closes_at": null, "decide": "instant",
-                "waiting_room": null})
+                "opens_at": "2027-01-15T08:00:00.000Z", "closes_at": null, "decide": "instant"})
         );
     }
 
