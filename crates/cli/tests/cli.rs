@@ -356,3 +356,82 @@ async fn migrate_prepares_an_empty_database() {
     assert!(again.status.success(), "{}", stderr(&again));
     env.cleanup().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_waiting_room_is_created_shown_paused_and_rerated() {
+    let api = spawn_api().await;
+    let created = api
+        .ok(&[
+            "campaign",
+            "create",
+            "--id",
+            "line",
+            "--name",
+            "Line",
+            "--stock",
+            "3",
+            "--admit-per-second",
+            "5",
+            "--prequeue-secs",
+            "60",
+        ])
+        .await;
+    assert!(
+        created.contains("waiting    5/s   pass 600 s   pre-queue 60 s"),
+        "{created}"
+    );
+    let shown = api.ok(&["campaign", "show", "line"]).await;
+    assert!(
+        shown.contains("queue      joined 0   admitted through 0"),
+        "{shown}"
+    );
+    let paused = api.ok(&["campaign", "admission", "line", "--pause"]).await;
+    assert!(paused.contains("PAUSED"), "{paused}");
+    let resumed = api
+        .json(&["campaign", "admission", "line", "--rate", "7", "--resume"])
+        .await;
+    assert_eq!(resumed["waiting_room"]["admit_per_second"], 7, "{resumed}");
+    assert!(resumed["queue"].get("paused").is_none(), "{resumed}");
+
+    // Usage errors before any request: nothing to change, or both pause and resume.
+    for args in [
+        &["campaign", "admission", "line"][..],
+        &["campaign", "admission", "line", "--pause", "--resume"][..],
+        &[
+            "campaign",
+            "create",
+            "--name",
+            "x",
+            "--stock",
+            "1",
+            "--pass-secs",
+            "60",
+        ][..],
+    ] {
+        assert_eq!(api.run(args).await.status.code(), Some(2), "{args:?}");
+    }
+    // The API's refusals: no waiting room, a rate out of range.
+    api.ok(&[
+        "campaign", "create", "--id", "plain", "--name", "Plain", "--stock", "1",
+    ])
+    .await;
+    let refused = api
+        .run(&["campaign", "admission", "plain", "--pause"])
+        .await;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("waiting room"),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = api
+        .run(&["campaign", "admission", "line", "--rate", "0"])
+        .await;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("admit_per_second"),
+        "{}",
+        stderr(&refused)
+    );
+    api.stop().await;
+}

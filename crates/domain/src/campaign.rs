@@ -442,8 +442,9 @@ pub struct CampaignView {
     // it knew.
     #[serde(default)]
     pub decide: DecideMode,
-    /// The waiting room, defaults resolved and `admit_per_second` as now set; `null` = none.
-    #[serde(default)]
+    /// The waiting room, defaults resolved and `admit_per_second` as now set; absent = none
+    /// (like every option, echoed only when the campaign has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_room: Option<WaitingRoom>,
     /// How far its queue has moved (campaigns with a waiting room, when Redis holds the queue);
     /// absent otherwise.
@@ -625,8 +626,7 @@ mod tests {
             json,
             serde_json::json!({"id": "concert-2026", "name": "Concert presale", "stock": 1000,
                 "remaining": 12, "issued": 988, "status": "sold_out",
-                "opens_at": "2027-01-15T08:00:00.000Z", "closes_at": null, "decide": "instant",
-                "waiting_room": null})
+                "opens_at": "2027-01-15T08:00:00.000Z", "closes_at": null, "decide": "instant"})
         );
     }
 
@@ -658,6 +658,31 @@ mod tests {
             assert_eq!(DecideMode::parse(mode.as_str()).unwrap(), mode);
         }
         assert!(DecideMode::parse("INSTANT").is_err());
+    }
+
+    #[test]
+    fn a_waiting_room_is_validated_and_carried_to_the_spec() {
+        let spec = new_campaign(
+            r#"{"name":"n","stock":1,"waiting_room":{"admit_per_second":50,"prequeue_secs":30}}"#,
+        )
+        .unwrap()
+        .validate(t(0), fixed_id)
+        .unwrap();
+        assert_eq!(
+            spec.waiting_room,
+            Some(WaitingRoom::new(50, 600, 30).unwrap())
+        );
+        let none = new_campaign(r#"{"name":"n","stock":1,"waiting_room":null}"#).unwrap();
+        assert_eq!(none.validate(t(0), fixed_id).unwrap().waiting_room, None);
+        let err = new_campaign(r#"{"name":"n","stock":1,"waiting_room":{"admit_per_second":0}}"#)
+            .unwrap()
+            .validate(t(0), fixed_id)
+            .unwrap_err();
+        assert_eq!(err.field, "waiting_room.admit_per_second");
+        assert!(
+            new_campaign(r#"{"name":"n","stock":1,"waiting_room":{"admit_per_second":5,"x":1}}"#)
+                .is_err()
+        );
     }
 
     proptest! {

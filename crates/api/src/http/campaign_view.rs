@@ -13,6 +13,7 @@ use rushline_store::StoredCampaign;
 
 use crate::http::ApiError;
 use crate::state::AppState;
+use crate::telemetry;
 
 /// The campaign as Redis holds it now, warming it from the record if needed; 404 for a campaign
 /// the record does not hold. A campaign with a waiting room also shows its queue figures (one
@@ -39,13 +40,16 @@ async fn queue_figures(
     state: &AppState,
     id: &CampaignId,
 ) -> Result<Option<QueueFigures>, ApiError> {
-    Ok(state
+    let counter = state
         .queue
         .waiting_room_counter(id)
         .await
         .map_err(ApiError::unavailable)?
-        .ready()
-        .map(figures))
+        .ready();
+    if let Some(counter) = &counter {
+        telemetry::waiting_room_counter(id, counter);
+    }
+    Ok(counter.map(figures))
 }
 
 /// A counter as a view shows it.

@@ -18,9 +18,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::schemas::{
-    AcceptedView, AddStock, CampaignId, CampaignPage, CampaignStats, CampaignStatus, CampaignView,
-    IdempotencyKey, IssueRequest, Jwk, JwkSet, NewCampaign, Problem, QueueStanding, QueueState,
-    RequestStatus, RequestView,
+    AcceptedView, AddStock, AdmissionChange, CampaignId, CampaignPage, CampaignStats,
+    CampaignStatus, CampaignView, IdempotencyKey, IssueRequest, Jwk, JwkSet, NewCampaign, Problem,
+    QueueFigures, QueueStanding, QueueState, RequestStatus, RequestView, WaitingRoom,
+    WaitingRoomOptions,
 };
 use crate::http::{admin, campaigns, jwks, ops, queue, requests, stats, wait_page};
 use crate::state::AppState;
@@ -53,13 +54,14 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     ),
     paths(
         campaigns::create, admin::list, campaigns::show, admin::close, admin::add_stock,
+        admin::admission,
         stats::stats, requests::issue, requests::status, queue::join, queue::me, ops::healthz,
         ops::readyz, ops::prometheus, openapi, jwks::jwks, wait_page::waiting_room_page,
     ),
     components(schemas(
         Problem, NewCampaign, CampaignView, CampaignStatus, IssueRequest, AcceptedView,
-        RequestView, RequestStatus, CampaignPage, AddStock, CampaignStats, QueueStanding,
-        QueueState, JwkSet, Jwk,
+        RequestView, RequestStatus, CampaignPage, AddStock, CampaignStats, AdmissionChange,
+        WaitingRoom, WaitingRoomOptions, QueueFigures, QueueStanding, QueueState, JwkSet, Jwk,
         // Named only by parameters, which utoipa does not collect.
         IdempotencyKey, CampaignId,
     )),

@@ -72,7 +72,9 @@ async fn join(
                 .waiting_room
                 .joined(&campaign, &user, &place)
                 .map_err(|e| ApiError::Internal(e.into()))?;
-            telemetry::waiting_room_joined(first);
+            if first {
+                telemetry::waiting_room_joined(&campaign);
+            }
             let status = if first {
                 StatusCode::CREATED
             } else {

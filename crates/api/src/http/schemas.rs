@@ -6,9 +6,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use rushline_domain::{
-    AcceptedView, AddStock, CampaignId, CampaignPage, CampaignStats, CampaignStatus, CampaignView,
-    IdempotencyKey, IssueRequest, NewCampaign, QueueStanding, QueueState, RequestStatus,
-    RequestView,
+    AcceptedView, AddStock, AdmissionChange, CampaignId, CampaignPage, CampaignStats,
+    CampaignStatus, CampaignView, IdempotencyKey, IssueRequest, NewCampaign, QueueFigures,
+    QueueStanding, QueueState, RequestStatus, RequestView, WaitingRoom, WaitingRoomOptions,
 };
 
 pub use crate::tickets::{Jwk, JwkSet};
