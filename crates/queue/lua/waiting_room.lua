@@ -55,7 +55,8 @@
 -- trim_ms (positions up to it count as admitted at trim_ms: expired).
 --
 -- One position per user at a time: a join finds the user's place (places, else pre) and keeps
--- it unless it expired (admitted more than pass ago); an expired user gets joined + 1 (HINCRBY),
+-- it unless it expired (the pass ends `pass` after the admission's whole second, as the ticket's
+-- `exp` says); an expired user gets joined + 1 (HINCRBY),
 -- at the back. Positions are dense 1..joined and unique: only this script hands them out, one
 -- call at a time per campaign.
 --
@@ -77,6 +78,12 @@ local opens = tonumber(m[2])
 local rate, pass_ms = tonumber(m[6]), tonumber(m[7]) * 1000
 local seed, paused = m[9], m[10] == '1'
 local step_gap = math.max(10, math.floor(pass_ms / 10000))
+-- When a pass admitted at `at` (ms) ends: the admission's whole second plus the pass, exactly the
+-- ticket's `exp` (unix seconds, rounded down; crates/api/src/tickets/claims.rs), so this script,
+-- rushline's ticket checks and any other verifier of `exp` agree on the instant a pass expires.
+local function pass_end(at)
+  return math.floor(at / 1000) * 1000 + pass_ms
+end
 
 if op == 'join' then
   if m[3] and m[3] ~= '' and now >= tonumber(m[3]) then return {'C'} end
@@ -201,7 +208,7 @@ elseif op == 'join' or op == 'place' then
     local expired = false
     if kind == 'N' then
       local at = admitted_ms(position)
-      expired = at ~= nil and at + pass_ms <= now
+      expired = at ~= nil and pass_end(at) <= now
     end
     if kind == '' or expired then
       first = 1
@@ -234,7 +241,7 @@ if kind == 'N' then
   local ms = admitted_ms(position)
   if ms then
     at = ms
-    if ms + pass_ms <= now then expired = 1 end
+    if pass_end(ms) <= now then expired = 1 end
   end
 end
 local paused_flag = 0

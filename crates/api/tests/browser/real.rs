@@ -77,9 +77,7 @@ impl WaitingRoom for RealRoom {
     async fn create_campaign(&self, opens_in: Duration, already_waiting: u64) -> String {
         // The server's clock decides the window; the API's own reading of it is the one to use.
         let now = self.app.state.now().await.expect("Redis's clock");
-        let opens_at = now
-            + chrono::TimeDelta::from_std(opens_in).expect("opens_in")
-            + chrono::TimeDelta::milliseconds(500);
+        let opens_at = now + chrono::TimeDelta::from_std(opens_in).expect("opens_in");
         let response = self
             .client
             .post(format!("{}/v1/campaigns", self.app.url))
