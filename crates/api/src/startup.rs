@@ -43,8 +43,8 @@ use crate::accept::Acceptor;
 use crate::config::{Config, ConnectionLimits};
 use crate::state::{AppState, Parts};
 use crate::tickets::Tickets;
-use crate::waiting_room::WaitingRoom;
 use crate::waiters::Waiters;
+use crate::waiting_room::WaitingRoom;
 use crate::{http, telemetry, tickets};
 
 /// How long shutdown waits for open connections to finish before dropping them. In-flight

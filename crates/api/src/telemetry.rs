@@ -175,7 +175,10 @@ fn describe() {
         WAITING_ROOM_EXPIRED,
         "Expired waiting-room passes this replica saw used (a rejoin, a refused ticket)."
     );
-    describe_counter!(WAITING_ROOM_POLLS, "Waiting-room ticket standings answered.");
+    describe_counter!(
+        WAITING_ROOM_POLLS,
+        "Waiting-room ticket standings answered."
+    );
     describe_gauge!(
         WAITING_ROOM_ADMITTED,
         "A waiting room's serving counter (admitted_through) at this replica's last read; the same for every replica."

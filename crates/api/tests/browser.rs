@@ -182,7 +182,10 @@ async fn walk(
     // draws positions at random: with fewer than 4 ahead, there is no line to move).
     if ahead >= 4 {
         let through = room.admit_through(&campaign, ahead * 3 / 4).await;
-        assert!(through < position, "the line moved past the walker: {through}");
+        assert!(
+            through < position,
+            "the line moved past the walker: {through}"
+        );
         let ahead_now = position - through - 1;
         browser.await_text("ahead", &ahead_now.to_string()).await;
         // Shown at once, but not announced at once: a screen reader hears the line move at most
@@ -191,19 +194,19 @@ async fn walk(
             assert_eq!(browser.text("announcer").await, announced);
         }
         let percent = (100 * through + ahead / 2) / ahead;
-    assert_eq!(
-        browser.attribute("progress", "aria-valuenow").await,
-        Some(percent.to_string())
-    );
-    // The bar is drawn as announced (once its transition, if motion is allowed, has run).
-    browser
-        .await_true(
-            &format!("the progress bar drawn at {percent}%"),
-            &format!(
-                "var bar = document.getElementById('progress').getBoundingClientRect().width;
+        assert_eq!(
+            browser.attribute("progress", "aria-valuenow").await,
+            Some(percent.to_string())
+        );
+        // The bar is drawn as announced (once its transition, if motion is allowed, has run).
+        browser
+            .await_true(
+                &format!("the progress bar drawn at {percent}%"),
+                &format!(
+                    "var bar = document.getElementById('progress').getBoundingClientRect().width;
                  var fill = document.getElementById('progress-fill').getBoundingClientRect().width;
                  return Math.abs(fill / bar - {percent} / 100) < 0.01;"
-            ),
+                ),
             )
             .await;
     }

@@ -77,7 +77,8 @@ impl Counters {
         if let Some(entry) = &entry {
             let copy = read(entry);
             let age = copy.read_at.elapsed();
-            let someone_else_refreshes = age < STALE_LIMIT && entry.refreshing.swap(true, Ordering::AcqRel);
+            let someone_else_refreshes =
+                age < STALE_LIMIT && entry.refreshing.swap(true, Ordering::AcqRel);
             if age < FRESH_FOR || someone_else_refreshes {
                 return Ok(WaitingRoomRead::Ready(now_of(copy)));
             }
@@ -87,7 +88,9 @@ impl Counters {
             entry.refreshing.store(false, Ordering::Release);
         }
         Ok(match fresh? {
-            WaitingRoomRead::Ready(counter) => WaitingRoomRead::Ready(self.observe(campaign, counter)),
+            WaitingRoomRead::Ready(counter) => {
+                WaitingRoomRead::Ready(self.observe(campaign, counter))
+            }
             WaitingRoomRead::NoWaitingRoom => WaitingRoomRead::NoWaitingRoom,
             WaitingRoomRead::NotWarm => WaitingRoomRead::NotWarm,
         })

@@ -153,7 +153,6 @@ impl WaitingRoom {
             .map_err(|e| Refusal::Invalid(format!("could not sign a ticket: {e}")))?;
         Ok(Some(standing))
     }
-
 }
 
 /// Whether the ticket and the counter copy cannot tell the ticket's state on their own.
@@ -187,7 +186,9 @@ fn claims_for(
         (Placement::Positioned(position), None) => {
             TicketClaims::waiting(user.clone(), campaign.clone(), Some(position), now)
         }
-        (Placement::Prequeued, _) => TicketClaims::waiting(user.clone(), campaign.clone(), None, now),
+        (Placement::Prequeued, _) => {
+            TicketClaims::waiting(user.clone(), campaign.clone(), None, now)
+        }
     }
 }
 
@@ -215,7 +216,6 @@ pub fn admission(
     }
 }
 
-
 /// A ticket's standing as of `now`.
 fn standing(
     ticket: String,
@@ -237,9 +237,11 @@ fn standing(
         // when (the caller asks it before refusing anything).
         (Some(_), None) => QueueState::Waiting,
     };
-    let ahead = claims
-        .pos
-        .map(|position| position.saturating_sub(counter.admitted_through).saturating_sub(1));
+    let ahead = claims.pos.map(|position| {
+        position
+            .saturating_sub(counter.admitted_through)
+            .saturating_sub(1)
+    });
     let eta_secs = match (state, claims.pos) {
         (QueueState::Waiting, Some(position)) => {
             eta(position.saturating_sub(counter.admitted_through), counter)

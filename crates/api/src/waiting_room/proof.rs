@@ -137,7 +137,10 @@ mod tests {
         let minute = 29_000_000;
         let proof = solve("drop", "alice", 10, minute);
         assert_eq!(verify(Some(&proof), "drop", "alice", 10, minute), Ok(()));
-        assert_eq!(verify(Some(&proof), "drop", "alice", 10, minute + 2), Ok(()));
+        assert_eq!(
+            verify(Some(&proof), "drop", "alice", 10, minute + 2),
+            Ok(())
+        );
         assert_eq!(
             verify(Some(&proof), "drop", "alice", 10, minute + 3),
             Err(ProofError::Stale)
@@ -156,7 +159,15 @@ mod tests {
     fn zero_bits_asks_nothing_and_bad_headers_are_refused() {
         assert_eq!(verify(None, "c", "u", 0, 1), Ok(()));
         assert_eq!(verify(None, "c", "u", 8, 1), Err(ProofError::Missing));
-        for bad in ["", "1", "x.1", "1.", "1.a-b", "1.é", &format!("1.{}", "a".repeat(33))] {
+        for bad in [
+            "",
+            "1",
+            "x.1",
+            "1.",
+            "1.a-b",
+            "1.é",
+            &format!("1.{}", "a".repeat(33)),
+        ] {
             assert_eq!(
                 verify(Some(bad), "c", "u", 8, 1),
                 Err(ProofError::Malformed),

@@ -78,7 +78,10 @@ async fn poll_until(
 ) -> Value {
     let deadline = Instant::now() + bound;
     while !done(&standing) {
-        assert!(Instant::now() < deadline, "not reached in {bound:?}: {standing}");
+        assert!(
+            Instant::now() < deadline,
+            "not reached in {bound:?}: {standing}"
+        );
         let wait = standing["poll_after_secs"].as_f64().unwrap_or(0.1).min(0.2);
         tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         let response = me(app, campaign, standing["ticket"].as_str()).await;
@@ -95,8 +98,7 @@ fn time(value: &Value) -> DateTime<Utc> {
 #[tokio::test]
 async fn a_user_joins_waits_is_admitted_and_gets_a_coupon() {
     let app = spawn_app_with_workers(1).await;
-    let campaign =
-        waiting_room_campaign(&app, 10, json!({"admit_per_second": 5}), json!({})).await;
+    let campaign = waiting_room_campaign(&app, 10, json!({"admit_per_second": 5}), json!({})).await;
     let view = app.campaign(&campaign).await;
     assert_eq!(view["waiting_room"]["admit_per_second"], 5);
     assert_eq!(view["waiting_room"]["pass_secs"], 600);
@@ -120,13 +122,20 @@ async fn a_user_joins_waits_is_admitted_and_gets_a_coupon() {
     // No ticket: 401. The last user is not admitted yet: 403 not-your-turn with figures.
     assert_problem(app.issue(&campaign, "u12").await, StatusCode::UNAUTHORIZED).await;
     let last = &standings[11];
-    let response = issue_with_ticket(&app, &campaign, "u12", last["ticket"].as_str().unwrap()).await;
+    let response =
+        issue_with_ticket(&app, &campaign, "u12", last["ticket"].as_str().unwrap()).await;
     assert!(response.headers().contains_key("retry-after"));
     let problem = assert_problem(response, StatusCode::FORBIDDEN).await;
-    assert!(problem["type"].as_str().unwrap().ends_with("not-your-turn"), "{problem}");
+    assert!(
+        problem["type"].as_str().unwrap().ends_with("not-your-turn"),
+        "{problem}"
+    );
     assert_eq!(problem["position"], 12);
     assert!(problem["admitted_through"].as_u64().unwrap() < 12);
-    assert!(problem["ahead"].is_u64() && problem["eta_secs"].is_number(), "{problem}");
+    assert!(
+        problem["ahead"].is_u64() && problem["eta_secs"].is_number(),
+        "{problem}"
+    );
 
     // Another user's ticket: 403.
     let first_ticket = standings[0]["ticket"].as_str().unwrap();
@@ -138,9 +147,13 @@ async fn a_user_joins_waits_is_admitted_and_gets_a_coupon() {
     assert!(!problem["type"].as_str().unwrap().ends_with("not-your-turn"));
 
     // Wait for admission, then the request goes through and gets its coupon.
-    let admitted = poll_until(&app, &campaign, last.clone(), Duration::from_secs(20), |s| {
-        s["state"] == "admitted"
-    })
+    let admitted = poll_until(
+        &app,
+        &campaign,
+        last.clone(),
+        Duration::from_secs(20),
+        |s| s["state"] == "admitted",
+    )
     .await;
     assert!(admitted["admitted_through"].as_u64().unwrap() >= 12);
     assert_eq!(admitted["ahead"], 0);
@@ -181,7 +194,12 @@ async fn tickets_are_refused_unless_genuine_and_for_this_campaign() {
         "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0", // {"alg":"none","typ":"JWT"}
         ticket.split('.').nth(1).unwrap()
     );
-    for bad in [None, Some("garbage"), Some(tampered.as_str()), Some(unsigned.as_str())] {
+    for bad in [
+        None,
+        Some("garbage"),
+        Some(tampered.as_str()),
+        Some(unsigned.as_str()),
+    ] {
         let response = me(&app, &a, bad).await;
         assert_problem(response, StatusCode::UNAUTHORIZED).await;
     }
@@ -203,7 +221,11 @@ async fn tickets_are_refused_unless_genuine_and_for_this_campaign() {
     // A campaign without a waiting room: joining is a 404, and so is an unknown campaign.
     let plain = app.open_campaign(3).await;
     assert_problem(join(&app, &plain, "alice").await, StatusCode::NOT_FOUND).await;
-    assert_problem(join(&app, "no-such-campaign", "alice").await, StatusCode::NOT_FOUND).await;
+    assert_problem(
+        join(&app, "no-such-campaign", "alice").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     // A bad body is a 400.
     let response = app
         .client
@@ -238,7 +260,11 @@ async fn the_prequeue_is_drawn_at_the_opening_ahead_of_later_joiners() {
         json!({"opens_at": later}),
     )
     .await;
-    assert_problem(join(&app, &closed_room, "early").await, StatusCode::CONFLICT).await;
+    assert_problem(
+        join(&app, &closed_room, "early").await,
+        StatusCode::CONFLICT,
+    )
+    .await;
 
     let mut prequeued = Vec::new();
     for n in 0..20 {
@@ -326,7 +352,11 @@ async fn admission_is_fair_unique_and_paced_across_replicas() {
     assert_eq!(firsts, USERS, "one first join per user");
     let mut positions: Vec<u64> = position_of.values().copied().collect();
     positions.sort_unstable();
-    assert_eq!(positions, (1..=USERS).collect::<Vec<_>>(), "dense and unique");
+    assert_eq!(
+        positions,
+        (1..=USERS).collect::<Vec<_>>(),
+        "dense and unique"
+    );
 
     // Each user polls until admitted, then asks; record when each was admitted.
     let mut users = JoinSet::new();
@@ -444,7 +474,12 @@ async fn requests_of_a_waiting_room_campaign_need_a_ticket_even_with_an_idempote
     let response = app.issue_with_key(&campaign, "bob", Some("k-1")).await;
     let problem = assert_problem(response, StatusCode::UNAUTHORIZED).await;
     assert!(problem["detail"].as_str().unwrap().contains("waiting room"));
-    assert!(problem["type"].as_str().unwrap().starts_with("urn:rushline:problem:"));
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:rushline:problem:")
+    );
     app.stop().await;
 }
 
@@ -466,15 +501,30 @@ async fn an_expired_pass_is_refused_and_joining_again_goes_to_the_back() {
     })
     .await;
     joined(&app, &campaign, "dave").await;
-    let expired = poll_until(&app, &campaign, admitted.clone(), Duration::from_secs(20), |s| {
-        s["state"] == "expired"
-    })
+    let expired = poll_until(
+        &app,
+        &campaign,
+        admitted.clone(),
+        Duration::from_secs(20),
+        |s| s["state"] == "expired",
+    )
     .await;
     assert!(time(&expired["server_time"]) >= time(&admitted["pass_expires_at"]));
-    let response =
-        issue_with_ticket(&app, &campaign, "carol", expired["ticket"].as_str().unwrap()).await;
+    let response = issue_with_ticket(
+        &app,
+        &campaign,
+        "carol",
+        expired["ticket"].as_str().unwrap(),
+    )
+    .await;
     let problem = assert_problem(response, StatusCode::FORBIDDEN).await;
-    assert!(problem["type"].as_str().unwrap().ends_with("ticket-expired"), "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("ticket-expired"),
+        "{problem}"
+    );
 
     // Joining again: a new position, behind dave's.
     let (status, again) = joined(&app, &campaign, "carol").await;

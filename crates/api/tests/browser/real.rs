@@ -27,7 +27,9 @@ pub struct RealRoom {
 
 impl RealRoom {
     pub async fn start() -> Self {
-        let app = spawn_app(ADMIN_TOKEN, 1).await.expect("the API and a worker");
+        let app = spawn_app(ADMIN_TOKEN, 1)
+            .await
+            .expect("the API and a worker");
         Self {
             app,
             client: reqwest::Client::new(),
@@ -53,7 +55,10 @@ impl RealRoom {
     async fn admission(&self, campaign: &str, change: Value) {
         let response = self
             .client
-            .post(format!("{}/v1/campaigns/{campaign}/admission", self.app.url))
+            .post(format!(
+                "{}/v1/campaigns/{campaign}/admission",
+                self.app.url
+            ))
             .bearer_auth(ADMIN_TOKEN)
             .json(&change)
             .send()
