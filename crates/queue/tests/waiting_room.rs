@@ -293,12 +293,12 @@ fn assert_bound(samples: &[QueueCounter], rate: u32) {
                 b.admitted_through >= a.admitted_through,
                 "decreased: {a:?} {b:?}"
             );
-            let secs = (b.now - a.now).as_seconds_f64();
-            let allowed = f64::from(rate) * (secs + 1.0);
+            // In whole milliseconds (the scripts' clock), so the bound's equality case is exact.
+            let ms = u64::try_from((b.now - a.now).num_milliseconds()).unwrap();
+            let grown = b.admitted_through - a.admitted_through;
             assert!(
-                (b.admitted_through - a.admitted_through) as f64 <= allowed,
-                "{} in {secs} s at {rate}/s",
-                b.admitted_through - a.admitted_through
+                grown * 1000 <= u64::from(rate) * (ms + 1000),
+                "{grown} in {ms} ms at {rate}/s"
             );
         }
     }
