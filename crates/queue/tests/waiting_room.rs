@@ -201,15 +201,25 @@ async fn the_serving_counter_keeps_its_rate_bound_and_obeys_the_operator() {
     let env = TestEnv::new().await.unwrap();
     let queue = Queue::new(env.queue_config()).unwrap();
     const RATE: u32 = 50;
+    let opens_at = Utc::now();
     let campaign = env
-        .warm_waiting_room_campaign(&queue, 10, Utc::now(), room(u64::from(RATE), 0))
+        .warm_waiting_room_campaign(&queue, 10, opens_at, room(u64::from(RATE), 0))
         .await
         .unwrap();
+    // An idle line for two seconds fills the bucket to its capacity; then a crowd arrives at
+    // once: the burst it may be admitted in is one second's worth, no more.
+    eventually(Duration::from_secs(10), "two idle seconds", async || {
+        counter(&queue, &campaign).await.now >= opens_at + TimeDelta::seconds(2)
+    })
+    .await;
+    let idle = counter(&queue, &campaign).await;
+    assert_eq!((idle.joined, idle.admitted_through), (0, 0));
     for i in 0..1000 {
         join(&queue, &campaign, &user(i)).await;
     }
 
-    let samples = sample(&queue, &campaign, Duration::from_secs(3)).await;
+    let mut samples = vec![idle];
+    samples.extend(sample(&queue, &campaign, Duration::from_secs(3)).await);
     assert_bound(&samples, RATE);
     let (first, last) = (samples[0], samples[samples.len() - 1]);
     let secs = (last.now - first.now).as_seconds_f64();
@@ -283,12 +293,12 @@ fn assert_bound(samples: &[QueueCounter], rate: u32) {
                 b.admitted_through >= a.admitted_through,
                 "decreased: {a:?} {b:?}"
             );
-            let secs = (b.now - a.now).as_seconds_f64();
-            let allowed = f64::from(rate) * (secs + 1.0);
+            // In whole milliseconds (the scripts' clock), so the bound's equality case is exact.
+            let ms = u64::try_from((b.now - a.now).num_milliseconds()).unwrap();
+            let grown = b.admitted_through - a.admitted_through;
             assert!(
-                (b.admitted_through - a.admitted_through) as f64 <= allowed,
-                "{} in {secs} s at {rate}/s",
-                b.admitted_through - a.admitted_through
+                grown * 1000 <= u64::from(rate) * (ms + 1000),
+                "{grown} in {ms} ms at {rate}/s"
             );
         }
     }
