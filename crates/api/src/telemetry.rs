@@ -16,6 +16,7 @@
 //! | `rushline_waiters` | gauge | — | callers parked on `?wait=` |
 //! | `rushline_pool_connections` | gauge | `backend`, `state` (`in_use`, `idle`) | connection-pool usage |
 //! | `rushline_clock_skew_seconds` | gauge | — | this host's clock minus Redis's (windows follow Redis's) |
+//! | `rushline_tickets_checked_total` | counter | `result` (`cached`, `verified`, `refused`) | waiting-room tickets checked: from the verified-ticket cache, by their signature, or refused |
 //!
 //! Every label value comes from a closed set, so no client can grow `/metrics` (or the
 //! recorder's memory) by what it sends: `route` is a route template or `unmatched`, `method` a
@@ -62,6 +63,9 @@ pub const HTTP_CONNECTIONS: &str = "rushline_http_connections";
 pub const HTTP_CONNECTIONS_REFUSED: &str = "rushline_http_connections_refused_total";
 /// This host's clock minus Redis's, measured at each read of Redis's clock.
 pub const CLOCK_SKEW: &str = "rushline_clock_skew_seconds";
+/// Waiting-room tickets checked, by `result`: `cached` (the verified-ticket cache answered),
+/// `verified` (the signature was checked), `refused`.
+pub const TICKETS_CHECKED: &str = "rushline_tickets_checked_total";
 
 /// Latency buckets (seconds): the hot path answers in about a millisecond, `?wait=` up to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[

@@ -35,6 +35,7 @@
 //! malleable signatures or weak keys), claims that do not parse, an `iss` other than
 //! `rushline`. `exp` is *not* checked here: an expired pass is a `403 ticket-expired`, not a
 //! forgery, so the caller judges it ([`TicketClaims::is_expired_pass_at`]).
+//! [`Tickets::verify_for`] also refuses a ticket of another campaign.
 //!
 //! # Cost
 //!
@@ -58,6 +59,7 @@ pub mod keys;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rushline_domain::CampaignId;
 use rushline_queue::Queue;
 
 pub use claims::{ISSUER, TicketClaims, WAITING_LIFETIME};
@@ -66,7 +68,9 @@ pub use keys::{Jwk, JwkSet, KeyFormatError, TicketKey, TicketKeys};
 
 use cache::VerifiedCache;
 
-/// Default bound on the verified-ticket cache: about 40 MB at the largest ids.
+use crate::telemetry;
+
+/// Default bound on the verified-ticket cache (see the README for its memory per entry).
 pub const DEFAULT_CACHE_ENTRIES: usize = 100_000;
 
 /// Why a ticket was refused, or could not be made.
@@ -90,6 +94,9 @@ pub enum TicketError {
     /// Signed, but `iss` is not `rushline`.
     #[error("ticket not issued by rushline")]
     WrongIssuer,
+    /// A good ticket for another campaign ([`Tickets::verify_for`]).
+    #[error("ticket is for another campaign")]
+    OtherCampaign,
     /// The claims could not be written (a bug: they always serialize).
     #[error("ticket claims could not be encoded: {0}")]
     Encoding(String),
@@ -156,14 +163,37 @@ impl Tickets {
     /// is refused). A ticket verified before is answered from the cache.
     pub fn verify(&self, token: &str) -> Result<Arc<TicketClaims>, TicketError> {
         if token.len() > MAX_TICKET_BYTES {
+            metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
             return Err(TicketError::TooLarge);
         }
         let hash = VerifiedCache::hash(token);
         if let Some(claims) = self.0.cache.get(&hash) {
+            metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "cached").increment(1);
             return Ok(claims);
         }
-        let claims = Arc::new(self.verify_uncached(token)?);
+        let claims = match self.verify_uncached(token) {
+            Ok(claims) => Arc::new(claims),
+            Err(e) => {
+                metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
+                return Err(e);
+            }
+        };
+        metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "verified").increment(1);
         self.0.cache.insert(hash, claims.clone());
+        Ok(claims)
+    }
+
+    /// [`Self::verify`], and the ticket must be for `campaign`: what a waiting-room endpoint
+    /// of that campaign accepts (another campaign's ticket is a `401` there, like a forgery).
+    pub fn verify_for(
+        &self,
+        token: &str,
+        campaign: &CampaignId,
+    ) -> Result<Arc<TicketClaims>, TicketError> {
+        let claims = self.verify(token)?;
+        if claims.cid != *campaign {
+            return Err(TicketError::OtherCampaign);
+        }
         Ok(claims)
     }
 
