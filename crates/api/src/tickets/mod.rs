@@ -26,23 +26,34 @@
 //! verifier that checks only the signature and `exp` would take a waiting ticket for a pass:
 //! it must require `adm` too.
 //!
+//! The header also carries `rlm`: rushline's own MAC of the payload segment (HMAC-SHA256,
+//! 128 bits, under a secret derived from the signing key's seed). Other services ignore it (an
+//! unknown header member; it is not `crit`).
+//!
 //! # Verification ([`Tickets::verify`])
+//!
+//! Rushline checks its own tickets by `rlm`, not by the signature: a few microseconds instead
+//! of tens, so neither a poll nor a forged ticket costs an Ed25519 verification. Only a holder of
+//! the private key can compute `rlm`, so it authenticates the claims exactly as well for
+//! rushline; the signature is what everyone else checks ([`Tickets::verify_signature`]).
 //!
 //! Refused, each as a [`TicketError`] (the API answers `401`): a token over
 //! [`MAX_TICKET_BYTES`] (before any decoding), anything but three base64url segments, a header
 //! that is not JSON or names `crit` extensions, any `alg` but `EdDSA` (`none`, every HMAC, RSA
-//! and ECDSA algorithm), a missing or unknown `kid`, a bad signature (strict Ed25519: no
-//! malleable signatures or weak keys), claims that do not parse, an `iss` other than
-//! `rushline`. `exp` is *not* checked here: an expired pass is a `403 ticket-expired`, not a
+//! and ECDSA algorithm), a missing or unknown `kid`, a signature segment that is not 64 bytes, a
+//! missing or wrong `rlm` ([`Tickets::verify`]) or a bad signature (strict Ed25519: no malleable
+//! signatures or weak keys; [`Tickets::verify_signature`]), claims that do not parse, an `iss`
+//! other than `rushline`. `exp` is *not* checked here: an expired pass is a `403 ticket-expired`, not a
 //! forgery, so the caller judges it ([`TicketClaims::is_expired_pass_at`]).
 //! [`Tickets::verify_for`] also refuses a ticket of another campaign.
 //!
 //! # Cost
 //!
-//! An Ed25519 verification costs tens of microseconds, more than a whole accept. Every
-//! verified ticket is remembered in a bounded cache ([`cache`]) keyed by the token's SHA-256,
-//! so a poll with a ticket this replica already saw costs a hash and a lookup. The
-//! measurements that chose this path over a MAC inside the ticket are in the README
+//! An Ed25519 verification costs tens of microseconds, more than a whole accept; the `rlm`
+//! check a few. On top of it every checked ticket is remembered in a bounded cache ([`cache`])
+//! keyed by the token's SHA-256, so a poll with a ticket this replica already saw costs a hash
+//! and a lookup (under a microsecond); when more tickets are polled than the cache holds, a
+//! miss costs the `rlm` check, never a signature. Figures in the README
 //! (`crates/api/examples/ticket_cost.rs`).
 //!
 //! # Keys
@@ -109,8 +120,6 @@ pub struct Tickets(Arc<Inner>);
 
 struct Inner {
     keys: TicketKeys,
-    /// The current key's encoded protected header.
-    header: String,
     jwks: JwkSet,
     cache: VerifiedCache,
 }
@@ -123,7 +132,6 @@ impl Tickets {
             keys: keys.all().iter().map(TicketKey::jwk).collect(),
         };
         Self(Arc::new(Inner {
-            header: jws::encoded_header(keys.current()),
             keys,
             jwks,
             cache: VerifiedCache::new(cache_entries),
@@ -156,7 +164,7 @@ impl Tickets {
     pub fn sign(&self, claims: &TicketClaims) -> Result<String, TicketError> {
         let payload =
             serde_json::to_vec(claims).map_err(|e| TicketError::Encoding(e.to_string()))?;
-        Ok(jws::sign(self.0.keys.current(), &self.0.header, &payload))
+        jws::sign(self.0.keys.current(), &payload)
     }
 
     /// The claims of a ticket signed by one of the configured keys (see the module doc for what
@@ -171,7 +179,7 @@ impl Tickets {
             metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "cached").increment(1);
             return Ok(claims);
         }
-        let claims = match self.verify_uncached(token) {
+        let claims = match self.verify_mac(token) {
             Ok(claims) => Arc::new(claims),
             Err(e) => {
                 metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
@@ -197,15 +205,16 @@ impl Tickets {
         Ok(claims)
     }
 
-    /// [`Self::verify`] without the cache: always checks the signature.
-    pub fn verify_uncached(&self, token: &str) -> Result<TicketClaims, TicketError> {
-        let payload = jws::verify(&self.0.keys, token)?;
-        let claims: TicketClaims = serde_json::from_slice(&payload)
-            .map_err(|_| TicketError::Malformed("claims are not a rushline ticket's"))?;
-        if claims.iss != ISSUER {
-            return Err(TicketError::WrongIssuer);
-        }
-        Ok(claims)
+    /// [`Self::verify`] without the cache: rushline's own MAC (`rlm`) is checked, not the
+    /// signature.
+    pub fn verify_mac(&self, token: &str) -> Result<TicketClaims, TicketError> {
+        claims(&jws::verify_mac(&self.0.keys, token)?)
+    }
+
+    /// The check another service makes, from the public keys alone: the Ed25519 signature over
+    /// header and payload (tens of microseconds; rushline's own checks use [`Self::verify`]).
+    pub fn verify_signature(&self, token: &str) -> Result<TicketClaims, TicketError> {
+        claims(&jws::verify_signature(&self.0.keys, token)?)
     }
 
     /// Every public key, the current one first: `GET /.well-known/jwks.json`.
@@ -222,6 +231,16 @@ impl Tickets {
     pub fn cached(&self) -> usize {
         self.0.cache.len()
     }
+}
+
+/// An authenticated payload's claims; `iss` must be rushline's.
+fn claims(payload: &[u8]) -> Result<TicketClaims, TicketError> {
+    let claims: TicketClaims = serde_json::from_slice(payload)
+        .map_err(|_| TicketError::Malformed("claims are not a rushline ticket's"))?;
+    if claims.iss != ISSUER {
+        return Err(TicketError::WrongIssuer);
+    }
+    Ok(claims)
 }
 
 /// Why the development key could not be had from Redis.

@@ -37,11 +37,19 @@ fn a_signed_ticket_verifies_to_its_claims() {
     let claims = claims();
     let token = tickets.sign(&claims).unwrap();
     assert_eq!(*tickets.verify(&token).unwrap(), claims);
-    assert_eq!(tickets.verify_uncached(&token).unwrap(), claims);
+    assert_eq!(tickets.verify_mac(&token).unwrap(), claims);
+    assert_eq!(tickets.verify_signature(&token).unwrap(), claims);
     let header: serde_json::Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&segments(&token)[0]).unwrap()).unwrap();
     assert_eq!(header["alg"], "EdDSA");
     assert_eq!(header["kid"], tickets.current_kid());
+    assert_eq!(
+        URL_SAFE_NO_PAD
+            .decode(header["rlm"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        16
+    );
     assert!(token.len() < 600, "{}", token.len());
 }
 
@@ -96,20 +104,71 @@ fn rotation_a_previous_key_verifies_an_unknown_one_does_not() {
 }
 
 #[test]
-fn a_stranger_signing_under_our_kid_is_a_bad_signature() {
+fn a_stranger_signing_under_our_kid_is_refused_by_mac_and_signature() {
     let ours = TicketKey::generate();
     let tickets = tickets_with(&[&ours]);
-    let real = segments(&tickets.sign(&claims()).unwrap());
-    let forged = tickets_with(&[&TicketKey::generate()])
-        .sign(&claims())
-        .unwrap();
-    let token = format!("{}.{}.{}", real[0], real[1], segments(&forged)[2]);
+    let stranger = tickets_with(&[&TicketKey::generate()]);
+    let forged = segments(&stranger.sign(&claims()).unwrap());
+    let token = format!(
+        "{}.{}.{}",
+        with_kid(&forged[0], ours.kid()),
+        forged[1],
+        forged[2]
+    );
     assert_eq!(
         tickets.verify(&token).err(),
         Some(TicketError::BadSignature)
     );
+    assert_eq!(
+        tickets.verify_signature(&token).err(),
+        Some(TicketError::BadSignature)
+    );
+    // Our header and payload under the stranger's signature: rushline's MAC still holds (these
+    // are claims rushline issued), anyone checking the signature refuses it.
+    let real = segments(&tickets.sign(&claims()).unwrap());
+    let token = format!("{}.{}.{}", real[0], real[1], forged[2]);
+    assert!(tickets.verify(&token).is_ok());
+    assert_eq!(
+        tickets.verify_signature(&token).err(),
+        Some(TicketError::BadSignature)
+    );
 }
 
+/// `header` (an encoded segment) naming `kid` instead.
+fn with_kid(header: &str, kid: &str) -> String {
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"] = kid.into();
+    b64(serde_json::to_vec(&header).unwrap())
+}
+
+#[test]
+fn a_ticket_without_rushlines_mac_is_refused_even_when_signed() {
+    let key = TicketKey::generate();
+    let tickets = tickets_with(&[&key]);
+    let payload = serde_json::to_vec(&claims()).unwrap();
+    let header = format!(r#"{{"alg":"EdDSA","kid":"{}","typ":"JWT"}}"#, key.kid());
+    let token = jws::sign_with_header(&key, &header, &payload);
+    assert!(tickets.verify_signature(&token).is_ok(), "a good JWS");
+    assert_eq!(
+        tickets.verify(&token).err(),
+        Some(TicketError::Malformed("no rushline MAC in the header"))
+    );
+    for rlm in ["", "AAAA", "AAAAAAAAAAAAAAAAAAAAAA", "not base64!"] {
+        let header = format!(
+            r#"{{"alg":"EdDSA","kid":"{}","typ":"JWT","rlm":"{rlm}"}}"#,
+            key.kid()
+        );
+        let token = jws::sign_with_header(&key, &header, &payload);
+        assert!(
+            matches!(
+                tickets.verify(&token),
+                Err(TicketError::BadSignature | TicketError::Malformed(_))
+            ),
+            "{rlm}"
+        );
+    }
+}
 #[test]
 fn alg_none_is_refused() {
     let tickets = tickets_with(&[&TicketKey::generate()]);
@@ -182,24 +241,27 @@ fn a_tampered_payload_or_header_is_refused() {
     let mut better = claims();
     better.pos = Some(1);
     better.adm = Some(0);
-    let token = format!(
-        "{}.{}.{}",
-        real[0],
-        b64(serde_json::to_vec(&better).unwrap()),
-        real[2]
-    );
+    let better = b64(serde_json::to_vec(&better).unwrap());
+    let token = format!("{}.{better}.{}", real[0], real[2]);
     assert_eq!(
         tickets.verify(&token).err(),
         Some(TicketError::BadSignature)
     );
-    // The same header with members reordered is another signing input.
-    let header = b64(format!(
-        r#"{{"kid":"{}","alg":"EdDSA","typ":"JWT"}}"#,
-        tickets.current_kid()
-    ));
-    let token = format!("{header}.{}.{}", real[1], real[2]);
     assert_eq!(
-        tickets.verify(&token).err(),
+        tickets.verify_signature(&token).err(),
+        Some(TicketError::BadSignature)
+    );
+    // The same header with members reordered is another signing input (rushline's MAC covers
+    // the payload, so only the signature sees it).
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&real[0]).unwrap()).unwrap();
+    let reordered = b64(format!(
+        r#"{{"rlm":{},"typ":"JWT","kid":{},"alg":"EdDSA"}}"#,
+        header["rlm"], header["kid"]
+    ));
+    let token = format!("{reordered}.{}.{}", real[1], real[2]);
+    assert_eq!(
+        tickets.verify_signature(&token).err(),
         Some(TicketError::BadSignature)
     );
     // A flipped signature bit.
@@ -207,11 +269,33 @@ fn a_tampered_payload_or_header_is_refused() {
     signature[5] ^= 1;
     let token = format!("{}.{}.{}", real[0], real[1], b64(signature));
     assert_eq!(
+        tickets.verify_signature(&token).err(),
+        Some(TicketError::BadSignature)
+    );
+    // A better payload with a MAC and signature made with a key rushline does not have, under
+    // our kid.
+    let mut forged = claims();
+    forged.adm = Some(0);
+    let t = segments(
+        &tickets_with(&[&TicketKey::generate()])
+            .sign(&forged)
+            .unwrap(),
+    );
+    let token = format!(
+        "{}.{}.{}",
+        with_kid(&t[0], tickets.current_kid()),
+        t[1],
+        t[2]
+    );
+    assert_eq!(
         tickets.verify(&token).err(),
         Some(TicketError::BadSignature)
     );
+    assert_eq!(
+        tickets.verify_signature(&token).err(),
+        Some(TicketError::BadSignature)
+    );
 }
-
 #[test]
 fn critical_extensions_and_missing_kids_are_refused() {
     let tickets = tickets_with(&[&TicketKey::generate()]);
@@ -241,17 +325,20 @@ fn critical_extensions_and_missing_kids_are_refused() {
 fn a_correctly_signed_ticket_of_another_issuer_or_shape_is_refused() {
     let key = TicketKey::generate();
     let tickets = tickets_with(&[&key]);
-    let header = jws::encoded_header(&key);
     let mut foreign = serde_json::to_value(claims()).unwrap();
     foreign["iss"] = "someone-else".into();
-    let token = jws::sign(&key, &header, &serde_json::to_vec(&foreign).unwrap());
+    let token = jws::sign(&key, &serde_json::to_vec(&foreign).unwrap()).unwrap();
     assert_eq!(tickets.verify(&token).err(), Some(TicketError::WrongIssuer));
+    assert_eq!(
+        tickets.verify_signature(&token).err(),
+        Some(TicketError::WrongIssuer)
+    );
     for payload in [
         br#"{"iss":"rushline"}"#.as_slice(),
         b"not json",
         br#"{"iss":"rushline","sub":"","cid":"x","jti":"00000000-0000-0000-0000-000000000000","iat":0,"exp":0}"#,
     ] {
-        let token = jws::sign(&key, &header, payload);
+        let token = jws::sign(&key, payload).unwrap();
         assert!(
             matches!(tickets.verify(&token), Err(TicketError::Malformed(_))),
             "{}",
@@ -301,7 +388,14 @@ fn the_cache_is_bounded_and_remembers_only_what_verified() {
     let tickets = Tickets::new(TicketKeys::new(vec![TicketKey::generate()]).unwrap(), 64);
     let forged = {
         let t = segments(&tickets.sign(&claims()).unwrap());
-        format!("{}.{}.{}", t[0], t[1], b64([0u8; 64]))
+        let mut better = claims();
+        better.adm = Some(0);
+        format!(
+            "{}.{}.{}",
+            t[0],
+            b64(serde_json::to_vec(&better).unwrap()),
+            t[2]
+        )
     };
     for _ in 0..3 {
         assert_eq!(
@@ -334,7 +428,7 @@ fn the_cache_is_bounded_and_remembers_only_what_verified() {
     // A cached answer is the same claims as a fresh verification.
     assert_eq!(
         *tickets.verify(newest).unwrap(),
-        tickets.verify_uncached(newest).unwrap()
+        tickets.verify_signature(newest).unwrap()
     );
 }
 
