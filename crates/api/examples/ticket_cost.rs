@@ -70,13 +70,13 @@ fn main() {
         for token in &tokens {
             polled.verify(token).expect("warm-up");
         }
-        let per_entry = resident_bytes().saturating_sub(before) / polled.cached().max(1);
+        let grown = resident_bytes().saturating_sub(before);
         let micros = per_round_robin(&tokens, |t| polled.verify(t).map(|c| c.iat));
-        println!(
-            "cache of {capacity:>7} entries: {micros:>7.3} µs/poll ({:>6} remembered, ~{per_entry} \
-             bytes each)",
-            polled.cached()
-        );
+        let memory = match polled.cached() {
+            0 => "nothing remembered".to_owned(),
+            n => format!("{n:>6} remembered, ~{} bytes each", grown / n),
+        };
+        println!("cache of {capacity:>7} entries: {micros:>7.3} µs/poll ({memory})");
         drop(polled);
     }
 }

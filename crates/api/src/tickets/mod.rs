@@ -4,8 +4,8 @@
 //! # Format
 //!
 //! A ticket is a compact JWS (RFC 7515), `alg` `EdDSA` with an Ed25519 key (RFC 8037); its
-//! protected header is `{"alg":"EdDSA","kid":"<kid>","typ":"JWT"}`, where `kid` is the RFC 7638
-//! thumbprint of the signing key's public JWK. The public keys are served as a JWK Set at
+//! protected header is `{"alg":"EdDSA","kid":"<kid>","typ":"JWT","rlm":"<mac>"}`, where `kid` is
+//! the RFC 7638 thumbprint of the signing key's public JWK. The public keys are served as a JWK Set at
 //! `GET /.well-known/jwks.json` ([`Tickets::jwks`]).
 //!
 //! # Claims ([`TicketClaims`])
@@ -43,14 +43,14 @@
 //! and ECDSA algorithm), a missing or unknown `kid`, a signature segment that is not 64 bytes, a
 //! missing or wrong `rlm` ([`Tickets::verify`]) or a bad signature (strict Ed25519: no malleable
 //! signatures or weak keys; [`Tickets::verify_signature`]), claims that do not parse, an `iss`
-//! other than `rushline`. `exp` is *not* checked here: an expired pass is a `403 ticket-expired`, not a
-//! forgery, so the caller judges it ([`TicketClaims::is_expired_pass_at`]).
+//! other than `rushline`. `exp` is *not* checked here: an expired pass is a `403
+//! ticket-expired`, not a forgery, so the caller judges it ([`TicketClaims::is_expired_pass_at`]).
 //! [`Tickets::verify_for`] also refuses a ticket of another campaign.
 //!
 //! # Cost
 //!
 //! An Ed25519 verification costs tens of microseconds, more than a whole accept; the `rlm`
-//! check a few. On top of it every checked ticket is remembered in a bounded cache ([`cache`])
+//! check a few. On top of it every checked ticket is remembered in a bounded cache (`cache.rs`)
 //! keyed by the token's SHA-256, so a poll with a ticket this replica already saw costs a hash
 //! and a lookup (under a microsecond); when more tickets are polled than the cache holds, a
 //! miss costs the `rlm` check, never a signature. Figures in the README
