@@ -452,3 +452,40 @@ fn a_ticket_is_good_only_for_its_own_campaign() {
         Some(TicketError::OtherCampaign)
     );
 }
+
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Whatever a client sends, a check answers an error (or, for a real ticket, the claims),
+        /// never a panic.
+        #[test]
+        fn on_any_string(token in "\\PC{0,3000}|[A-Za-z0-9_.=-]{0,700}") {
+            let tickets = tickets_with(&[&TicketKey::parse("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A").unwrap()]);
+            prop_assert!(tickets.verify(&token).is_err());
+            prop_assert!(tickets.verify_signature(&token).is_err());
+        }
+
+        /// Three well-formed base64url segments of any bytes, the header naming our key.
+        #[test]
+        fn on_any_segments(
+            header in proptest::collection::vec(any::<u8>(), 0..100),
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+            signature in proptest::collection::vec(any::<u8>(), 0..80),
+            kid_header in any::<bool>(),
+        ) {
+            let key = TicketKey::parse("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A").unwrap();
+            let tickets = tickets_with(&[&key]);
+            let header = if kid_header {
+                b64(format!(r#"{{"alg":"EdDSA","kid":"{}","rlm":"{}"}}"#, key.kid(), b64(&header)))
+            } else {
+                b64(&header)
+            };
+            let token = format!("{header}.{}.{}", b64(&payload), b64(&signature));
+            prop_assert!(tickets.verify(&token).is_err());
+            prop_assert!(tickets.verify_signature(&token).is_err());
+        }
+    }
+}
