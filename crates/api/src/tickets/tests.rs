@@ -42,7 +42,7 @@ fn a_signed_ticket_verifies_to_its_claims() {
     let header: serde_json::Value =
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&segments(&token)[0]).unwrap()).unwrap();
     assert_eq!(header["alg"], "EdDSA");
-    assert_eq!(header["kid"], tickets.current_kid());
+    assert_eq!(header["kid"], tickets.current_kid().unwrap());
     assert_eq!(
         URL_SAFE_NO_PAD
             .decode(header["rlm"].as_str().unwrap())
@@ -58,7 +58,7 @@ fn an_independent_verifier_accepts_it_from_the_jwk_set() {
     let tickets = tickets_with(&[&TicketKey::generate(), &TicketKey::generate()]);
     let token = tickets.sign(&claims()).unwrap();
     let jwks: jsonwebtoken::jwk::JwkSet =
-        serde_json::from_value(serde_json::to_value(tickets.jwks()).unwrap()).unwrap();
+        serde_json::from_value(serde_json::to_value(tickets.jwks().unwrap()).unwrap()).unwrap();
     let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
     let jwk = jwks.find(&kid).expect("the ticket's kid is published");
     let mut validation = Validation::new(Algorithm::EdDSA);
@@ -95,6 +95,7 @@ fn rotation_a_previous_key_verifies_an_unknown_one_does_not() {
     assert_eq!(
         after
             .jwks()
+            .unwrap()
             .keys
             .iter()
             .map(|k| k.kid.as_str())
@@ -175,8 +176,14 @@ fn alg_none_is_refused() {
     let payload = b64(serde_json::to_vec(&claims()).unwrap());
     for header in [
         r#"{"alg":"none"}"#.to_owned(),
-        format!(r#"{{"alg":"none","kid":"{}"}}"#, tickets.current_kid()),
-        format!(r#"{{"alg":"None","kid":"{}"}}"#, tickets.current_kid()),
+        format!(
+            r#"{{"alg":"none","kid":"{}"}}"#,
+            tickets.current_kid().unwrap()
+        ),
+        format!(
+            r#"{{"alg":"None","kid":"{}"}}"#,
+            tickets.current_kid().unwrap()
+        ),
     ] {
         for signature in ["", "AA"] {
             let token = format!("{}.{payload}.{signature}", b64(&header));
@@ -223,7 +230,7 @@ fn other_asymmetric_algorithms_are_refused() {
     for alg in ["ES256", "RS256", "PS256", "Ed25519", "EdDSA "] {
         let header = b64(format!(
             r#"{{"alg":"{alg}","kid":"{}"}}"#,
-            tickets.current_kid()
+            tickets.current_kid().unwrap()
         ));
         let token = format!("{header}.{}.{}", real[1], real[2]);
         assert_eq!(
@@ -283,7 +290,7 @@ fn a_tampered_payload_or_header_is_refused() {
     );
     let token = format!(
         "{}.{}.{}",
-        with_kid(&t[0], tickets.current_kid()),
+        with_kid(&t[0], tickets.current_kid().unwrap()),
         t[1],
         t[2]
     );
@@ -300,7 +307,7 @@ fn a_tampered_payload_or_header_is_refused() {
 fn critical_extensions_and_missing_kids_are_refused() {
     let tickets = tickets_with(&[&TicketKey::generate()]);
     let real = segments(&tickets.sign(&claims()).unwrap());
-    let kid = tickets.current_kid();
+    let kid = tickets.current_kid().unwrap();
     for (header, expected) in [
         (
             format!(r#"{{"alg":"EdDSA","kid":"{kid}","crit":["exp"],"exp":1}}"#),
@@ -416,10 +423,11 @@ fn the_cache_is_bounded_and_remembers_only_what_verified() {
     assert!(tickets.cached() > 0);
     let newest = issued.last().unwrap();
     let hash = cache::VerifiedCache::hash(newest);
-    assert!(tickets.0.cache.get(&hash).is_some());
+    assert!(tickets.inner().unwrap().cache.get(&hash).is_some());
     assert!(
         tickets
-            .0
+            .inner()
+            .unwrap()
             .cache
             .get(&cache::VerifiedCache::hash(&issued[0]))
             .is_none()
@@ -488,4 +496,34 @@ mod never_panics {
             prop_assert!(tickets.verify_signature(&token).is_err());
         }
     }
+}
+
+#[tokio::test]
+async fn without_a_key_yet_every_call_is_unavailable_until_one_is_installed() {
+    let tickets = Tickets::awaiting_shared_key(10);
+    assert_eq!(
+        tickets.sign(&claims()).err(),
+        Some(TicketError::KeysUnavailable)
+    );
+    assert_eq!(
+        tickets.verify("a.b.c").err(),
+        Some(TicketError::KeysUnavailable)
+    );
+    assert_eq!(tickets.jwks().err(), Some(TicketError::KeysUnavailable));
+    assert_eq!(tickets.current_kid(), None);
+    let waiting = tokio::spawn({
+        let tickets = tickets.clone();
+        async move { tickets.ready().await }
+    });
+    let key = TicketKey::generate();
+    tickets.install(TicketKeys::new(vec![key.clone()]).unwrap());
+    tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+        .await
+        .expect("ready resolves once a key is installed")
+        .unwrap();
+    // The first key stays: a replica never changes the key it signs with.
+    tickets.install(TicketKeys::new(vec![TicketKey::generate()]).unwrap());
+    assert_eq!(tickets.current_kid(), Some(key.kid()));
+    let token = tickets.sign(&claims()).unwrap();
+    assert!(tickets.verify(&token).is_ok());
 }
