@@ -68,7 +68,6 @@ mod jws;
 pub mod keys;
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use rushline_domain::CampaignId;
 use rushline_queue::Queue;
@@ -336,10 +335,6 @@ pub enum SharedKeyError {
         problem: KeyFormatError,
     },
 }
-
-/// How long an operator should keep a retired key verifying after it stopped signing: the
-/// longest a ticket it signed can be in use (a waiting ticket's lifetime; a pass is shorter).
-pub const RETIRED_KEY_GRACE: Duration = WAITING_LIFETIME;
 
 #[cfg(test)]
 mod tests;
