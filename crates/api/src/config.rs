@@ -94,7 +94,7 @@ pub struct ApiArgs {
     #[arg(long, env = "RUSHLINE_TICKET_KEYS", hide_env_values = true)]
     ticket_keys: Option<String>,
 
-    /// Verified tickets each replica remembers, so a poll skips the signature check; 0 to
+    /// Checked tickets each replica remembers, so a poll skips even the MAC check; 0 to
     /// 10,000,000 (0: none)
     #[arg(long, env = "RUSHLINE_TICKET_CACHE_ENTRIES",
         default_value_t = tickets::DEFAULT_CACHE_ENTRIES as u64,
@@ -137,7 +137,7 @@ pub struct Config {
     /// `RUSHLINE_TICKET_KEYS`: the waiting-room ticket keys, the signing one first; `None`:
     /// the development key shared through Redis (see [`crate::tickets`]).
     pub ticket_keys: Option<TicketKeys>,
-    /// `RUSHLINE_TICKET_CACHE_ENTRIES`: verified tickets remembered per replica.
+    /// `RUSHLINE_TICKET_CACHE_ENTRIES`: checked tickets remembered per replica.
     pub ticket_cache_entries: usize,
 }
 

@@ -45,7 +45,7 @@ use crate::state::{AppState, Parts};
 use crate::tickets::Tickets;
 use crate::waiters::Waiters;
 use crate::waiting_room::WaitingRoom;
-use crate::{http, telemetry, tickets};
+use crate::{http, telemetry};
 
 /// How long shutdown waits for open connections to finish before dropping them. In-flight
 /// requests finish well within it (backing calls are bounded, `?wait=` callers are woken); what
@@ -91,7 +91,7 @@ impl Application {
             ..QueueConfig::new(config.shared.redis_url.clone())
         })
         .context("configuring Redis")?;
-        let tickets = ticket_keys(&config, &queue).await?;
+        let tickets = ticket_keys(&config, &queue, &shutdown);
         let listener = TcpListener::bind(&config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
@@ -144,29 +144,19 @@ impl Application {
     }
 }
 
-/// The configured ticket keys or, unset, the development key shared through Redis: waited for
-/// as patiently as PostgreSQL is, so a stack can start in any order.
-async fn ticket_keys(config: &Config, queue: &Queue) -> anyhow::Result<Tickets> {
-    if let Some(keys) = &config.ticket_keys {
-        return Ok(Tickets::new(keys.clone(), config.ticket_cache_entries));
-    }
-    let deadline = tokio::time::Instant::now() + postgres::STARTUP_PATIENCE;
-    let mut backoff = rushline_runtime::backoff::Backoff::default();
-    loop {
-        match Tickets::shared_in_redis(queue, config.ticket_cache_entries).await {
-            Ok(tickets) => {
-                tracing::warn!(
-                    kid = tickets.current_kid(),
-                    "RUSHLINE_TICKET_KEYS is unset: signing tickets with the key shared in Redis \
-                     (a development default; set the variable in production)"
-                );
-                return Ok(tickets);
-            }
-            Err(tickets::SharedKeyError::Redis(e)) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(error = %e, "Redis not reachable for the shared ticket key; retrying");
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
-            Err(e) => return Err(e).context("sharing the ticket key through Redis"),
+/// The configured ticket keys or, unset, the development key shared through Redis: read in the
+/// background, so the API starts (and answers `503` where it needs a key) while Redis is down.
+fn ticket_keys(config: &Config, queue: &Queue, shutdown: &CancellationToken) -> Tickets {
+    match &config.ticket_keys {
+        Some(keys) => Tickets::new(keys.clone(), config.ticket_cache_entries),
+        None => {
+            let tickets = Tickets::awaiting_shared_key(config.ticket_cache_entries);
+            tokio::spawn(
+                tickets
+                    .clone()
+                    .share_through_redis(queue.clone(), shutdown.clone()),
+            );
+            tickets
         }
     }
 }

@@ -22,6 +22,7 @@
 //! | `rushline_waiting_room_waiting` | gauge | `campaign` | positions handed out and not yet admitted, plus the pre-queue |
 //! | `rushline_waiting_room_outflow_per_second` | gauge | `campaign` | measured advance of the serving counter (~10 s window) |
 //! | `rushline_waiting_room_polls_total` | counter | — | ticket standings answered (`GET …/queue/me`) |
+//! | `rushline_tickets_checked_total` | counter | `result` (`cached`, `verified`, `refused`) | waiting-room tickets checked: from the verified-ticket cache, by their signature, or refused |
 //!
 //! Every label value comes from a closed set, so no client can grow `/metrics` (or the
 //! recorder's memory) by what it sends: `route` is a route template or `unmatched`, `method` a
@@ -80,6 +81,9 @@ pub const WAITING_ROOM_ADMITTED: &str = "rushline_waiting_room_admitted_through"
 pub const WAITING_ROOM_WAITING: &str = "rushline_waiting_room_waiting";
 /// Measured outflow, by `campaign`.
 pub const WAITING_ROOM_OUTFLOW: &str = "rushline_waiting_room_outflow_per_second";
+/// Waiting-room tickets checked, by `result`: `cached` (the verified-ticket cache answered),
+/// `verified` (the signature was checked), `refused`.
+pub const TICKETS_CHECKED: &str = "rushline_tickets_checked_total";
 
 /// Latency buckets (seconds): the hot path answers in about a millisecond, `?wait=` up to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[

@@ -157,6 +157,21 @@ enum Command {
     /// Decision-log entries the workers could never persist: list them, replay them once fixed.
     #[command(subcommand)]
     DeadLetters(dead_letters::DeadLettersCommand),
+    /// Waiting-room ticket signing keys (RUSHLINE_TICKET_KEYS).
+    #[command(subcommand)]
+    TicketKey(TicketKeyCommand),
+}
+
+/// Waiting-room ticket keys.
+#[derive(Subcommand)]
+enum TicketKeyCommand {
+    /// Print a fresh Ed25519 key for RUSHLINE_TICKET_KEYS on standard output (a secret: it signs
+    /// tickets) and its public key id on standard error.
+    ///
+    /// Rotation: append the new key (RUSHLINE_TICKET_KEYS=OLD,NEW) and roll out, so it is
+    /// published; after the JWK Set's cache time (5 minutes) put it first (NEW,OLD) and roll out,
+    /// so it signs; a day later drop OLD.
+    New,
 }
 
 /// Where Redis is and which key namespace the servers use: the same flags for every command that
@@ -356,6 +371,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             reconcile::run(args, format).await
         }
         Command::DeadLetters(command) => dead_letters::run(command, format).await,
+        Command::TicketKey(TicketKeyCommand::New) => {
+            let key = rushline_api::tickets::TicketKey::generate();
+            println!("{}", key.to_secret_string());
+            eprintln!("kid {}", key.kid());
+            Ok(())
+        }
     }
 }
 

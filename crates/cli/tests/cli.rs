@@ -435,3 +435,27 @@ async fn a_waiting_room_is_created_shown_paused_and_rerated() {
     );
     api.stop().await;
 }
+
+#[test]
+fn ticket_key_new_prints_a_fresh_key_the_api_reads() {
+    let new_key = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_rushline"))
+            .args(["ticket-key", "new"])
+            .output()
+            .expect("run rushline");
+        assert!(output.status.success());
+        let key = String::from_utf8(output.stdout).expect("utf-8");
+        let kid = String::from_utf8(output.stderr).expect("utf-8");
+        (key.trim().to_owned(), kid.trim().to_owned())
+    };
+    let (first, first_kid) = new_key();
+    let (second, _) = new_key();
+    assert_ne!(first, second, "each key is fresh");
+    let list = format!("{first},{second}");
+    let config = rushline_api::Config::from_lookup(|name| {
+        (name == "RUSHLINE_TICKET_KEYS").then(|| list.clone())
+    })
+    .expect("the API reads what the CLI prints");
+    let keys = config.ticket_keys.expect("keys");
+    assert_eq!(first_kid, format!("kid {}", keys.current().kid()));
+}

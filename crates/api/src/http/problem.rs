@@ -12,6 +12,7 @@ use rushline_domain::{QueueStanding, RequestId, ValidationError};
 use serde::Serialize;
 
 use crate::rate_limit::Denial;
+use crate::tickets::TicketError;
 use crate::telemetry;
 use crate::waiting_room::{self, Refusal};
 
@@ -172,6 +173,17 @@ impl From<Refusal> for ApiError {
             Refusal::NotYourTurn(standing) => Self::NotYourTurn(standing),
             Refusal::Expired => Self::TicketExpired,
             Refusal::Queue(e) => Self::unavailable(e),
+            Refusal::Tickets(e) => Self::from(e),
+        }
+    }
+}
+
+impl From<TicketError> for ApiError {
+    fn from(e: TicketError) -> Self {
+        match e {
+            TicketError::KeysUnavailable => Self::unavailable(e),
+            TicketError::Encoding(_) => Self::Internal(e.into()),
+            e => Self::TicketInvalid(format!("the Rushline-Ticket does not verify: {e}")),
         }
     }
 }

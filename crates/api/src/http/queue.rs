@@ -71,7 +71,7 @@ async fn join(
             let standing = state
                 .waiting_room
                 .joined(&campaign, &user, &place)
-                .map_err(|e| ApiError::Internal(e.into()))?;
+                .map_err(ApiError::from)?;
             if first {
                 telemetry::waiting_room_joined(&campaign);
             }

@@ -1,5 +1,5 @@
-//! A bounded memory of tickets whose signature was already checked, so a poll pays a SHA-256 of
-//! its ticket and a map lookup instead of an Ed25519 verification.
+//! A bounded memory of tickets already checked, so a poll pays a SHA-256 of its ticket and a map
+//! lookup instead of the `rlm` check (parsing the header and claims, an HMAC).
 //!
 //! Entries are keyed by the SHA-256 of the whole token: a hit means these exact bytes were
 //! verified before (a collision would need a SHA-256 second preimage). The keys never change

@@ -10,9 +10,18 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use hmac::{Hmac, KeyInit, Mac};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Bytes of rushline's own MAC in a ticket's header (`rlm`): HMAC-SHA256 truncated to 128 bits.
+pub const MAC_BYTES: usize = 16;
+
+/// Domain separation of the MAC secret derived from a key's seed.
+const MAC_LABEL: &[u8] = b"rushline ticket rlm v1";
 
 /// The JWS `alg` of every ticket (RFC 8037: Ed25519 under the name EdDSA).
 pub const ALGORITHM: &str = "EdDSA";
@@ -27,6 +36,9 @@ pub struct TicketKey {
     signing: SigningKey,
     verifying: VerifyingKey,
     kid: String,
+    /// HMAC-SHA256 keyed with HMAC-SHA256(seed, [`MAC_LABEL`]): secret as the seed, and a
+    /// different secret from the signing scalar. Cloned per use (it holds the keyed state).
+    mac: HmacSha256,
 }
 
 impl TicketKey {
@@ -43,10 +55,18 @@ impl TicketKey {
         let signing = SigningKey::from_bytes(&seed);
         let verifying = signing.verifying_key();
         let kid = thumbprint(&verifying);
+        // HMAC takes a key of any length (RFC 2104): `new_from_slice` never fails for it.
+        let secret = HmacSha256::new_from_slice(&seed)
+            .expect("HMAC accepts keys of any length")
+            .chain_update(MAC_LABEL)
+            .finalize()
+            .into_bytes();
+        let mac = HmacSha256::new_from_slice(&secret).expect("HMAC accepts keys of any length");
         Self {
             signing,
             verifying,
             kid,
+            mac,
         }
     }
 
@@ -82,6 +102,28 @@ impl TicketKey {
             alg: ALGORITHM,
             key_use: "sig",
         }
+    }
+
+    /// Rushline's MAC of `message` (a payload segment), truncated to [`MAC_BYTES`].
+    pub(crate) fn mac(&self, message: &[u8]) -> [u8; MAC_BYTES] {
+        let tag = self
+            .mac
+            .clone()
+            .chain_update(message)
+            .finalize()
+            .into_bytes();
+        let mut truncated = [0u8; MAC_BYTES];
+        truncated.copy_from_slice(&tag[..MAC_BYTES]);
+        truncated
+    }
+
+    /// Whether `tag` is the MAC of `message`, compared in constant time.
+    pub(crate) fn mac_matches(&self, message: &[u8], tag: &[u8]) -> bool {
+        self.mac
+            .clone()
+            .chain_update(message)
+            .verify_truncated_left(tag)
+            .is_ok()
     }
 
     pub(crate) fn signing(&self) -> &SigningKey {

@@ -59,6 +59,10 @@ pub enum Refusal {
     /// Redis failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// No ticket key yet (the shared development key has not been read from Redis), or a ticket
+    /// could not be signed: not the client's fault (503).
+    #[error(transparent)]
+    Tickets(TicketError),
 }
 
 /// The waiting room's state in this process: tickets and the counter copies.
@@ -94,7 +98,10 @@ impl WaitingRoom {
         let claims = self
             .tickets
             .verify(raw)
-            .map_err(|e| Refusal::Invalid(format!("the Rushline-Ticket does not verify: {e}")))?;
+            .map_err(|e| match e {
+                TicketError::KeysUnavailable => Refusal::Tickets(e),
+                e => Refusal::Invalid(format!("the Rushline-Ticket does not verify: {e}")),
+            })?;
         if &claims.cid != campaign {
             return Err(Refusal::Invalid(
                 "the Rushline-Ticket is for another campaign".into(),
@@ -150,7 +157,7 @@ impl WaitingRoom {
         };
         let standing = self
             .joined(campaign, user, &place)
-            .map_err(|e| Refusal::Invalid(format!("could not sign a ticket: {e}")))?;
+            .map_err(Refusal::Tickets)?;
         Ok(Some(standing))
     }
 }

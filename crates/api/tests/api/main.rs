@@ -11,6 +11,7 @@ mod fuzzed;
 mod helpers;
 mod hostile;
 mod instant;
+mod jwks;
 mod lifecycle;
 mod metrics;
 mod openapi;
