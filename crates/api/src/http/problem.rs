@@ -12,8 +12,8 @@ use rushline_domain::{QueueStanding, RequestId, ValidationError};
 use serde::Serialize;
 
 use crate::rate_limit::Denial;
-use crate::tickets::TicketError;
 use crate::telemetry;
+use crate::tickets::TicketError;
 use crate::waiting_room::{self, Refusal};
 
 /// Seconds a client should wait before retrying a 429/503.

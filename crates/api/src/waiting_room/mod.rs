@@ -95,13 +95,10 @@ impl WaitingRoom {
     /// Verifies a `Rushline-Ticket` for `campaign`: 401 material unless it is well-formed, signed
     /// by one of our keys, and for this campaign.
     pub fn verify(&self, campaign: &CampaignId, raw: &str) -> Result<Arc<TicketClaims>, Refusal> {
-        let claims = self
-            .tickets
-            .verify(raw)
-            .map_err(|e| match e {
-                TicketError::KeysUnavailable => Refusal::Tickets(e),
-                e => Refusal::Invalid(format!("the Rushline-Ticket does not verify: {e}")),
-            })?;
+        let claims = self.tickets.verify(raw).map_err(|e| match e {
+            TicketError::KeysUnavailable => Refusal::Tickets(e),
+            e => Refusal::Invalid(format!("the Rushline-Ticket does not verify: {e}")),
+        })?;
         if &claims.cid != campaign {
             return Err(Refusal::Invalid(
                 "the Rushline-Ticket is for another campaign".into(),
