@@ -208,6 +208,7 @@ impl Api {
             opens_at: None,
             closes_at: None,
             decide: Some(self.decide),
+            waiting_room: None,
         };
         let mut request = self.client.post(self.url("/v1/campaigns")).json(&body);
         if let Some(token) = &self.admin_token {
