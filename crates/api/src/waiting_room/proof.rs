@@ -77,6 +77,18 @@ pub fn work(
     Ok(leading_zero_bits(&digest).min(u32::from(u8::MAX)) as u8)
 }
 
+/// What a `Rushline-Proof` header shows for `user` on `campaign`: the minute it names and its
+/// leading zero bits, with one hash. The minute is not judged here: the join script checks it
+/// against Redis's clock (the one clock every API replica shares), with the bits, in the one
+/// Redis call a join makes.
+pub fn shown(header: &str, campaign: &str, user: &str) -> Result<(i64, u8), ProofError> {
+    let minute: i64 = header
+        .split_once('.')
+        .and_then(|(minute, _)| minute.parse().ok())
+        .ok_or(ProofError::Malformed)?;
+    Ok((minute, work(Some(header), campaign, user, minute)?))
+}
+
 /// Checks `header` for `bits` of work by `user` on `campaign` at the server's `now_minute`.
 pub fn verify(
     header: Option<&str>,
@@ -174,6 +186,16 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn shown_names_the_minute_and_the_bits_without_judging_the_minute() {
+        let proof = solve("c", "u", 8, 5);
+        let (minute, bits) = shown(&proof, "c", "u").unwrap();
+        assert_eq!(minute, 5);
+        assert!(bits >= 8, "{bits}");
+        assert_eq!(shown("5.", "c", "u"), Err(ProofError::Malformed));
+        assert_eq!(shown("-.1", "c", "u"), Err(ProofError::Malformed));
     }
 
     #[test]
