@@ -182,21 +182,25 @@ impl Queue {
         user: &UserId,
         work: ShownWork,
     ) -> Result<JoinOutcome, QueueError> {
-        Ok(match self.waiting_room(campaign, Op::Join(user, work)).await? {
-            Answer::Ok(reply) => {
-                let place = place_of(&reply)
-                    .ok_or_else(|| QueueError::protocol("join reply without a place"))?;
-                JoinOutcome::Joined {
-                    first: reply.first,
-                    place,
+        Ok(
+            match self.waiting_room(campaign, Op::Join(user, work)).await? {
+                Answer::Ok(reply) => {
+                    let place = place_of(&reply)
+                        .ok_or_else(|| QueueError::protocol("join reply without a place"))?;
+                    JoinOutcome::Joined {
+                        first: reply.first,
+                        place,
+                    }
                 }
-            }
-            Answer::NotWarm => JoinOutcome::Unknown,
-            Answer::NoWaitingRoom => JoinOutcome::NoWaitingRoom,
-            Answer::NotOpenYet => JoinOutcome::NotOpenYet,
-            Answer::Closed => JoinOutcome::Closed,
-            Answer::ProofRequired { bits, minute } => JoinOutcome::ProofRequired { bits, minute },
-        })
+                Answer::NotWarm => JoinOutcome::Unknown,
+                Answer::NoWaitingRoom => JoinOutcome::NoWaitingRoom,
+                Answer::NotOpenYet => JoinOutcome::NotOpenYet,
+                Answer::Closed => JoinOutcome::Closed,
+                Answer::ProofRequired { bits, minute } => {
+                    JoinOutcome::ProofRequired { bits, minute }
+                }
+            },
+        )
     }
 
     /// Advances `campaign`'s serving counter to now and returns it.

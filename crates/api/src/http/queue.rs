@@ -8,12 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rushline_domain::{CampaignId, IssueRequest, QueueStanding};
-use rushline_queue::{JoinOutcome, ShownWork};
 use rushline_queue::rate_limit::{UserRequest, Verdict};
+use rushline_queue::{JoinOutcome, ShownWork};
 
 use crate::http::ApiError;
-use crate::http::problem::ProofChallenge;
 use crate::http::extract::{ApiJson, ApiPath, single_header};
+use crate::http::problem::ProofChallenge;
 use crate::http::schemas;
 use crate::rate_limit::{Denial, LimitKind};
 use crate::state::AppState;
@@ -112,13 +112,13 @@ async fn join(
         JoinOutcome::Closed => Err(ApiError::Conflict(
             "the campaign is closed or sold out".into(),
         )),
-        JoinOutcome::ProofRequired { bits, minute } => Err(ApiError::ProofOfWorkRequired(
-            Box::new(ProofChallenge {
+        JoinOutcome::ProofRequired { bits, minute } => {
+            Err(ApiError::ProofOfWorkRequired(Box::new(ProofChallenge {
                 proof_of_work_bits: bits,
                 challenge: proof::challenge(campaign.as_str(), user.as_str(), minute),
                 minute,
-            }),
-        )),
+            })))
+        }
         JoinOutcome::Unknown => Err(ApiError::unavailable(anyhow::anyhow!(
             "campaign {campaign} answered unknown by a warm join"
         ))),

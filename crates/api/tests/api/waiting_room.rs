@@ -661,7 +661,14 @@ async fn a_proof_of_work_campaign_admits_only_joins_that_show_the_work() {
     assert_eq!(response.status(), StatusCode::CREATED);
 
     // Malformed: 400, whatever the campaign asks.
-    for bad in ["abc", "12", "12.", "12.a-b", "x.1", &format!("1.{}", "a".repeat(33))] {
+    for bad in [
+        "abc",
+        "12",
+        "12.",
+        "12.a-b",
+        "x.1",
+        &format!("1.{}", "a".repeat(33)),
+    ] {
         let response = join_with_proof(&app, &campaign, "carol", bad).await;
         let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
         assert!(
