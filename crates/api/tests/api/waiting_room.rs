@@ -667,6 +667,7 @@ async fn a_proof_of_work_campaign_admits_only_joins_that_show_the_work() {
         "12.",
         "12.a-b",
         "x.1",
+        "-1.a",
         &format!("1.{}", "a".repeat(33)),
     ] {
         let response = join_with_proof(&app, &campaign, "carol", bad).await;
