@@ -281,6 +281,55 @@ async fn the_walk_works_360_pixels_wide_with_reduced_motion() {
     walk_on_real(&ENGLISH, phone, "wait-360").await;
 }
 
+/// A campaign asking a proof of work on join: the page solves it with WebCrypto, telling the
+/// person it is checking their browser, and joins the line. `RUSHLINE_POW_BITS` changes the
+/// difficulty (default 12) to measure the page's cost; the solve time is printed.
+#[tokio::test]
+async fn the_page_solves_a_proof_of_work_and_joins_the_line() {
+    let bits: u8 = std::env::var("RUSHLINE_POW_BITS")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(12);
+    let room = RealRoom::start_with_proof_of_work(bits).await;
+    let browser = Browser::launch(&desktop(&ENGLISH)).await;
+    // Open already (paused: nobody is admitted), one person ahead who also solved a proof.
+    let campaign = room.create_campaign(Duration::ZERO, 1).await;
+    assert_eq!(
+        room.campaign(&campaign).await["waiting_room"]["proof_of_work_bits"],
+        bits
+    );
+    browser
+        .goto(&format!("{}/wait/{campaign}?user=u-pow", room.base_url()))
+        .await;
+    browser.await_shown("view-waiting").await;
+    assert_eq!(browser.text("position").await, "2");
+    // The page did the work (the API admits no join without it) and kept its measure.
+    let hashes: u64 = browser
+        .attribute("checking", "data-hashes")
+        .await
+        .expect("the page solved a puzzle")
+        .parse()
+        .expect("hashes");
+    let ms: u64 = browser
+        .attribute("checking", "data-ms")
+        .await
+        .expect("solve time")
+        .parse()
+        .expect("ms");
+    assert!(hashes >= 1);
+    eprintln!(
+        "proof of work, {bits} bits: {hashes} hashes in {ms} ms in headless Chromium ({:.0} hashes/s)",
+        hashes as f64 * 1000.0 / ms.max(1) as f64
+    );
+    assert_eq!(
+        browser.attribute("checking", "hidden").await.as_deref(),
+        Some(""),
+        "the checking message is gone once in line"
+    );
+    browser.close().await;
+    room.stop().await;
+}
+
 /// A crowded API (503 on joining, 429 on submitting) is retried with a polite notice, the
 /// retries and a reload carry the same Idempotency-Key, and one request results.
 #[tokio::test]

@@ -309,6 +309,11 @@ struct CreateArgs {
     /// (default 0); those are shuffled at the opening, ahead of later joiners.
     #[arg(long, requires = "admit_per_second")]
     prequeue_secs: Option<u64>,
+    /// With --admit-per-second: leading zero bits of SHA-256 a join must show, 0-24 (default 0,
+    /// none): a proof of work the /wait page solves in the browser (2^bits hashes on average;
+    /// 16 bits take a phone a second or two).
+    #[arg(long, requires = "admit_per_second")]
+    proof_of_work_bits: Option<u64>,
 }
 
 #[derive(Args)]
@@ -401,6 +406,9 @@ async fn campaign(client: &Client, format: Format, command: CampaignCommand) -> 
                 }
                 if let Some(prequeue) = args.prequeue_secs {
                     room["prequeue_secs"] = json!(prequeue);
+                }
+                if let Some(bits) = args.proof_of_work_bits {
+                    room["proof_of_work_bits"] = json!(bits);
                 }
                 body["waiting_room"] = room;
             }

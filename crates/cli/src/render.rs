@@ -73,8 +73,8 @@ pub fn campaign(format: Format, reply: &Reply<Campaign>) -> anyhow::Result<()> {
     println!("  decide     {}", c.decide);
     if let Some(room) = &c.waiting_room {
         println!(
-            "  waiting    {}/s   pass {} s   pre-queue {} s",
-            room.admit_per_second, room.pass_secs, room.prequeue_secs
+            "  waiting    {}/s   pass {} s   pre-queue {} s   proof of work {} bits",
+            room.admit_per_second, room.pass_secs, room.prequeue_secs, room.proof_of_work_bits
         );
     }
     if let Some(queue) = &c.queue {

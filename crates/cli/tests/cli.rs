@@ -374,10 +374,12 @@ async fn a_waiting_room_is_created_shown_paused_and_rerated() {
             "5",
             "--prequeue-secs",
             "60",
+            "--proof-of-work-bits",
+            "12",
         ])
         .await;
     assert!(
-        created.contains("waiting    5/s   pass 600 s   pre-queue 60 s"),
+        created.contains("waiting    5/s   pass 600 s   pre-queue 60 s   proof of work 12 bits"),
         "{created}"
     );
     let shown = api.ok(&["campaign", "show", "line"]).await;
@@ -385,6 +387,7 @@ async fn a_waiting_room_is_created_shown_paused_and_rerated() {
         shown.contains("queue      joined 0   admitted through 0"),
         "{shown}"
     );
+    assert!(shown.contains("proof of work 12 bits"), "{shown}");
     let paused = api.ok(&["campaign", "admission", "line", "--pause"]).await;
     assert!(paused.contains("PAUSED"), "{paused}");
     let resumed = api

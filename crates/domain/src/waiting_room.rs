@@ -34,6 +34,15 @@ pub struct WaitingRoomOptions {
     )]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 86_400))]
     pub prequeue_secs: Option<u64>,
+    /// Leading zero bits of SHA-256 a join must show (proof of work, `2^bits` hashes on
+    /// average; `Rushline-Proof` header): 0 ..= 24; absent = 0, none asked.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "number::whole_opt"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 24))]
+    pub proof_of_work_bits: Option<u64>,
 }
 
 impl WaitingRoomOptions {
@@ -44,7 +53,8 @@ impl WaitingRoomOptions {
             self.pass_secs
                 .unwrap_or(u64::from(WaitingRoom::DEFAULT_PASS_SECS)),
             self.prequeue_secs.unwrap_or(0),
-        )
+        )?
+        .with_proof_of_work_bits(self.proof_of_work_bits.unwrap_or(0))
     }
 }
 
@@ -62,6 +72,9 @@ pub struct WaitingRoom {
     /// Seconds before `opens_at` the queue takes (pre-queued) joins.
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 86_400))]
     pub prequeue_secs: u32,
+    /// Leading zero bits of SHA-256 a join must show (0: no proof of work asked).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 24))]
+    pub proof_of_work_bits: u8,
 }
 
 impl WaitingRoom {
@@ -73,8 +86,10 @@ impl WaitingRoom {
     pub const MAX_SECS: u64 = 86_400;
     /// `pass_secs` when absent.
     pub const DEFAULT_PASS_SECS: u32 = 600;
+    /// Highest `proof_of_work_bits` (2^24 hashes: well over ten seconds on a phone).
+    pub const MAX_PROOF_OF_WORK_BITS: u64 = 24;
 
-    /// Checks each limit.
+    /// Checks each limit; no proof of work asked (see [`Self::with_proof_of_work_bits`]).
     pub fn new(
         admit_per_second: u64,
         pass_secs: u64,
@@ -98,6 +113,22 @@ impl WaitingRoom {
             admit_per_second,
             pass_secs: pass_secs as u32,
             prequeue_secs: prequeue_secs as u32,
+            proof_of_work_bits: 0,
+        })
+    }
+
+    /// The same room asking `bits` of proof of work on join: 0 ..= 24.
+    pub fn with_proof_of_work_bits(self, bits: u64) -> Result<Self, ValidationError> {
+        if bits > Self::MAX_PROOF_OF_WORK_BITS {
+            return Err(ValidationError::new(
+                "waiting_room.proof_of_work_bits",
+                "must be an integer from 0 to 24",
+            ));
+        }
+        // Fits: at most 24.
+        Ok(Self {
+            proof_of_work_bits: bits as u8,
+            ..self
         })
     }
 }
@@ -180,16 +211,21 @@ mod tests {
             WaitingRoom {
                 admit_per_second: 500,
                 pass_secs: 600,
-                prequeue_secs: 0
+                prequeue_secs: 0,
+                proof_of_work_bits: 0
             }
         );
         assert_eq!(
-            options(r#"{"admit_per_second": 1.0, "pass_secs": 10, "prequeue_secs": 86400}"#)
-                .unwrap(),
+            options(
+                r#"{"admit_per_second": 1.0, "pass_secs": 10, "prequeue_secs": 86400,
+                    "proof_of_work_bits": 24}"#
+            )
+            .unwrap(),
             WaitingRoom {
                 admit_per_second: 1,
                 pass_secs: 10,
-                prequeue_secs: 86_400
+                prequeue_secs: 86_400,
+                proof_of_work_bits: 24
             }
         );
     }
@@ -208,6 +244,10 @@ mod tests {
                 r#"{"admit_per_second": 5, "prequeue_secs": 86401}"#,
                 "prequeue_secs",
             ),
+            (
+                r#"{"admit_per_second": 5, "proof_of_work_bits": 25}"#,
+                "proof_of_work_bits",
+            ),
         ] {
             let err = options(json).unwrap_err();
             assert!(err.contains(field), "{json}: {err}");
@@ -220,6 +260,8 @@ mod tests {
             r#"{"admit_per_second": 1.5}"#,
             r#"{"admit_per_second": -1}"#,
             r#"{"admit_per_second": "5"}"#,
+            r#"{"admit_per_second": 5, "proof_of_work_bits": -1}"#,
+            r#"{"admit_per_second": 5, "proof_of_work_bits": 8.5}"#,
         ] {
             assert!(options(bad).is_err(), "{bad}");
         }

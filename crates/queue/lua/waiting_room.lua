@@ -3,8 +3,9 @@
 --
 -- KEYS[1] meta    campaign hash: ready, opens, closes, remaining, and the waiting room's fields
 --                 waiting_room ("1" when it has one), wr_rate (admit_per_second), wr_pass (pass,
---                 s), wr_prequeue (s), wr_seed (hex), wr_paused ("1" paused), copied from the
---                 record by warm_finish.lua; wr_rate / wr_paused also by op "admission" here
+--                 s), wr_prequeue (s), wr_seed (hex), wr_paused ("1" paused), wr_pow (proof-of-
+--                 work bits a join must show; absent = 0), copied from the record by
+--                 warm_finish.lua; wr_rate / wr_paused also by op "admission" here
 -- KEYS[2] room    hash: joined (positions handed out), through (admitted_through), tokens
 --                 (milli-positions in the bucket), refill (ms the bucket was last refilled at),
 --                 frozen ("1" once the pre-queue is frozen at the opening), trim_through/trim_ms
@@ -18,10 +19,13 @@
 -- ARGV[2] user id (join, place; "" otherwise)
 -- ARGV[3] admission: new admit_per_second ("" = unchanged)
 -- ARGV[4] admission: "1" pause, "0" resume, "" unchanged
+-- ARGV[5] join: leading zero bits the join's proof of work shows ("" or "0": no proof)
+-- ARGV[6] join: the minute (Unix minutes) the proof was solved for ("" without one)
 --
 -- Returns {code} or {code, counter..., place...}:
 --   code "M" not warm (warm the campaign, retry) | "N" no waiting room | "E" join before
---   opens - prequeue | "C" join after the close or once sold out | "OK"
+--   opens - prequeue | "C" join after the close or once sold out | "W" join without enough proof
+--   of work (reply {"W", bits required, current minute by Redis TIME}) | "OK"
 --   counter (OK): now ms, opens ms, joined, prequeued, admitted_through, admit_per_second,
 --     paused 0/1, flow sample ms, flow sample through (the oldest kept: outflow = advance since
 --     it / time since it), pass secs
@@ -54,6 +58,13 @@
 -- they admitted has expired) are trimmed, the newest trimmed one remembered in trim_through /
 -- trim_ms (positions up to it count as admitted at trim_ms: expired).
 --
+-- Proof of work (wr_pow > 0): the API hashes the join's proof once (crates/api/src/waiting_room/
+-- proof.rs) and passes the bits it shows and its minute; a join needs at least wr_pow bits for
+-- the current minute by Redis TIME or one of the two before, so a proof cannot be stockpiled and
+-- every API replica judges staleness by the same clock. Every join needs one, a repeated join
+-- too (the page keeps its proof for the minutes it stays good). It is checked after the closed /
+-- not-open refusals, so no one is asked to solve for a room that would refuse them anyway.
+--
 -- One position per user at a time: a join finds the user's place (places, else pre) and keeps
 -- it unless it expired (the pass ends `pass` after the admission's whole second, as the ticket's
 -- `exp` says); an expired user gets joined + 1 (HINCRBY),
@@ -69,7 +80,7 @@ local meta, room, places, pre, steps, flow = KEYS[1], KEYS[2], KEYS[3], KEYS[4],
 local op, user = ARGV[1], ARGV[2]
 
 local m = redis.call('HMGET', meta, 'ready', 'opens', 'closes', 'remaining', 'waiting_room',
-  'wr_rate', 'wr_pass', 'wr_prequeue', 'wr_seed', 'wr_paused')
+  'wr_rate', 'wr_pass', 'wr_prequeue', 'wr_seed', 'wr_paused', 'wr_pow')
 if m[1] ~= '1' then return {'M'} end
 if m[5] ~= '1' then return {'N'} end
 local t = redis.call('TIME')
@@ -89,6 +100,14 @@ if op == 'join' then
   if m[3] and m[3] ~= '' and now >= tonumber(m[3]) then return {'C'} end
   if tonumber(m[4] or '0') <= 0 then return {'C'} end
   if now < opens - tonumber(m[8]) * 1000 then return {'E'} end
+  local pow = tonumber(m[11] or '0') or 0
+  if pow > 0 then
+    local minute = math.floor(now / 60000)
+    local shown, at = tonumber(ARGV[5]) or 0, tonumber(ARGV[6])
+    if shown < pow or not at or at > minute or at < minute - 2 then
+      return {'W', pow, minute}
+    end
+  end
 end
 
 local r = redis.call('HMGET', room, 'joined', 'through', 'tokens', 'refill', 'frozen',

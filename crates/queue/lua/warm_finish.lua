@@ -8,7 +8,8 @@
 -- entries of an older one)   ARGV[11] decide mode ("queued" or "instant"; accept.lua decides at
 -- once when it reads "instant")   ARGV[12] "1" when the campaign has a waiting room, else ""
 -- ARGV[13] admit_per_second   ARGV[14] pass_secs   ARGV[15] prequeue_secs   ARGV[16] pre-queue
--- seed (hex)   ARGV[17] "1" when admission is paused, else "0" (ARGV[13..17] "" without one)
+-- seed (hex)   ARGV[17] "1" when admission is paused, else "0"   ARGV[18] proof-of-work bits a
+-- join must show (ARGV[13..18] "" without one)
 --
 -- Returns 1 when published, 0 when the token no longer owns the warm-up.
 --
@@ -36,10 +37,10 @@ redis.call('HSET', meta, 'name', ARGV[2], 'stock', stock, 'opens', ARGV[4], 'clo
 redis.call('HDEL', meta, 'warming', 'warm_until', 'rebuild')
 if ARGV[12] == '1' then
   redis.call('HSET', meta, 'waiting_room', '1', 'wr_rate', ARGV[13], 'wr_pass', ARGV[14],
-    'wr_prequeue', ARGV[15], 'wr_seed', ARGV[16], 'wr_paused', ARGV[17])
+    'wr_prequeue', ARGV[15], 'wr_seed', ARGV[16], 'wr_paused', ARGV[17], 'wr_pow', ARGV[18])
 else
   redis.call('HDEL', meta, 'waiting_room', 'wr_rate', 'wr_pass', 'wr_prequeue', 'wr_seed',
-    'wr_paused')
+    'wr_paused', 'wr_pow')
 end
 -- Refusal tallies (sold_out, duplicate) for the operator's stats. They are exact only when the
 -- record holds no decision yet: with no issued row there can be no sold_out or duplicate row

@@ -214,6 +214,8 @@ pub mod meta_field {
     pub const WR_SEED: &str = "wr_seed";
     /// Waiting room: "1" while admission is paused.
     pub const WR_PAUSED: &str = "wr_paused";
+    /// Leading zero bits of proof of work a join must show ("0": none).
+    pub const WR_POW: &str = "wr_pow";
 }
 
 /// Field names of a decision log entry (written by `decide.lua` and `accept.lua`, moved whole by

@@ -83,7 +83,9 @@ pub use notify::{Notifications, Subscriber};
 pub use reconcile::RedisCampaign;
 pub use requeue::Requeued;
 pub use status::CampaignState;
-pub use waiting_room::{JoinOutcome, Placement, QueueCounter, QueuePlace, WaitingRoomRead};
+pub use waiting_room::{
+    JoinOutcome, Placement, QueueCounter, QueuePlace, ShownWork, WaitingRoomRead,
+};
 pub use warm::{WarmError, Warmed};
 
 /// Default bound on a campaign's decision log, in entries (each holds one decided batch, at most

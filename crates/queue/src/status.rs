@@ -74,6 +74,7 @@ impl Queue {
                         meta_field::WR_RATE,
                         meta_field::WR_PASS,
                         meta_field::WR_PREQUEUE,
+                        meta_field::WR_POW,
                     ])
                     .query_async(&mut conn)
                     .await?)
@@ -92,6 +93,7 @@ impl Queue {
             rate,
             pass,
             prequeue,
+            pow,
         ] = fields.as_slice()
         else {
             return Err(QueueError::protocol("campaign state reply"));
@@ -124,8 +126,14 @@ impl Queue {
             waiting_room: match waiting_room.as_deref() {
                 Some("1") => {
                     let secs = |v| Ok::<_, QueueError>(num(v)?.max(0) as u64);
+                    // Absent in a state warmed before proof of work existed: none asked.
+                    let bits = match pow {
+                        None => 0,
+                        Some(_) => secs(pow)?,
+                    };
                     Some(
                         WaitingRoom::new(secs(rate)?, secs(pass)?, secs(prequeue)?)
+                            .and_then(|room| room.with_proof_of_work_bits(bits))
                             .map_err(|e| QueueError::protocol(format!("waiting room: {e}")))?,
                     )
                 }

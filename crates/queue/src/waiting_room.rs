@@ -89,8 +89,26 @@ pub enum JoinOutcome {
     NotOpenYet,
     /// The campaign has closed or sold out.
     Closed,
+    /// The campaign asks for a proof of work the join did not show (none, too few bits, or a
+    /// minute other than Redis's current one or the two before).
+    ProofRequired {
+        /// Leading zero bits the campaign asks.
+        bits: u8,
+        /// Redis's clock in whole minutes since the Unix epoch: the minute to solve for.
+        minute: i64,
+    },
     /// The campaign is not warm in Redis: warm it and retry.
     Unknown,
+}
+
+/// The proof of work a join shows, as the API measured it (the script compares it with the
+/// campaign's difficulty and the minute with Redis's clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShownWork {
+    /// Leading zero bits of the proof's hash (0: no proof).
+    pub bits: u8,
+    /// The minute (since the Unix epoch) the proof was solved for; `None` without a proof.
+    pub minute: Option<i64>,
 }
 
 /// A waiting-room read of a campaign Redis may not hold.
@@ -117,7 +135,7 @@ impl<T> WaitingRoomRead<T> {
 /// The operation `waiting_room.lua` runs.
 #[derive(Clone, Copy)]
 enum Op<'a> {
-    Join(&'a UserId),
+    Join(&'a UserId, ShownWork),
     Place(&'a UserId),
     Counter,
     Admission {
@@ -140,30 +158,49 @@ enum Answer {
     NoWaitingRoom,
     NotOpenYet,
     Closed,
+    ProofRequired { bits: u8, minute: i64 },
 }
 
 impl Queue {
-    /// Joins `user` to `campaign`'s line (see [`JoinOutcome`]); joining again returns the same
-    /// place unless its pass expired.
+    /// Joins `user` to `campaign`'s line without a proof of work (see
+    /// [`Self::join_queue_proven`]).
     pub async fn join_queue(
         &self,
         campaign: &CampaignId,
         user: &UserId,
     ) -> Result<JoinOutcome, QueueError> {
-        Ok(match self.waiting_room(campaign, Op::Join(user)).await? {
-            Answer::Ok(reply) => {
-                let place = place_of(&reply)
-                    .ok_or_else(|| QueueError::protocol("join reply without a place"))?;
-                JoinOutcome::Joined {
-                    first: reply.first,
-                    place,
+        self.join_queue_proven(campaign, user, ShownWork::default())
+            .await
+    }
+
+    /// Joins `user` to `campaign`'s line showing `work` (see [`JoinOutcome`]); joining again
+    /// returns the same place unless its pass expired. Every join of a campaign that asks for a
+    /// proof of work needs one, a repeated join too.
+    pub async fn join_queue_proven(
+        &self,
+        campaign: &CampaignId,
+        user: &UserId,
+        work: ShownWork,
+    ) -> Result<JoinOutcome, QueueError> {
+        Ok(
+            match self.waiting_room(campaign, Op::Join(user, work)).await? {
+                Answer::Ok(reply) => {
+                    let place = place_of(&reply)
+                        .ok_or_else(|| QueueError::protocol("join reply without a place"))?;
+                    JoinOutcome::Joined {
+                        first: reply.first,
+                        place,
+                    }
                 }
-            }
-            Answer::NotWarm => JoinOutcome::Unknown,
-            Answer::NoWaitingRoom => JoinOutcome::NoWaitingRoom,
-            Answer::NotOpenYet => JoinOutcome::NotOpenYet,
-            Answer::Closed => JoinOutcome::Closed,
-        })
+                Answer::NotWarm => JoinOutcome::Unknown,
+                Answer::NoWaitingRoom => JoinOutcome::NoWaitingRoom,
+                Answer::NotOpenYet => JoinOutcome::NotOpenYet,
+                Answer::Closed => JoinOutcome::Closed,
+                Answer::ProofRequired { bits, minute } => {
+                    JoinOutcome::ProofRequired { bits, minute }
+                }
+            },
+        )
     }
 
     /// Advances `campaign`'s serving counter to now and returns it.
@@ -213,7 +250,7 @@ impl Queue {
             Answer::Ok(reply) => Ok(WaitingRoomRead::Ready(answer(reply)?)),
             Answer::NotWarm => Ok(WaitingRoomRead::NotWarm),
             Answer::NoWaitingRoom => Ok(WaitingRoomRead::NoWaitingRoom),
-            Answer::NotOpenYet | Answer::Closed => {
+            Answer::NotOpenYet | Answer::Closed | Answer::ProofRequired { .. } => {
                 Err(QueueError::protocol("join refusal to a read"))
             }
         }
@@ -230,9 +267,27 @@ impl Queue {
             .key(&keys.admission_steps)
             .key(&keys.outflow_samples);
         match op {
-            Op::Join(user) => invocation.arg("join").arg(user.as_str()).arg("").arg(""),
-            Op::Place(user) => invocation.arg("place").arg(user.as_str()).arg("").arg(""),
-            Op::Counter => invocation.arg("counter").arg("").arg("").arg(""),
+            Op::Join(user, work) => invocation
+                .arg("join")
+                .arg(user.as_str())
+                .arg("")
+                .arg("")
+                .arg(work.bits)
+                .arg(work.minute.map(|m| m.to_string()).unwrap_or_default()),
+            Op::Place(user) => invocation
+                .arg("place")
+                .arg(user.as_str())
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg(""),
+            Op::Counter => invocation
+                .arg("counter")
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg(""),
             Op::Admission {
                 admit_per_second,
                 paused,
@@ -244,7 +299,9 @@ impl Queue {
                     None => "",
                     Some(true) => "1",
                     Some(false) => "0",
-                }),
+                })
+                .arg("")
+                .arg(""),
         };
         let reply: Value = self
             .run(|mut conn| async move { Ok(invocation.invoke_async(&mut conn).await?) })
@@ -275,6 +332,12 @@ fn parse_reply(reply: &Value) -> Result<Answer, QueueError> {
         "N" => return Ok(Answer::NoWaitingRoom),
         "E" => return Ok(Answer::NotOpenYet),
         "C" => return Ok(Answer::Closed),
+        "W" => {
+            let bad = || QueueError::protocol(format!("waiting room reply {reply:?}"));
+            let bits = u8::try_from(int(fields.get(1).ok_or_else(bad)?)?).map_err(|_| bad())?;
+            let minute = int(fields.get(2).ok_or_else(bad)?)?;
+            return Ok(Answer::ProofRequired { bits, minute });
+        }
         other => {
             return Err(QueueError::protocol(format!(
                 "waiting room reply {other:?}"

@@ -358,8 +358,16 @@ impl Queue {
                 .arg(wr.room.pass_secs)
                 .arg(wr.room.prequeue_secs)
                 .arg(crate::waiting_room::hex(&wr.prequeue_seed))
-                .arg(if wr.paused { "1" } else { "0" }),
-            None => finish.arg("").arg("").arg("").arg("").arg("").arg(""),
+                .arg(if wr.paused { "1" } else { "0" })
+                .arg(wr.room.proof_of_work_bits),
+            None => finish
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg("")
+                .arg(""),
         };
         let published: i64 = self
             .run(|mut conn| async move { Ok(finish.invoke_async(&mut conn).await?) })

@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::{TimeDelta, Utc};
 use rushline_domain::{CampaignId, UserId, WaitingRoom};
 use rushline_queue::{
-    JoinOutcome, Placement, Queue, QueueCounter, QueuePlace, WaitingRoomRead, keys::meta_field,
+    JoinOutcome, Placement, Queue, QueueCounter, QueuePlace, ShownWork, WaitingRoomRead,
+    keys::meta_field,
 };
 use rushline_testkit::TestEnv;
 use rushline_testkit::eventually;
@@ -440,5 +441,77 @@ async fn a_rebuild_keeps_the_line_and_a_data_loss_empties_it() {
     let (first, again) = join(&queue, &campaign, &user(3)).await;
     assert!(first);
     assert_eq!(position(&again), 1);
+    env.cleanup().await.unwrap();
+}
+
+/// Proof of work (`wr_pow`, copied by the warm-up): the script takes a join that shows enough
+/// bits for Redis's current minute or the two before, and refuses any other with the bits asked
+/// and the current minute — every join, a repeated one too. The campaign view reads it back.
+#[tokio::test]
+async fn a_join_must_show_the_proof_of_work_for_a_recent_minute() {
+    let env = TestEnv::new().await.unwrap();
+    let queue = Queue::new(env.queue_config()).unwrap();
+    let campaign = env
+        .warm_waiting_room_campaign(
+            &queue,
+            10,
+            Utc::now(),
+            room(1, 0).with_proof_of_work_bits(12).unwrap(),
+        )
+        .await
+        .unwrap();
+    let state = queue.campaign_state(&campaign).await.unwrap().unwrap();
+    assert_eq!(state.waiting_room.unwrap().proof_of_work_bits, 12);
+
+    let joining = |work: ShownWork| {
+        let (queue, campaign) = (&queue, &campaign);
+        async move {
+            queue
+                .join_queue_proven(campaign, &user(1), work)
+                .await
+                .unwrap()
+        }
+    };
+    // What is refused; each refusal names the bits and Redis's current minute.
+    let refused_minute = |outcome: JoinOutcome| match outcome {
+        JoinOutcome::ProofRequired { bits: 12, minute } => minute,
+        other => panic!("not refused for its proof: {other:?}"),
+    };
+    let now = refused_minute(joining(ShownWork::default()).await);
+    assert!((now - Utc::now().timestamp() / 60).abs() <= 1);
+    let shown = |bits, minute| ShownWork {
+        bits,
+        minute: Some(minute),
+    };
+    refused_minute(joining(shown(11, now)).await);
+    refused_minute(joining(shown(12, now + 1)).await);
+    refused_minute(joining(shown(12, now - 3)).await);
+
+    // Two minutes back is still good; should the minute turn in between, ask again.
+    let mut minute = now;
+    let place = loop {
+        match joining(shown(12, minute - 2)).await {
+            JoinOutcome::Joined { first, place } => {
+                assert!(first);
+                break place;
+            }
+            outcome => {
+                let turned = refused_minute(outcome);
+                assert!(turned > minute, "refused in the same minute");
+                minute = turned;
+            }
+        }
+    };
+    assert_eq!(position(&place), 1);
+    // A repeated join needs one too.
+    refused_minute(joining(ShownWork::default()).await);
+    match joining(shown(20, minute)).await {
+        JoinOutcome::Joined { first, place } => {
+            assert!(!first);
+            assert_eq!(position(&place), 1);
+        }
+        JoinOutcome::ProofRequired { minute: turned, .. } => assert!(turned > minute),
+        other => panic!("{other:?}"),
+    }
     env.cleanup().await.unwrap();
 }

@@ -24,7 +24,7 @@ pub struct StoredCampaign {
 
 /// The columns a [`CampaignRow`] reads, in every query that reads one.
 pub(crate) const CAMPAIGN_COLUMNS: &str = "id, name, stock, issued, opens_at, closes_at, code_key, \
-     decide, admit_per_second, pass_secs, prequeue_secs, admission_paused";
+     decide, admit_per_second, pass_secs, prequeue_secs, admission_paused, proof_of_work_bits";
 
 /// The code key stays out of logs and panics.
 impl std::fmt::Debug for StoredCampaign {
@@ -52,6 +52,7 @@ pub(crate) struct CampaignRow {
     pass_secs: Option<i32>,
     prequeue_secs: Option<i32>,
     admission_paused: bool,
+    proof_of_work_bits: i16,
 }
 
 /// A campaign row with its rebuild epoch, for a warm-up.
@@ -69,8 +70,10 @@ impl CampaignRow {
             (None, None, None) => None,
             (Some(rate), Some(pass), Some(prequeue)) => {
                 let secs = |n: i32| u64::try_from(n).map_err(StoreError::corrupt);
+                let bits = u64::try_from(self.proof_of_work_bits).map_err(StoreError::corrupt)?;
                 Some(
                     WaitingRoom::new(secs(rate)?, secs(pass)?, secs(prequeue)?)
+                        .and_then(|room| room.with_proof_of_work_bits(bits))
                         .map_err(StoreError::corrupt)?,
                 )
             }
@@ -112,8 +115,9 @@ impl Store {
         self.bounded(async {
             let inserted = sqlx::query(
                 "INSERT INTO campaigns (id, name, stock, opens_at, closes_at, code_key, decide,
-                     admit_per_second, pass_secs, prequeue_secs, prequeue_seed)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                     admit_per_second, pass_secs, prequeue_secs, prequeue_seed,
+                     proof_of_work_bits)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(spec.id.as_str())
             .bind(spec.name.as_str())
@@ -126,6 +130,7 @@ impl Store {
             .bind(room.map(|r| r.pass_secs as i32))
             .bind(room.map(|r| r.prequeue_secs as i32))
             .bind(seed)
+            .bind(room.map_or(0, |r| i16::from(r.proof_of_work_bits)))
             .execute(&self.pool)
             .await;
             match inserted {

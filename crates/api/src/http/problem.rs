@@ -67,6 +67,14 @@ pub enum ApiError {
     /// `Retry-After` and the standing's figures as extension members.
     #[error("not your turn yet: the serving counter has not reached your position")]
     NotYourTurn(Box<QueueStanding>),
+    /// 403 `proof-of-work-required`: a join of a campaign that asks for a proof of work showed
+    /// none, too little, or one for a stale minute; carries the puzzle as extension members.
+    #[error(
+        "this waiting room asks for a proof of work: find a nonce (1-32 ASCII letters or digits) \
+         such that SHA-256(challenge + nonce) starts with proof_of_work_bits zero bits, and join \
+         again with Rushline-Proof: <minute>.<nonce>"
+    )]
+    ProofOfWorkRequired(Box<ProofChallenge>),
     /// 403 `ticket-expired`: admitted more than the campaign's `pass_secs` ago.
     #[error("the ticket's pass has expired; join the queue again for a new position")]
     TicketExpired,
@@ -102,6 +110,17 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// The puzzle a `proof-of-work-required` refusal sets (its extension members).
+#[derive(Debug, Serialize)]
+pub struct ProofChallenge {
+    /// Leading zero bits asked.
+    pub proof_of_work_bits: u8,
+    /// The text to hash, without the nonce.
+    pub challenge: String,
+    /// The server's current minute, the one `challenge` names.
+    pub minute: i64,
+}
+
 #[derive(Serialize)]
 struct Problem<'a> {
     r#type: String,
@@ -114,6 +133,9 @@ struct Problem<'a> {
     /// Extension members of a `not-your-turn`.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     standing: Option<Figures>,
+    /// Extension members of a `proof-of-work-required`.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    puzzle: Option<&'a ProofChallenge>,
 }
 
 /// Where a ticket that is not admitted yet stands (`not-your-turn`'s extension members).
@@ -145,6 +167,7 @@ impl ApiError {
             Self::TicketOtherUser => (StatusCode::FORBIDDEN, "ticket-other-user"),
             Self::NotYourTurn(_) => (StatusCode::FORBIDDEN, "not-your-turn"),
             Self::TicketExpired => (StatusCode::FORBIDDEN, "ticket-expired"),
+            Self::ProofOfWorkRequired(_) => (StatusCode::FORBIDDEN, "proof-of-work-required"),
             Self::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Unavailable(_) | Self::MaybeQueued { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -224,6 +247,10 @@ impl IntoResponse for ApiError {
                     ahead: standing.ahead,
                     eta_secs: standing.eta_secs,
                 }),
+                _ => None,
+            },
+            puzzle: match &self {
+                Self::ProofOfWorkRequired(puzzle) => Some(puzzle.as_ref()),
                 _ => None,
             },
         };

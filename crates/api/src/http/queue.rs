@@ -8,18 +8,22 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rushline_domain::{CampaignId, IssueRequest, QueueStanding};
-use rushline_queue::JoinOutcome;
 use rushline_queue::rate_limit::{UserRequest, Verdict};
+use rushline_queue::{JoinOutcome, ShownWork};
 
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, single_header};
+use crate::http::problem::ProofChallenge;
 use crate::http::schemas;
 use crate::rate_limit::{Denial, LimitKind};
 use crate::state::AppState;
 use crate::telemetry;
+use crate::waiting_room::proof;
 
 /// The header a ticket travels in.
 pub const TICKET_HEADER: &str = "rushline-ticket";
+/// The header a join's proof of work travels in: `<minute>.<nonce>`.
+pub const PROOF_HEADER: &str = "rushline-proof";
 
 /// Waiting-room routes.
 pub fn router() -> Router<AppState> {
@@ -34,11 +38,15 @@ pub fn router() -> Router<AppState> {
     tag = "waiting room",
     summary = "Join a campaign's waiting room",
     request_body = schemas::IssueRequest,
-    params(("id" = String, Path, description = "Campaign id")),
+    params(
+        ("id" = String, Path, description = "Campaign id"),
+        ("Rushline-Proof" = Option<String>, Header, description = "Proof of work, `<minute>.<nonce>` (nonce: 1-32 ASCII letters or digits), for a campaign whose `waiting_room.proof_of_work_bits` is above 0: SHA-256 of the `403 proof-of-work-required`'s `challenge` followed by the nonce starts with that many zero bits; good for the minute it names and the two after. Every join of such a campaign needs one", pattern = r"^[0-9]{1,15}\.[A-Za-z0-9]{1,32}$"),
+    ),
     responses(
         (status = 201, description = "Joined: a new position (or a place in the pre-queue), with its ticket", body = schemas::QueueStanding),
         (status = 200, description = "Joined before: the same place, with fresh figures and a ticket", body = schemas::QueueStanding),
-        (status = 400, description = "The body does not parse or validate", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body does not parse or validate, or Rushline-Proof is malformed or repeated", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`proof-of-work-required`: the campaign asks for a proof of work and the join showed none, too little, or one for a stale minute; `proof_of_work_bits`, `challenge` and `minute` say what to solve", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such campaign, or it has no waiting room", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The waiting room is not open (before `opens_at − prequeue_secs`, or the campaign closed or sold out)", body = schemas::Problem, content_type = "application/problem+json"),
@@ -51,15 +59,28 @@ pub fn router() -> Router<AppState> {
 async fn join(
     State(state): State<AppState>,
     ApiPath(campaign): ApiPath<String>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<IssueRequest>,
 ) -> Result<Response, ApiError> {
     let campaign = CampaignId::parse(campaign).map_err(|_| ApiError::no_such_campaign())?;
     let user = body.user_id;
+    // One hash, before any Redis call; the script judges the bits and the minute.
+    let work = match single_header(&headers, PROOF_HEADER)? {
+        None => ShownWork::default(),
+        Some(header) => {
+            let (minute, bits) = proof::shown(header, campaign.as_str(), user.as_str())
+                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            ShownWork {
+                bits,
+                minute: Some(minute),
+            }
+        }
+    };
     limit_user(&state, &campaign, &user).await?;
     let (queue, campaign_ref, user_ref) = (&state.queue, &campaign, &user);
     let outcome = state
         .warmed(&campaign, || async move {
-            match queue.join_queue(campaign_ref, user_ref).await {
+            match queue.join_queue_proven(campaign_ref, user_ref, work).await {
                 Ok(JoinOutcome::Unknown) => Ok(None),
                 Ok(outcome) => Ok(Some(outcome)),
                 Err(e) => Err(ApiError::unavailable(e)),
@@ -91,6 +112,13 @@ async fn join(
         JoinOutcome::Closed => Err(ApiError::Conflict(
             "the campaign is closed or sold out".into(),
         )),
+        JoinOutcome::ProofRequired { bits, minute } => {
+            Err(ApiError::ProofOfWorkRequired(Box::new(ProofChallenge {
+                proof_of_work_bits: bits,
+                challenge: proof::challenge(campaign.as_str(), user.as_str(), minute),
+                minute,
+            })))
+        }
         JoinOutcome::Unknown => Err(ApiError::unavailable(anyhow::anyhow!(
             "campaign {campaign} answered unknown by a warm join"
         ))),

@@ -41,4 +41,17 @@ pub struct Problem {
     /// Extension member of a `not-your-turn`: estimated seconds until admission.
     #[serde(skip_serializing_if = "Option::is_none")]
     eta_secs: Option<f64>,
+    /// Extension member of a join's `403 proof-of-work-required`: leading zero bits the
+    /// SHA-256 of `challenge` followed by a nonce must have.
+    #[schema(minimum = 1, maximum = 24)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    proof_of_work_bits: Option<u8>,
+    /// Extension member of a `proof-of-work-required`: the text to hash, without the nonce
+    /// (`rushline-pow:v1:<campaign>:<user>:<minute>:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    challenge: Option<String>,
+    /// Extension member of a `proof-of-work-required`: the server's current minute (Unix
+    /// minutes), the one `challenge` names; send `Rushline-Proof: <minute>.<nonce>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minute: Option<i64>,
 }

@@ -22,6 +22,8 @@ pub const MAX_BITS: u8 = 24;
 const GRACE_MINUTES: i64 = 2;
 /// Longest nonce accepted.
 const MAX_NONCE: usize = 32;
+/// Most digits of a minute (minutes since the epoch have 8 until the year 2160).
+const MAX_MINUTE_DIGITS: usize = 15;
 
 /// Why a proof was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,8 +31,12 @@ pub enum ProofError {
     /// No `Rushline-Proof` header.
     #[error("this waiting room asks for a proof of work (Rushline-Proof header)")]
     Missing,
-    /// Not `<minute>.<nonce>` with a nonce of 1 to 32 letters and digits.
-    #[error("Rushline-Proof must be <minute>.<nonce> (nonce: 1-32 ASCII letters or digits)")]
+    /// Not `<minute>.<nonce>` with a minute of 1 to 15 digits and a nonce of 1 to 32 letters and
+    /// digits.
+    #[error(
+        "Rushline-Proof must be <minute>.<nonce> (minute: 1-15 digits; nonce: 1-32 ASCII letters \
+         or digits)"
+    )]
     Malformed,
     /// The minute is not the server's current one or one of the two before.
     #[error("the proof's minute is stale or in the future; solve it for the current minute")]
@@ -59,7 +65,7 @@ pub fn work(
         return Ok(0);
     };
     let (minute, nonce) = header.split_once('.').ok_or(ProofError::Malformed)?;
-    let minute: i64 = minute.parse().map_err(|_| ProofError::Malformed)?;
+    let minute = parse_minute(minute)?;
     if nonce.is_empty()
         || nonce.len() > MAX_NONCE
         || !nonce.bytes().all(|b| b.is_ascii_alphanumeric())
@@ -75,6 +81,16 @@ pub fn work(
         .finalize();
     // At most 256; capped where no campaign's difficulty reaches.
     Ok(leading_zero_bits(&digest).min(u32::from(u8::MAX)) as u8)
+}
+
+/// What a `Rushline-Proof` header shows for `user` on `campaign`: the minute it names and its
+/// leading zero bits, with one hash. The minute is not judged here: the join script checks it
+/// against Redis's clock (the one clock every API replica shares), with the bits, in the one
+/// Redis call a join makes.
+pub fn shown(header: &str, campaign: &str, user: &str) -> Result<(i64, u8), ProofError> {
+    let (minute, _) = header.split_once('.').ok_or(ProofError::Malformed)?;
+    let minute = parse_minute(minute)?;
+    Ok((minute, work(Some(header), campaign, user, minute)?))
 }
 
 /// Checks `header` for `bits` of work by `user` on `campaign` at the server's `now_minute`.
@@ -96,6 +112,17 @@ pub fn verify(
     } else {
         Err(ProofError::Insufficient)
     }
+}
+
+/// 1 to 15 ASCII digits, as the OpenAPI pattern says (no sign: `i64::from_str` would take one).
+fn parse_minute(text: &str) -> Result<i64, ProofError> {
+    if text.is_empty()
+        || text.len() > MAX_MINUTE_DIGITS
+        || !text.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(ProofError::Malformed);
+    }
+    text.parse().map_err(|_| ProofError::Malformed)
 }
 
 fn leading_zero_bits(digest: &[u8]) -> u32 {
@@ -166,6 +193,9 @@ mod tests {
             "1.",
             "1.a-b",
             "1.é",
+            "+1.a",
+            "-1.a",
+            "1234567890123456.a",
             &format!("1.{}", "a".repeat(33)),
         ] {
             assert_eq!(
@@ -174,6 +204,16 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn shown_names_the_minute_and_the_bits_without_judging_the_minute() {
+        let proof = solve("c", "u", 8, 5);
+        let (minute, bits) = shown(&proof, "c", "u").unwrap();
+        assert_eq!(minute, 5);
+        assert!(bits >= 8, "{bits}");
+        assert_eq!(shown("5.", "c", "u"), Err(ProofError::Malformed));
+        assert_eq!(shown("-.1", "c", "u"), Err(ProofError::Malformed));
     }
 
     #[test]

@@ -544,7 +544,7 @@ async fn a_waiting_room_is_paused_resumed_and_rerated() {
     let created: Value = created.json().await.unwrap();
     assert_eq!(
         created["waiting_room"],
-        json!({"admit_per_second": 1, "pass_secs": 600, "prequeue_secs": 30})
+        json!({"admit_per_second": 1, "pass_secs": 600, "prequeue_secs": 30, "proof_of_work_bits": 0})
     );
     let id = created["id"].as_str().unwrap().to_owned();
     let campaign = CampaignId::parse(id.clone()).unwrap();

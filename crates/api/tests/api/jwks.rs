@@ -154,6 +154,10 @@ async fn without_configured_keys_every_replica_signs_with_the_one_key_shared_in_
     let shared = TicketKey::parse(&stored).expect("a usable key");
     let tickets: Vec<&Tickets> = replicas.iter().map(|r| &r.state().tickets).collect();
     for t in &tickets {
+        // Each replica loads the shared key in the background: await it, not the race.
+        tokio::time::timeout(std::time::Duration::from_secs(10), t.ready())
+            .await
+            .expect("the shared key loads");
         assert_eq!(t.current_kid().unwrap(), shared.kid());
         assert_eq!(t.jwks().unwrap().keys.len(), 1);
     }

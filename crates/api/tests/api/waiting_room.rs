@@ -532,3 +532,182 @@ async fn an_expired_pass_is_refused_and_joining_again_goes_to_the_back() {
     assert_eq!(again["position"], 3, "{again}");
     app.stop().await;
 }
+
+/// Leading zero bits of SHA-256(`challenge` + `nonce`): the puzzle, computed here apart from the
+/// API's own code.
+fn pow_bits(challenge: &str, nonce: &str) -> u32 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(challenge)
+        .chain_update(nonce)
+        .finalize();
+    let mut bits = 0;
+    for byte in digest.iter() {
+        if *byte != 0 {
+            return bits + byte.leading_zeros();
+        }
+        bits += 8;
+    }
+    bits
+}
+
+/// A `Rushline-Proof` for `challenge` (which names `minute`) with at least `bits` zero bits and
+/// whose nonce does NOT also hold for `other` (so a test of a wrong subject cannot pass by luck).
+fn solve(challenge: &str, minute: i64, bits: u32, other: Option<&str>) -> String {
+    let nonce = (0u64..)
+        .map(|n| format!("{n:x}"))
+        .find(|nonce| {
+            pow_bits(challenge, nonce) >= bits
+                && other.is_none_or(|other| pow_bits(other, nonce) < bits)
+        })
+        .unwrap();
+    format!("{minute}.{nonce}")
+}
+
+async fn join_with_proof(app: &TestApp, campaign: &str, user: &str, proof: &str) -> Response {
+    app.client
+        .post(app.url(&format!("/v1/campaigns/{campaign}/queue")))
+        .header("Rushline-Proof", proof)
+        .json(&json!({"user_id": user}))
+        .send()
+        .await
+        .expect("POST queue")
+}
+
+/// Joins without a proof and returns the `proof-of-work-required` puzzle: (challenge, minute).
+async fn puzzle(app: &TestApp, campaign: &str, user: &str, bits: u64) -> (String, i64) {
+    let problem = assert_problem(join(app, campaign, user).await, StatusCode::FORBIDDEN).await;
+    assert!(
+        problem["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("proof-of-work-required"),
+        "{problem}"
+    );
+    assert_eq!(problem["proof_of_work_bits"], bits, "{problem}");
+    let minute = problem["minute"].as_i64().unwrap();
+    let now_minute = Utc::now().timestamp() / 60;
+    assert!((now_minute - minute).abs() <= 1, "{problem}");
+    let challenge = problem["challenge"].as_str().unwrap().to_owned();
+    assert_eq!(
+        challenge,
+        format!("rushline-pow:v1:{campaign}:{user}:{minute}:")
+    );
+    (challenge, minute)
+}
+
+#[tokio::test]
+async fn a_proof_of_work_campaign_admits_only_joins_that_show_the_work() {
+    let app = spawn_app().await;
+    let bits = 10;
+    let campaign = waiting_room_campaign(
+        &app,
+        5,
+        json!({"admit_per_second": 1, "proof_of_work_bits": bits}),
+        json!({}),
+    )
+    .await;
+    let view = app.campaign(&campaign).await;
+    assert_eq!(view["waiting_room"]["proof_of_work_bits"], bits);
+
+    // No proof: 403 with the puzzle. Solved: 201, a position.
+    let (challenge, minute) = puzzle(&app, &campaign, "alice", bits).await;
+    let bob_challenge = format!("rushline-pow:v1:{campaign}:bob:{minute}:");
+    let proof = solve(&challenge, minute, bits as u32, Some(&bob_challenge));
+    let response = join_with_proof(&app, &campaign, "alice", &proof).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let standing: Value = response.json().await.unwrap();
+    assert_eq!(standing["position"], 1, "{standing}");
+
+    // Every join needs a proof, a repeated one too; the same proof stays good (200, same place).
+    let (_, _) = puzzle(&app, &campaign, "alice", bits).await;
+    let response = join_with_proof(&app, &campaign, "alice", &proof).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let again: Value = response.json().await.unwrap();
+    assert_eq!(again["position"], 1, "{again}");
+
+    // Alice's proof is not Bob's (chosen above not to hold for him by luck).
+    let refused = |response: Response| async move {
+        let problem = assert_problem(response, StatusCode::FORBIDDEN).await;
+        assert!(
+            problem["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("proof-of-work-required"),
+            "{problem}"
+        );
+        assert!(problem["challenge"].is_string() && problem["minute"].is_i64());
+    };
+    refused(join_with_proof(&app, &campaign, "bob", &proof).await).await;
+
+    // Too few bits: a nonce whose hash starts with a one bit.
+    let weak = (0u64..)
+        .map(|n| format!("{n:x}"))
+        .find(|nonce| pow_bits(&bob_challenge, nonce) == 0)
+        .unwrap();
+    refused(join_with_proof(&app, &campaign, "bob", &format!("{minute}.{weak}")).await).await;
+
+    // Stale (three minutes back) or ahead of the server's clock: refused though solved.
+    for stale in [minute - 3, minute + 2] {
+        let text = format!("rushline-pow:v1:{campaign}:bob:{stale}:");
+        let proof = solve(&text, stale, bits as u32, None);
+        refused(join_with_proof(&app, &campaign, "bob", &proof).await).await;
+    }
+    // The minute before the current one is still good (and stays so if the minute turns).
+    let previous = minute - 1;
+    let text = format!("rushline-pow:v1:{campaign}:bob:{previous}:");
+    let proof = solve(&text, previous, bits as u32, None);
+    let response = join_with_proof(&app, &campaign, "bob", &proof).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    // Malformed: 400, whatever the campaign asks.
+    for bad in [
+        "abc",
+        "12",
+        "12.",
+        "12.a-b",
+        "x.1",
+        "-1.a",
+        &format!("1.{}", "a".repeat(33)),
+    ] {
+        let response = join_with_proof(&app, &campaign, "carol", bad).await;
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("Rushline-Proof"),
+            "{bad}: {problem}"
+        );
+    }
+    // Polls never need a proof: the ticket is the proof.
+    let response = me(&app, &campaign, standing["ticket"].as_str()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn proof_of_work_is_off_by_default_and_bounded() {
+    let app = spawn_app().await;
+    let campaign = waiting_room_campaign(&app, 5, json!({"admit_per_second": 1}), json!({})).await;
+    let view = app.campaign(&campaign).await;
+    assert_eq!(view["waiting_room"]["proof_of_work_bits"], 0);
+    let (status, _) = joined(&app, &campaign, "dora").await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    for bad in [json!(25), json!(-1), json!(8.5), json!("8")] {
+        let response = app
+            .create_campaign(&json!({"name": "n", "stock": 1,
+                "waiting_room": {"admit_per_second": 1, "proof_of_work_bits": bad}}))
+            .await;
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("proof_of_work_bits"),
+            "{bad}: {problem}"
+        );
+    }
+    app.stop().await;
+}

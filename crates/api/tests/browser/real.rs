@@ -13,6 +13,8 @@ use reqwest::StatusCode;
 use rushline_testkit::app::{TestApp, spawn_app};
 use serde_json::{Value, json};
 
+use rushline_api::waiting_room::proof::verify;
+
 use super::WaitingRoom;
 
 const ADMIN_TOKEN: &str = "browser-admin-token";
@@ -23,17 +25,58 @@ const CREEP_PER_SECOND: u32 = 4;
 pub struct RealRoom {
     app: TestApp,
     client: reqwest::Client,
+    /// `waiting_room.proof_of_work_bits` of the campaigns it creates.
+    proof_of_work_bits: u8,
 }
 
 impl RealRoom {
     pub async fn start() -> Self {
+        Self::start_with_proof_of_work(0).await
+    }
+
+    /// Its campaigns ask each join for `bits` of proof of work.
+    pub async fn start_with_proof_of_work(bits: u8) -> Self {
         let app = spawn_app(ADMIN_TOKEN, 1)
             .await
             .expect("the API and a worker");
         Self {
             app,
             client: reqwest::Client::new(),
+            proof_of_work_bits: bits,
         }
+    }
+
+    /// Joins `user` as the page does: without a proof first, then with the one the refusal asks.
+    async fn join(&self, campaign: &str, user: &str) -> reqwest::Response {
+        let url = format!("{}/v1/campaigns/{campaign}/queue", self.app.url);
+        let body = json!({"user_id": user});
+        let response = self
+            .client
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST queue");
+        if response.status() != StatusCode::FORBIDDEN {
+            return response;
+        }
+        let puzzle: Value = response.json().await.expect("problem json");
+        let minute = puzzle["minute"].as_i64().expect("minute");
+        let bits = puzzle["proof_of_work_bits"].as_u64().expect("bits") as u8;
+        let nonce = (0u64..)
+            .map(|n| format!("{n:x}"))
+            .find(|nonce| {
+                let header = format!("{minute}.{nonce}");
+                verify(Some(&header), campaign, user, bits, minute).is_ok()
+            })
+            .expect("a nonce");
+        self.client
+            .post(&url)
+            .header("Rushline-Proof", format!("{minute}.{nonce}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST queue with a proof")
     }
 
     pub async fn stop(self) {
@@ -91,7 +134,8 @@ impl WaitingRoom for RealRoom {
                 "name": "Concert presale",
                 "stock": 100,
                 "opens_at": opens_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                "waiting_room": {"admit_per_second": CREEP_PER_SECOND, "prequeue_secs": 3600},
+                "waiting_room": {"admit_per_second": CREEP_PER_SECOND, "prequeue_secs": 3600,
+                    "proof_of_work_bits": self.proof_of_work_bits},
             }))
             .send()
             .await
@@ -103,13 +147,7 @@ impl WaitingRoom for RealRoom {
             .to_owned();
         self.admission(&campaign, json!({"paused": true})).await;
         for n in 0..already_waiting {
-            let response = self
-                .client
-                .post(format!("{}/v1/campaigns/{campaign}/queue", self.app.url))
-                .json(&json!({"user_id": format!("crowd-{n}")}))
-                .send()
-                .await
-                .expect("POST queue");
+            let response = self.join(&campaign, &format!("crowd-{n}")).await;
             assert_eq!(response.status(), StatusCode::CREATED);
         }
         campaign
