@@ -178,14 +178,10 @@ pub struct AdmissionChange {
 }
 
 impl AdmissionChange {
-    /// The rate checked (`None`: unchanged); a body that changes nothing is refused.
+    /// The rate checked (`None`: unchanged). A body that changes nothing (`{}`, or only
+    /// `null`s, which the schema allows) is a valid no-op: the answer is the campaign as it
+    /// stands, as a read would show it.
     pub fn validate(self) -> Result<(Option<u32>, Option<bool>), ValidationError> {
-        if self.admit_per_second.is_none() && self.paused.is_none() {
-            return Err(ValidationError::new(
-                "body",
-                "must set admit_per_second, paused or both",
-            ));
-        }
         Ok((
             self.admit_per_second.map(admit_rate).transpose()?,
             self.paused,
@@ -268,7 +264,7 @@ mod tests {
     }
 
     #[test]
-    fn an_admission_change_must_change_something() {
+    fn an_admission_change_is_checked_and_may_change_nothing() {
         let change = |json: &str| {
             serde_json::from_str::<AdmissionChange>(json)
                 .map_err(|e| e.to_string())
@@ -279,7 +275,11 @@ mod tests {
             change(r#"{"admit_per_second": 20, "paused": false}"#).unwrap(),
             (Some(20), Some(false))
         );
-        assert!(change("{}").is_err());
+        assert_eq!(change("{}").unwrap(), (None, None));
+        assert_eq!(
+            change(r#"{"admit_per_second": null, "paused": null}"#).unwrap(),
+            (None, None)
+        );
         assert!(change(r#"{"admit_per_second": 0}"#).is_err());
         assert!(change(r#"{"paused": "yes"}"#).is_err());
         assert!(change(r#"{"rate": 5}"#).is_err());

@@ -299,7 +299,7 @@ fn not_growable(status: CampaignStatus) -> ApiError {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Changed; the campaign with its waiting room and queue", body = schemas::CampaignView),
-        (status = 400, description = "The body does not parse or validate (it must set admit_per_second, paused or both)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body does not parse or validate (a body that sets neither field changes nothing and answers 200)", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = schemas::Problem, content_type = "application/problem+json"),

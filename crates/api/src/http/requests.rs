@@ -44,6 +44,7 @@ pub fn router() -> Router<AppState> {
     params(
         ("id" = String, Path, description = "Campaign id"),
         ("Idempotency-Key" = Option<IdempotencyKey>, Header, description = "1-128 printable ASCII characters, at most once; retries with it return the same request"),
+        ("Rushline-Ticket" = Option<String>, Header, description = "A campaign with a waiting room: the user's admitted ticket (from POST /v1/campaigns/{id}/queue or GET /v1/campaigns/{id}/queue/me)"),
     ),
     responses(
         (status = 202, description = "Queued", body = schemas::AcceptedView, headers(("Location" = String, description = "The request's status URL"))),
@@ -52,6 +53,8 @@ pub fn router() -> Router<AppState> {
         (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not application/json", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A campaign with a waiting room, and no Rushline-Ticket, or one that is malformed, forged or another campaign's", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The ticket is another user's; or not admitted yet (`type` ending `not-your-turn`, with `Retry-After` and the extension members `position`, `admitted_through`, `ahead`, `eta_secs`); or its pass expired (`type` ending `ticket-expired`)", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Only on not-your-turn: seconds until the next look"))),
         (status = 404, description = "No such campaign", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Campaign scheduled or closed", body = schemas::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Idempotency-Key reused with another user_id", body = schemas::Problem, content_type = "application/problem+json"),

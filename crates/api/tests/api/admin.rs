@@ -640,8 +640,14 @@ async fn admission_needs_a_waiting_room_and_a_valid_change() {
         .await
         .unwrap();
     let id = created["id"].as_str().unwrap();
+    // A change of nothing is a no-op that answers the campaign as it stands.
+    for nothing in [json!({}), json!({"admit_per_second": null, "paused": null})] {
+        let response = admission(&app, id, nothing).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let view: Value = response.json().await.unwrap();
+        assert_eq!(view["waiting_room"]["admit_per_second"], 10);
+    }
     for bad in [
-        json!({}),
         json!({"admit_per_second": 0}),
         json!({"admit_per_second": 1_000_001}),
         json!({"admit_per_second": 2.5}),
