@@ -179,7 +179,10 @@ async fn waiting_room_storm_admits_everyone_fairly_and_reports_its_rates() {
     assert_eq!(figures["drain_users_done"], 1_500.0, "{figures:?}");
     assert_eq!(figures["prequeued_users"], 300.0, "{figures:?}");
     assert!(figures["drain_probes"] >= 20.0, "{figures:?}");
-    assert_eq!(verdict.issued, 1_500, "every admitted user's request issued");
+    assert_eq!(
+        verdict.issued, 1_500,
+        "every admitted user's request issued"
+    );
     for figure in [
         "accept_rate",
         "join_rate",

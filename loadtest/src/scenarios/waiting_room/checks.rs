@@ -75,7 +75,10 @@ pub fn positions(members: &[Member], users: &[String], joined: Option<u64>) -> V
     let changed: Vec<String> = users
         .iter()
         .zip(members)
-        .filter_map(|(u, m)| m.position_conflict.map(|(a, b)| format!("{u}: {a} then {b}")))
+        .filter_map(|(u, m)| {
+            m.position_conflict
+                .map(|(a, b)| format!("{u}: {a} then {b}"))
+        })
         .collect();
     if !changed.is_empty() {
         out.push(violation(
@@ -103,13 +106,22 @@ pub fn positions(members: &[Member], users: &[String], joined: Option<u64>) -> V
             format!(
                 "{} positions were given to more than one user (e.g. {})",
                 shared.len(),
-                shared.iter().take(NAMED).cloned().collect::<Vec<_>>().join("; ")
+                shared
+                    .iter()
+                    .take(NAMED)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
             [],
         ));
     }
     let n = holders.len() as u64;
-    let outside: Vec<u64> = holders.keys().copied().filter(|p| *p == 0 || *p > n).collect();
+    let outside: Vec<u64> = holders
+        .keys()
+        .copied()
+        .filter(|p| *p == 0 || *p > n)
+        .collect();
     if !outside.is_empty() {
         let mut outside = outside;
         outside.sort_unstable();
@@ -243,7 +255,12 @@ fn ranks(values: &[f64]) -> Vec<f64> {
 /// `j − i + 1 ≤ rate × (admitted_at(j) − admitted_at(i) + 1)`: the counter went from below i to
 /// j within that time. Checked for every pair in one pass (the largest left side minus
 /// `rate × time` is a running minimum).
-pub fn admission(members: &[Member], users: &[String], opens_at: DateTime<Utc>, rate: f64) -> Vec<Violation> {
+pub fn admission(
+    members: &[Member],
+    users: &[String],
+    opens_at: DateTime<Utc>,
+    rate: f64,
+) -> Vec<Violation> {
     let mut out = Vec::new();
     let changed: Vec<&String> = users
         .iter()
@@ -285,14 +302,24 @@ pub fn admission(members: &[Member], users: &[String], opens_at: DateTime<Utc>, 
     let out_of_order: Vec<String> = admitted
         .windows(2)
         .filter(|w| w[1].1 < w[0].1)
-        .map(|w| format!("position {} at {} after position {} at {}", w[1].0, w[1].1, w[0].0, w[0].1))
+        .map(|w| {
+            format!(
+                "position {} at {} after position {} at {}",
+                w[1].0, w[1].1, w[0].0, w[0].1
+            )
+        })
         .collect();
     if !out_of_order.is_empty() {
         out.push(violation(
             format!(
                 "admission out of position order {} times (e.g. {})",
                 out_of_order.len(),
-                out_of_order.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                out_of_order
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
             [],
         ));
@@ -430,7 +457,12 @@ pub fn posts(members: &[Member], users: &[String]) -> Vec<Violation> {
             format!(
                 "{} admitted users' request posts were not accepted (e.g. {})",
                 refused_admitted.len(),
-                refused_admitted.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                refused_admitted
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
             [],
         ));
@@ -529,7 +561,11 @@ pub fn answers(members: &[Member], users: &[String]) -> Vec<Violation> {
         .collect();
     if !wrong.is_empty() {
         out.push(violation(
-            format!("{} users were given another user's view (e.g. {})", wrong.len(), named(wrong)),
+            format!(
+                "{} users were given another user's view (e.g. {})",
+                wrong.len(),
+                named(wrong)
+            ),
             [],
         ));
     }
@@ -674,14 +710,20 @@ mod tests {
 
         let shared: Vec<Member> = [1, 2, 2].iter().map(|p| placed(*p, None)).collect();
         let v = positions(&shared, &users(3), None);
-        assert!(v.iter().any(|v| v.detail.contains("more than one user")), "{v:?}");
+        assert!(
+            v.iter().any(|v| v.detail.contains("more than one user")),
+            "{v:?}"
+        );
 
         let mut missing = dense.clone();
         missing[1].position = None;
         missing[0].position_conflict = Some((3, 4));
         let v = positions(&missing, &users(3), None);
         assert!(v.iter().any(|v| v.detail.contains("never given")), "{v:?}");
-        assert!(v.iter().any(|v| v.detail.contains("two positions")), "{v:?}");
+        assert!(
+            v.iter().any(|v| v.detail.contains("two positions")),
+            "{v:?}"
+        );
     }
 
     #[test]
@@ -701,10 +743,16 @@ mod tests {
         let mut swapped = steady.clone();
         swapped[5].admitted_at = Some(at(3_000));
         let v = admission(&swapped, &users(40), at(0), rate);
-        assert!(v.iter().any(|v| v.detail.contains("out of position order")), "{v:?}");
+        assert!(
+            v.iter().any(|v| v.detail.contains("out of position order")),
+            "{v:?}"
+        );
 
-        let v = admission(&steady, &users(40), at(1), rate);
-        assert!(v.iter().any(|v| v.detail.contains("before opens_at")), "{v:?}");
+        let v = admission(&steady, &users(40), at(100), rate);
+        assert!(
+            v.iter().any(|v| v.detail.contains("before opens_at")),
+            "{v:?}"
+        );
     }
 
     fn sample(ms: u64, joined: u64, through: u64) -> CounterSample {
@@ -728,15 +776,25 @@ mod tests {
 
         let mut down = good.clone();
         down[5] = sample(500, 10_000, 10);
-        assert!(counter(&down, rate).iter().any(|v| v.detail.contains("decreased")));
+        assert!(
+            counter(&down, rate)
+                .iter()
+                .any(|v| v.detail.contains("decreased"))
+        );
 
-        let fast: Vec<CounterSample> = (0..30)
-            .map(|k| sample(k * 100, 100_000, k * 100))
-            .collect();
-        assert!(counter(&fast, rate).iter().any(|v| v.detail.contains("faster")));
+        let fast: Vec<CounterSample> = (0..30).map(|k| sample(k * 100, 100_000, k * 100)).collect();
+        assert!(
+            counter(&fast, rate)
+                .iter()
+                .any(|v| v.detail.contains("faster"))
+        );
 
         let over = vec![sample(0, 5, 6)];
-        assert!(counter(&over, rate).iter().any(|v| v.detail.contains("above joined")));
+        assert!(
+            counter(&over, rate)
+                .iter()
+                .any(|v| v.detail.contains("above joined"))
+        );
     }
 
     fn posted(answer: Answer, problem: Option<&str>, retry_after: bool) -> Posted {
@@ -779,11 +837,27 @@ mod tests {
         );
         let fine = vec![
             probed(ProbeKind::OwnTicketEarly, early.clone(), 60_000),
-            probed(ProbeKind::NoTicket, posted(Answer::Refused(401), None, false), 60_000),
-            probed(ProbeKind::ForgedTicket, posted(Answer::Refused(401), None, false), 60_000),
-            probed(ProbeKind::OtherUsersTicket, posted(Answer::Refused(403), None, false), 60_000),
+            probed(
+                ProbeKind::NoTicket,
+                posted(Answer::Refused(401), None, false),
+                60_000,
+            ),
+            probed(
+                ProbeKind::ForgedTicket,
+                posted(Answer::Refused(401), None, false),
+                60_000,
+            ),
+            probed(
+                ProbeKind::OtherUsersTicket,
+                posted(Answer::Refused(403), None, false),
+                60_000,
+            ),
         ];
-        assert!(posts(&fine, &users(4)).is_empty(), "{:?}", posts(&fine, &users(4)));
+        assert!(
+            posts(&fine, &users(4)).is_empty(),
+            "{:?}",
+            posts(&fine, &users(4))
+        );
 
         let id = Uuid::new_v4();
         let accepted_early = vec![probed(
@@ -805,7 +879,11 @@ mod tests {
 
         let no_retry_after = vec![probed(
             ProbeKind::OwnTicketEarly,
-            posted(Answer::Refused(403), Some("urn:rushline:problem:not-your-turn"), false),
+            posted(
+                Answer::Refused(403),
+                Some("urn:rushline:problem:not-your-turn"),
+                false,
+            ),
             60_000,
         )];
         assert_eq!(posts(&no_retry_after, &users(1)).len(), 1);
@@ -826,13 +904,20 @@ mod tests {
         );
         early.admitted_seen_us = Some(u64::MAX);
         let v = posts(&[early], &users(1));
-        assert!(v.iter().any(|v| v.detail.contains("before the client read")), "{v:?}");
+        assert!(
+            v.iter()
+                .any(|v| v.detail.contains("before the client read")),
+            "{v:?}"
+        );
 
         let never = Member {
             position: Some(1),
             ..Member::default()
         };
         let v = posts(&[never], &users(1));
-        assert!(v.iter().any(|v| v.detail.contains("never admitted")), "{v:?}");
+        assert!(
+            v.iter().any(|v| v.detail.contains("never admitted")),
+            "{v:?}"
+        );
     }
 }

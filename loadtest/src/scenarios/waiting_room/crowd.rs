@@ -283,7 +283,10 @@ pub struct Crowd {
 impl Crowd {
     /// `users` on `campaign`, nobody joined yet.
     pub fn new(campaign: String, users: Vec<String>, tag: String) -> Self {
-        let members = users.iter().map(|_| Mutex::new(Member::default())).collect();
+        let members = users
+            .iter()
+            .map(|_| Mutex::new(Member::default()))
+            .collect();
         Self {
             campaign,
             users,
@@ -519,9 +522,14 @@ impl Crowd {
                 tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
             }
             let sent_at = Instant::now();
-            let posted =
-                client::post_request(api, &self.campaign, &self.users[i], Some(&ticket), Some(&key))
-                    .await;
+            let posted = client::post_request(
+                api,
+                &self.campaign,
+                &self.users[i],
+                Some(&ticket),
+                Some(&key),
+            )
+            .await;
             sent += 1;
             let record = PostRecord {
                 sent_us: self.micros(sent_at),

@@ -168,7 +168,8 @@ pub async fn waiting_room_storm(
     let accept_rate = accept_reference(ctx, args, &mut report).await?;
 
     // The pre-queue lasts as long as its joins should take at half the accept rate, plus margin.
-    let lead = (args.prequeue_joins as f64 / (accept_rate / 2.0).max(100.0) + 3.0).clamp(3.0, 120.0);
+    let lead =
+        (args.prequeue_joins as f64 / (accept_rate / 2.0).max(100.0) + 3.0).clamp(3.0, 120.0);
     let opens_at = Utc::now() + chrono::Duration::milliseconds((lead * 1000.0) as i64);
     let campaign = ctx.campaign_id("wrstorm", 0);
     let room = WaitingRoomOption {
@@ -180,7 +181,11 @@ pub async fn waiting_room_storm(
     let users = (0..args.joins)
         .map(|i| format!("u-{}wr-{i}", ctx.tag))
         .collect();
-    let crowd = Arc::new(Crowd::new(campaign.clone(), users, format!("{}wr", ctx.tag)));
+    let crowd = Arc::new(Crowd::new(
+        campaign.clone(),
+        users,
+        format!("{}wr", ctx.tag),
+    ));
     let monitor = Monitor::start(
         ctx.watch(1),
         Arc::new(vec![campaign.clone()]),
@@ -192,10 +197,18 @@ pub async fn waiting_room_storm(
     let opened = wait_until_open(ctx, &campaign, opens_at + chrono::Duration::seconds(30)).await?;
 
     let cpu = CpuSnapshot::take(ctx).await;
-    let joins =
-        crowd::join_blast(&ctx.api, &crowd, args.prequeue_joins..args.joins, args.concurrency)
-            .await;
-    report.cpu_figures(CpuSnapshot::take(ctx).await - cpu, joins.ok as usize, "join");
+    let joins = crowd::join_blast(
+        &ctx.api,
+        &crowd,
+        args.prequeue_joins..args.joins,
+        args.concurrency,
+    )
+    .await;
+    report.cpu_figures(
+        CpuSnapshot::take(ctx).await - cpu,
+        joins.ok as usize,
+        "join",
+    );
 
     let cpu = CpuSnapshot::take(ctx).await;
     let polls = crowd::poll_window(
@@ -205,7 +218,11 @@ pub async fn waiting_room_storm(
         Duration::from_secs_f64(args.poll_seconds),
     )
     .await;
-    report.cpu_figures(CpuSnapshot::take(ctx).await - cpu, polls.ok as usize, "poll");
+    report.cpu_figures(
+        CpuSnapshot::take(ctx).await - cpu,
+        polls.ok as usize,
+        "poll",
+    );
 
     // Admission of the last position is due joins / rate after the opening; allow as long again.
     let admission = Duration::from_secs_f64(args.joins as f64 / f64::from(args.admit_per_second));
@@ -243,7 +260,10 @@ pub async fn waiting_room_storm(
     violations.extend(pre_violations);
     let prequeued = members
         .iter()
-        .filter(|m| m.join.is_some_and(|j| j.state == client::QueueState::Prequeued))
+        .filter(|m| {
+            m.join
+                .is_some_and(|j| j.state == client::QueueState::Prequeued)
+        })
         .count();
     violations.extend(checks::uncorrelated(rho, prequeued));
     violations.extend(checks::admission(&members, users, opens_at, rate));
@@ -284,7 +304,11 @@ pub async fn waiting_room_storm(
         report.figure("admitted_per_sec_measured", outflow);
     }
     if let Some(rss) = samples.iter().filter_map(|s| s.api_rss_kib).max() {
-        let mine = report.figures.get("api_rss_max_mib").copied().unwrap_or(0.0);
+        let mine = report
+            .figures
+            .get("api_rss_max_mib")
+            .copied()
+            .unwrap_or(0.0);
         report.figure("api_rss_max_mib", (rss as f64 / 1024.0).max(mine));
     }
     report.notes.push(format!(
@@ -311,7 +335,11 @@ async fn accept_reference(
     let prepared = prepare(ctx, &spec).await?;
     let cpu = CpuSnapshot::take(ctx).await;
     let blasted = prepared.blast(ctx).await?;
-    report.cpu_figures(CpuSnapshot::take(ctx).await - cpu, args.accept_requests, "accept");
+    report.cpu_figures(
+        CpuSnapshot::take(ctx).await - cpu,
+        args.accept_requests,
+        "accept",
+    );
     let mut part = ScenarioReport::default();
     finish(ctx, blasted, &mut part).await?;
     let rate = part.figures.get("accept_rate").copied().unwrap_or(0.0);
