@@ -216,6 +216,7 @@ impl Api {
             opens_at: None,
             closes_at: None,
             decide: Some(self.decide),
+            waiting_room: None,
         };
         let response = self
             .admin(self.client.post(self.url("/v1/campaigns")))

@@ -9,8 +9,9 @@ rules no JSON Schema of one field can carry, each stated in the document's prose
   UTC) and is no leap second; the name is visible characters with no space at either end after
   NFC normalization (a Unicode property rule; spelled out as a pattern it made generation about a
   hundred times slower).
-- `POST /v1/campaigns/{id}/requests`: the same rule for `user_id` (no space but U+0020, either);
-  an `Idempotency-Key` reused with another user is a `422`.
+- `POST /v1/campaigns/{id}/requests` and `POST /v1/campaigns/{id}/queue`: the same rule for
+  `user_id` (no space but U+0020, either); on requests, an `Idempotency-Key` reused with another
+  user is a `422`.
 - `POST /v1/campaigns/{id}/stock`: the total may not pass 100,000,000, which depends on the
   campaign's stock at the time (a `400`).
 
@@ -37,6 +38,7 @@ import schemathesis
 
 CREATE_CAMPAIGN = "POST /v1/campaigns"
 ISSUE_REQUEST = "POST /v1/campaigns/{id}/requests"
+JOIN_QUEUE = "POST /v1/campaigns/{id}/queue"
 ADD_STOCK = "POST /v1/campaigns/{id}/stock"
 
 # crates/domain: CampaignName::MAX_CHARS, UserId::MAX_CHARS, timefmt::{EARLIEST,LATEST}_MILLIS.
@@ -170,7 +172,7 @@ def map_case(ctx, case):
     label = case.operation.label
     if label == CREATE_CAMPAIGN:
         case.body = valid_campaign(dict(case.body))
-    elif label == ISSUE_REQUEST and isinstance(case.body.get("user_id"), str):
+    elif label in (ISSUE_REQUEST, JOIN_QUEUE) and isinstance(case.body.get("user_id"), str):
         body = dict(case.body)
         body["user_id"] = visible_text(body["user_id"], USER_ID_MAX_CHARS, other_spaces=False)
         case.body = body

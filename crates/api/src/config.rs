@@ -13,6 +13,7 @@ use clap::Parser;
 use rushline_runtime::config::{self, Redacted, Shared, SharedArgs, millis};
 
 use crate::rate_limit::{RateLimitArgs, RateLimits};
+use crate::tickets::{self, TicketKeys};
 
 pub use rushline_runtime::config::ConfigError;
 
@@ -84,6 +85,21 @@ pub struct ApiArgs {
         // A tokio semaphore holds at most usize::MAX >> 3 permits.
         value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS_CAP))]
     http_max_connections: u64,
+
+    /// Waiting-room ticket keys: comma-separated base64url 32-byte Ed25519 seeds (`rushline
+    /// ticket-key new` prints one); the first signs, all verify and are published at
+    /// /.well-known/jwks.json. Unset: replicas share a generated key through Redis (development
+    /// only)
+    // Parsed after clap (`Config::try_from`): clap's error would quote the value, a secret.
+    #[arg(long, env = "RUSHLINE_TICKET_KEYS", hide_env_values = true)]
+    ticket_keys: Option<String>,
+
+    /// Checked tickets each replica remembers, so a poll skips even the MAC check; 0 to
+    /// 10,000,000 (0: none)
+    #[arg(long, env = "RUSHLINE_TICKET_CACHE_ENTRIES",
+        default_value_t = tickets::DEFAULT_CACHE_ENTRIES as u64,
+        value_parser = clap::value_parser!(u64).range(0..=10_000_000))]
+    ticket_cache_entries: u64,
 }
 
 /// The largest `RUSHLINE_HTTP_MAX_CONNECTIONS`: what a tokio semaphore can hold.
@@ -118,6 +134,11 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// `RUSHLINE_RATE_LIMIT_USER`, `RUSHLINE_RATE_LIMIT_IP`, `RUSHLINE_TRUSTED_PROXIES`.
     pub rate_limits: RateLimits,
+    /// `RUSHLINE_TICKET_KEYS`: the waiting-room ticket keys, the signing one first; `None`:
+    /// the development key shared through Redis (see [`crate::tickets`]).
+    pub ticket_keys: Option<TicketKeys>,
+    /// `RUSHLINE_TICKET_CACHE_ENTRIES`: checked tickets remembered per replica.
+    pub ticket_cache_entries: usize,
 }
 
 /// Bounds on what one client connection may hold, so slow or idle clients cannot exhaust the
@@ -155,21 +176,33 @@ impl Config {
     /// Reads the command line and the environment: `--help` and every error come back as
     /// [`ConfigError`] for `main` to print (see `rushline_runtime::config::or_exit`).
     pub fn from_args_and_env() -> Result<Self, ConfigError> {
-        config::from_process::<ApiArgs>().map(Self::from)
+        config::from_process::<ApiArgs>().and_then(Self::try_from)
     }
 
     /// Reads configuration through `lookup` (tests pass a map); unset variables take their defaults.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        config::parse::<ApiArgs>([OsString::from("rushline-api")], lookup).map(Self::from)
+        config::parse::<ApiArgs>([OsString::from("rushline-api")], lookup).and_then(Self::try_from)
     }
 }
 
-impl From<ApiArgs> for Config {
-    fn from(args: ApiArgs) -> Self {
+impl TryFrom<ApiArgs> for Config {
+    type Error = ConfigError;
+
+    /// The settings clap could not check: the ticket keys, whose error must not quote them.
+    fn try_from(args: ApiArgs) -> Result<Self, ConfigError> {
         // Every bound below was checked by the parser (`ApiArgs`' ranges), so the conversions
         // cannot lose anything; `usize` is at least 32 bits on every target tokio supports.
         let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        Self {
+        let ticket_keys = args
+            .ticket_keys
+            .as_deref()
+            .map(TicketKeys::parse)
+            .transpose()
+            .map_err(|e| ConfigError::Invalid {
+                variable: "RUSHLINE_TICKET_KEYS".to_owned(),
+                problem: format!("not usable (value not shown: it is secret): {e}"),
+            })?;
+        Ok(Self {
             shared: args.shared.into(),
             http_addr: args.http_addr,
             admin_token: args.admin_token,
@@ -186,7 +219,9 @@ impl From<ApiArgs> for Config {
                 max_connections: to_usize(args.http_max_connections),
             },
             rate_limits: args.rate_limits.into(),
-        }
+            ticket_keys,
+            ticket_cache_entries: to_usize(args.ticket_cache_entries),
+        })
     }
 }
 
@@ -206,6 +241,9 @@ impl fmt::Debug for Config {
             .field("clock_offset", &self.clock_offset)
             .field("connections", &self.connections)
             .field("rate_limits", &self.rate_limits)
+            // Key ids only (`TicketKeys`' `Debug`): never a seed.
+            .field("ticket_keys", &self.ticket_keys)
+            .field("ticket_cache_entries", &self.ticket_cache_entries)
             .finish()
     }
 }
@@ -279,17 +317,51 @@ mod tests {
     }
 
     #[test]
+    fn ticket_keys_are_read_in_order_and_bad_ones_are_named() {
+        let (a, b) = (
+            tickets::TicketKey::generate(),
+            tickets::TicketKey::generate(),
+        );
+        let list = format!("{},{}", b.to_secret_string(), a.to_secret_string());
+        let config =
+            Config::from_lookup(|n| (n == "RUSHLINE_TICKET_KEYS").then(|| list.clone())).unwrap();
+        let keys = config.ticket_keys.unwrap();
+        assert_eq!(keys.current().kid(), b.kid());
+        assert_eq!(keys.all().len(), 2);
+        assert_eq!(config.ticket_cache_entries, tickets::DEFAULT_CACHE_ENTRIES);
+        assert!(Config::from_lookup(|_| None).unwrap().ticket_keys.is_none());
+        for (name, value) in [
+            ("RUSHLINE_TICKET_KEYS", "not-a-key".to_owned()),
+            ("RUSHLINE_TICKET_KEYS", ",".to_owned()),
+            (
+                "RUSHLINE_TICKET_KEYS",
+                format!("{},AAAA", a.to_secret_string()),
+            ),
+            ("RUSHLINE_TICKET_CACHE_ENTRIES", "10000001".to_owned()),
+            ("RUSHLINE_TICKET_CACHE_ENTRIES", "-1".to_owned()),
+        ] {
+            let err = Config::from_lookup(|n| (n == name).then(|| value.clone())).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{err}");
+            assert!(!err.to_string().contains(&a.to_secret_string()), "{err}");
+        }
+    }
+
+    #[test]
     fn debug_output_hides_secrets() {
+        let ticket_key = tickets::TicketKey::generate();
         let config = Config::from_lookup(|n| match n {
             "RUSHLINE_ADMIN_TOKEN" => Some("admin-s3cret".to_owned()),
             "RUSHLINE_DATABASE_URL" => {
                 Some("postgres://rushline:db-s3cret@db:5432/rushline".to_owned())
             }
             "RUSHLINE_REDIS_URL" => Some("redis://:redis-s3cret@cache:6379".to_owned()),
+            "RUSHLINE_TICKET_KEYS" => Some(ticket_key.to_secret_string()),
             _ => None,
         })
         .unwrap();
         let shown = format!("{config:?}");
+        assert!(!shown.contains(&ticket_key.to_secret_string()), "{shown}");
+        assert!(shown.contains(ticket_key.kid()), "{shown}");
         for secret in ["admin-s3cret", "db-s3cret", "redis-s3cret"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }

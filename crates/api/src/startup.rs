@@ -42,7 +42,9 @@ use tower::ServiceExt;
 use crate::accept::Acceptor;
 use crate::config::{Config, ConnectionLimits};
 use crate::state::{AppState, Parts};
+use crate::tickets::Tickets;
 use crate::waiters::Waiters;
+use crate::waiting_room::WaitingRoom;
 use crate::{http, telemetry};
 
 /// How long shutdown waits for open connections to finish before dropping them. In-flight
@@ -89,6 +91,7 @@ impl Application {
             ..QueueConfig::new(config.shared.redis_url.clone())
         })
         .context("configuring Redis")?;
+        let tickets = ticket_keys(&config, &queue, &shutdown);
         let listener = TcpListener::bind(&config.http_addr)
             .await
             .with_context(|| format!("binding {}", config.http_addr))?;
@@ -104,12 +107,15 @@ impl Application {
             config.accept_in_flight,
             config.rate_limits.user,
         );
+        let waiting_room = WaitingRoom::new(queue.clone(), tickets.clone());
         let state = AppState::new(Parts {
             config: Arc::new(config),
             queue,
             store,
             acceptor,
             waiters,
+            waiting_room,
+            tickets,
             shutdown,
         });
         Ok(Self { listener, state })
@@ -135,6 +141,23 @@ impl Application {
         let router = http::router(self.state);
         serve(self.listener, router, limits, shutdown).await;
         Ok(())
+    }
+}
+
+/// The configured ticket keys or, unset, the development key shared through Redis: read in the
+/// background, so the API starts (and answers `503` where it needs a key) while Redis is down.
+fn ticket_keys(config: &Config, queue: &Queue, shutdown: &CancellationToken) -> Tickets {
+    match &config.ticket_keys {
+        Some(keys) => Tickets::new(keys.clone(), config.ticket_cache_entries),
+        None => {
+            let tickets = Tickets::awaiting_shared_key(config.ticket_cache_entries);
+            tokio::spawn(
+                tickets
+                    .clone()
+                    .share_through_redis(queue.clone(), shutdown.clone()),
+            );
+            tickets
+        }
     }
 }
 

@@ -14,7 +14,9 @@ use crate::accept::Acceptor;
 use crate::config::Config;
 use crate::http::ApiError;
 use crate::telemetry;
+use crate::tickets::Tickets;
 use crate::waiters::Waiters;
+use crate::waiting_room::WaitingRoom;
 
 /// Cloned into every handler: configuration, Redis, PostgreSQL, the group-commit acceptor and
 /// the `?wait=` waiters.
@@ -38,6 +40,10 @@ pub struct Parts {
     pub acceptor: Acceptor,
     /// Callers parked on `?wait=`.
     pub waiters: Waiters,
+    /// Signs and verifies waiting-room tickets.
+    pub tickets: Tickets,
+    /// Waiting rooms: tickets and counter copies.
+    pub waiting_room: WaitingRoom,
     /// Cancelled when the process shuts down.
     pub shutdown: CancellationToken,
 }

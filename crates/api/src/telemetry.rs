@@ -16,6 +16,13 @@
 //! | `rushline_waiters` | gauge | — | callers parked on `?wait=` |
 //! | `rushline_pool_connections` | gauge | `backend`, `state` (`in_use`, `idle`) | connection-pool usage |
 //! | `rushline_clock_skew_seconds` | gauge | — | this host's clock minus Redis's (windows follow Redis's) |
+//! | `rushline_waiting_room_joined_total` | counter | `campaign` | places made in a waiting room by this replica (first joins and rejoins after an expired pass) |
+//! | `rushline_waiting_room_expired_total` | counter | `campaign` | expired passes this replica saw used (a rejoin, a refused ticket) |
+//! | `rushline_waiting_room_admitted_through` | gauge | `campaign` | the serving counter at this replica's last read (same on every replica: take `max`) |
+//! | `rushline_waiting_room_waiting` | gauge | `campaign` | positions handed out and not yet admitted, plus the pre-queue |
+//! | `rushline_waiting_room_outflow_per_second` | gauge | `campaign` | measured advance of the serving counter (~10 s window) |
+//! | `rushline_waiting_room_polls_total` | counter | — | ticket standings answered (`GET …/queue/me`) |
+//! | `rushline_tickets_checked_total` | counter | `result` (`cached`, `verified`, `refused`) | waiting-room tickets checked: from the verified-ticket cache, by their signature, or refused |
 //!
 //! Every label value comes from a closed set, so no client can grow `/metrics` (or the
 //! recorder's memory) by what it sends: `route` is a route template or `unmatched`, `method` a
@@ -60,8 +67,23 @@ pub const POOL_CONNECTIONS: &str = "rushline_pool_connections";
 pub const HTTP_CONNECTIONS: &str = "rushline_http_connections";
 /// Client connections refused because the cap was reached.
 pub const HTTP_CONNECTIONS_REFUSED: &str = "rushline_http_connections_refused_total";
+/// Waiting-room ticket standings answered.
+pub const WAITING_ROOM_POLLS: &str = "rushline_waiting_room_polls_total";
 /// This host's clock minus Redis's, measured at each read of Redis's clock.
 pub const CLOCK_SKEW: &str = "rushline_clock_skew_seconds";
+/// Places made in a waiting room, by `campaign`.
+pub const WAITING_ROOM_JOINED: &str = "rushline_waiting_room_joined_total";
+/// Expired passes seen used, by `campaign`.
+pub const WAITING_ROOM_EXPIRED: &str = "rushline_waiting_room_expired_total";
+/// The serving counter, by `campaign`.
+pub const WAITING_ROOM_ADMITTED: &str = "rushline_waiting_room_admitted_through";
+/// People waiting in line (and pre-queued), by `campaign`.
+pub const WAITING_ROOM_WAITING: &str = "rushline_waiting_room_waiting";
+/// Measured outflow, by `campaign`.
+pub const WAITING_ROOM_OUTFLOW: &str = "rushline_waiting_room_outflow_per_second";
+/// Waiting-room tickets checked, by `result`: `cached` (the verified-ticket cache answered),
+/// `verified` (the signature was checked), `refused`.
+pub const TICKETS_CHECKED: &str = "rushline_tickets_checked_total";
 
 /// Latency buckets (seconds): the hot path answers in about a millisecond, `?wait=` up to 30 s.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -149,6 +171,30 @@ fn describe() {
         POOL_CONNECTIONS,
         "Pooled Redis / PostgreSQL connections, in use or idle."
     );
+    describe_counter!(
+        WAITING_ROOM_JOINED,
+        "Places made in a campaign's waiting room by this replica (first joins, rejoins after an expired pass)."
+    );
+    describe_counter!(
+        WAITING_ROOM_EXPIRED,
+        "Expired waiting-room passes this replica saw used (a rejoin, a refused ticket)."
+    );
+    describe_counter!(
+        WAITING_ROOM_POLLS,
+        "Waiting-room ticket standings answered."
+    );
+    describe_gauge!(
+        WAITING_ROOM_ADMITTED,
+        "A waiting room's serving counter (admitted_through) at this replica's last read; the same for every replica."
+    );
+    describe_gauge!(
+        WAITING_ROOM_WAITING,
+        "People in a waiting room's line not yet admitted, pre-queued ones included."
+    );
+    describe_gauge!(
+        WAITING_ROOM_OUTFLOW,
+        "Measured advance of a waiting room's serving counter per second (about 10 s window)."
+    );
     describe_gauge!(
         CLOCK_SKEW,
         Unit::Seconds,
@@ -174,9 +220,46 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
+/// Counts one ticket standing answered.
+pub fn waiting_room_polled() {
+    metrics::counter!(WAITING_ROOM_POLLS).increment(1);
+}
+
+/// Sets the waiting-room gauges of every campaign this replica holds a counter copy of (each
+/// scrape of `/metrics`).
+pub fn waiting_rooms(counters: &[(rushline_domain::CampaignId, rushline_queue::QueueCounter)]) {
+    for (campaign, counter) in counters {
+        waiting_room_counter(campaign, counter);
+    }
+}
+
 /// Counts one request refused by the `kind` rate limit.
 pub fn rate_limited(kind: crate::rate_limit::LimitKind) {
     metrics::counter!(RATE_LIMITED, "limit" => kind.label()).increment(1);
+}
+
+/// Counts a place made in `campaign`'s waiting room (a join that answered `first`). The
+/// `campaign` label is bounded: campaigns are created by operators only.
+pub fn waiting_room_joined(campaign: &rushline_domain::CampaignId) {
+    metrics::counter!(WAITING_ROOM_JOINED, "campaign" => campaign.to_string()).increment(1);
+}
+
+/// Counts an expired pass seen used in `campaign`'s waiting room.
+pub fn waiting_room_expired(campaign: &rushline_domain::CampaignId) {
+    metrics::counter!(WAITING_ROOM_EXPIRED, "campaign" => campaign.to_string()).increment(1);
+}
+
+/// Records a reading of `campaign`'s serving counter (any read: a join, a status poll, a view).
+pub fn waiting_room_counter(
+    campaign: &rushline_domain::CampaignId,
+    counter: &rushline_queue::QueueCounter,
+) {
+    let campaign = campaign.to_string();
+    metrics::gauge!(WAITING_ROOM_ADMITTED, "campaign" => campaign.clone())
+        .set(counter.admitted_through as f64);
+    metrics::gauge!(WAITING_ROOM_WAITING, "campaign" => campaign.clone())
+        .set(counter.waiting() as f64);
+    metrics::gauge!(WAITING_ROOM_OUTFLOW, "campaign" => campaign).set(counter.outflow_per_sec);
 }
 
 /// The `route` label of a request that matched no route.

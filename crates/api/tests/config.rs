@@ -36,6 +36,30 @@ fn an_unusable_rate_limit_or_proxy_list_stops_start_up_with_exit_2_naming_the_va
 }
 
 #[test]
+fn unusable_ticket_keys_stop_start_up_with_exit_2_naming_the_variable_not_the_secret() {
+    // A real key, then a typo: the error must not print the good key.
+    let secret = "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A";
+    for (name, value) in [
+        (
+            "RUSHLINE_TICKET_KEYS",
+            format!("{secret},nWGxne_9WmC6hEr0kuwsxERJ"),
+        ),
+        ("RUSHLINE_TICKET_KEYS", format!("{secret},{secret}")),
+        (
+            "RUSHLINE_TICKET_KEYS",
+            "-----BEGIN PRIVATE KEY-----".to_owned(),
+        ),
+        ("RUSHLINE_TICKET_CACHE_ENTRIES", "many".to_owned()),
+    ] {
+        let out = api().run(&[], &[(name, value.as_str())]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {stderr}");
+        assert!(stderr.contains(name), "{name}={value}: {stderr}");
+        assert!(!stderr.contains(secret), "the key leaked: {stderr}");
+    }
+}
+
+#[test]
 fn help_lists_every_variable_with_its_default() {
     api().assert_help_lists(
         &[
@@ -53,11 +77,14 @@ fn help_lists_every_variable_with_its_default() {
             "RUSHLINE_RATE_LIMIT_USER",
             "RUSHLINE_RATE_LIMIT_IP",
             "RUSHLINE_TRUSTED_PROXIES",
+            "RUSHLINE_TICKET_KEYS",
+            "RUSHLINE_TICKET_CACHE_ENTRIES",
         ],
         &[
             "[default: 127.0.0.1:8080]",
             "[default: 256]",
             "[default: 30000]",
+            "[default: 100000]",
         ],
     );
 }

@@ -109,6 +109,17 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/campaigns/{id}/admission`.
+    pub async fn admission(
+        &self,
+        id: &str,
+        change: &rushline_domain::AdmissionChange,
+    ) -> Result<Reply<Campaign>, ClientError> {
+        let path = format!("/v1/campaigns/{}/admission", segment(id));
+        self.send(self.admin(Method::POST, &path)?.json(change))
+            .await
+    }
+
     /// `GET /v1/campaigns/{id}/stats`.
     pub async fn stats(&self, id: &str) -> Result<Reply<Stats>, ClientError> {
         let path = format!("/v1/campaigns/{}/stats", segment(id));

@@ -26,6 +26,8 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use rushline_domain::AdmissionChange;
+
 use crate::client::Client;
 use crate::render::Format;
 
@@ -46,6 +48,14 @@ use crate::render::Format;
 ///   rushline campaign add-stock concert-2026 200   # while it is still open
 ///
 ///   rushline campaign close concert-2026     # stop taking requests now
+///
+/// A drop behind a waiting room (people queue, a gate admits N per second):
+///
+///   rushline campaign create --id concert-2026 --name "Concert presale" --stock 1000 \
+///       --opens-at 2026-12-01T10:00:00Z --admit-per-second 500 --prequeue-secs 900
+///
+///   rushline campaign admission concert-2026 --pause        # hold the line
+///   rushline campaign admission concert-2026 --rate 200 --resume
 ///
 /// After Redis lost its data:
 ///
@@ -147,6 +157,21 @@ enum Command {
     /// Decision-log entries the workers could never persist: list them, replay them once fixed.
     #[command(subcommand)]
     DeadLetters(dead_letters::DeadLettersCommand),
+    /// Waiting-room ticket signing keys (RUSHLINE_TICKET_KEYS).
+    #[command(subcommand)]
+    TicketKey(TicketKeyCommand),
+}
+
+/// Waiting-room ticket keys.
+#[derive(Subcommand)]
+enum TicketKeyCommand {
+    /// Print a fresh Ed25519 key for RUSHLINE_TICKET_KEYS on standard output (a secret: it signs
+    /// tickets) and its public key id on standard error.
+    ///
+    /// Rotation: append the new key (RUSHLINE_TICKET_KEYS=OLD,NEW) and roll out, so it is
+    /// published; after the JWK Set's cache time (5 minutes) put it first (NEW,OLD) and roll out,
+    /// so it signs; a day later drop OLD.
+    New,
 }
 
 /// Where Redis is and which key namespace the servers use: the same flags for every command that
@@ -191,7 +216,8 @@ enum CampaignCommand {
     /// Create a campaign. Without --opens-at it opens now; without --closes-at it never closes;
     /// without --decide instant its requests are queued for workers to decide.
     Create(CreateArgs),
-    /// Show one campaign: status, stock, issued, remaining, window, decide mode.
+    /// Show one campaign: status, stock, issued, remaining, window, decide mode, and its waiting
+    /// room (rate, pass, pre-queue) with the queue's figures (joined, admitted through, paused).
     Show {
         /// Campaign id.
         id: String,
@@ -226,6 +252,28 @@ enum CampaignCommand {
         /// Coupons to add (the total may not exceed 100,000,000).
         add: u64,
     },
+    /// Change a waiting room's admission while the campaign runs: its rate, pause or resume.
+    ///
+    /// Recorded in PostgreSQL first, then applied to the serving counter (which is advanced at
+    /// the old settings first). A paused line keeps its positions; nobody new is admitted until
+    /// it resumes. Refused (409) for a campaign without a waiting room.
+    Admission(AdmissionArgs),
+}
+
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("change").required(true).multiple(true).args(["rate", "pause", "resume"]))]
+struct AdmissionArgs {
+    /// Campaign id.
+    id: String,
+    /// Positions admitted per second from now on, 1-1,000,000.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Stop admitting (the serving counter holds).
+    #[arg(long, conflicts_with = "resume")]
+    pause: bool,
+    /// Admit again.
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Args)]
@@ -250,6 +298,17 @@ struct CreateArgs {
     /// Fixed at creation; queued when absent.
     #[arg(long, value_parser = ["queued", "instant"])]
     decide: Option<String>,
+    /// Put a waiting room in front of it, admitting this many positions per second
+    /// (1-1,000,000). People join the line, and only admitted ones may request a coupon.
+    #[arg(long)]
+    admit_per_second: Option<u64>,
+    /// With --admit-per-second: seconds an admitted pass stays valid, 10-86,400 (default 600).
+    #[arg(long, requires = "admit_per_second")]
+    pass_secs: Option<u64>,
+    /// With --admit-per-second: seconds before --opens-at the line takes joins, 0-86,400
+    /// (default 0); those are shuffled at the opening, ahead of later joiners.
+    #[arg(long, requires = "admit_per_second")]
+    prequeue_secs: Option<u64>,
 }
 
 #[derive(Args)]
@@ -312,6 +371,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             reconcile::run(args, format).await
         }
         Command::DeadLetters(command) => dead_letters::run(command, format).await,
+        Command::TicketKey(TicketKeyCommand::New) => {
+            let key = rushline_api::tickets::TicketKey::generate();
+            println!("{}", key.to_secret_string());
+            eprintln!("kid {}", key.kid());
+            Ok(())
+        }
     }
 }
 
@@ -328,6 +393,16 @@ async fn campaign(client: &Client, format: Format, command: CampaignCommand) -> 
                 if let Some(value) = value {
                     body[field] = json!(value);
                 }
+            }
+            if let Some(rate) = args.admit_per_second {
+                let mut room = json!({"admit_per_second": rate});
+                if let Some(pass) = args.pass_secs {
+                    room["pass_secs"] = json!(pass);
+                }
+                if let Some(prequeue) = args.prequeue_secs {
+                    room["prequeue_secs"] = json!(prequeue);
+                }
+                body["waiting_room"] = room;
             }
             render::campaign(format, &client.create_campaign(&body).await?)
         }
@@ -348,6 +423,18 @@ async fn campaign(client: &Client, format: Format, command: CampaignCommand) -> 
         CampaignCommand::Close { id } => render::campaign(format, &client.close(&id).await?),
         CampaignCommand::AddStock { id, add } => {
             render::campaign(format, &client.add_stock(&id, add).await?)
+        }
+        CampaignCommand::Admission(args) => {
+            let paused = match (args.pause, args.resume) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            };
+            let change = AdmissionChange {
+                admit_per_second: args.rate,
+                paused,
+            };
+            render::campaign(format, &client.admission(&args.id, &change).await?)
         }
     }
 }

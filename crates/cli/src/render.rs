@@ -71,6 +71,20 @@ pub fn campaign(format: Format, reply: &Reply<Campaign>) -> anyhow::Result<()> {
             .map_or_else(|| "never closes".to_owned(), rfc3339)
     );
     println!("  decide     {}", c.decide);
+    if let Some(room) = &c.waiting_room {
+        println!(
+            "  waiting    {}/s   pass {} s   pre-queue {} s",
+            room.admit_per_second, room.pass_secs, room.prequeue_secs
+        );
+    }
+    if let Some(queue) = &c.queue {
+        println!(
+            "  queue      joined {}   admitted through {}{}",
+            queue.joined,
+            queue.admitted_through,
+            if queue.paused { "   PAUSED" } else { "" }
+        );
+    }
     Ok(())
 }
 
@@ -129,6 +143,9 @@ pub fn stats(format: Format, reply: &Reply<Stats>, rates: Option<Rates>) -> anyh
             s.persistence_lag.log_entries
         ),
         None => println!("  lag        none (everything decided is persisted)"),
+    }
+    if let Some(seed) = &s.prequeue_seed {
+        println!("  pre-queue seed {seed}  (audit: sort users by sha1hex(seed || user_id))");
     }
     if let Some(r) = rates {
         println!(

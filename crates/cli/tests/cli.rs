@@ -356,3 +356,106 @@ async fn migrate_prepares_an_empty_database() {
     assert!(again.status.success(), "{}", stderr(&again));
     env.cleanup().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_waiting_room_is_created_shown_paused_and_rerated() {
+    let api = spawn_api().await;
+    let created = api
+        .ok(&[
+            "campaign",
+            "create",
+            "--id",
+            "line",
+            "--name",
+            "Line",
+            "--stock",
+            "3",
+            "--admit-per-second",
+            "5",
+            "--prequeue-secs",
+            "60",
+        ])
+        .await;
+    assert!(
+        created.contains("waiting    5/s   pass 600 s   pre-queue 60 s"),
+        "{created}"
+    );
+    let shown = api.ok(&["campaign", "show", "line"]).await;
+    assert!(
+        shown.contains("queue      joined 0   admitted through 0"),
+        "{shown}"
+    );
+    let paused = api.ok(&["campaign", "admission", "line", "--pause"]).await;
+    assert!(paused.contains("PAUSED"), "{paused}");
+    let resumed = api
+        .json(&["campaign", "admission", "line", "--rate", "7", "--resume"])
+        .await;
+    assert_eq!(resumed["waiting_room"]["admit_per_second"], 7, "{resumed}");
+    assert!(resumed["queue"].get("paused").is_none(), "{resumed}");
+
+    // Usage errors before any request: nothing to change, or both pause and resume.
+    for args in [
+        &["campaign", "admission", "line"][..],
+        &["campaign", "admission", "line", "--pause", "--resume"][..],
+        &[
+            "campaign",
+            "create",
+            "--name",
+            "x",
+            "--stock",
+            "1",
+            "--pass-secs",
+            "60",
+        ][..],
+    ] {
+        assert_eq!(api.run(args).await.status.code(), Some(2), "{args:?}");
+    }
+    // The API's refusals: no waiting room, a rate out of range.
+    api.ok(&[
+        "campaign", "create", "--id", "plain", "--name", "Plain", "--stock", "1",
+    ])
+    .await;
+    let refused = api
+        .run(&["campaign", "admission", "plain", "--pause"])
+        .await;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("waiting room"),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = api
+        .run(&["campaign", "admission", "line", "--rate", "0"])
+        .await;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("admit_per_second"),
+        "{}",
+        stderr(&refused)
+    );
+    api.stop().await;
+}
+
+#[test]
+fn ticket_key_new_prints_a_fresh_key_the_api_reads() {
+    let new_key = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_rushline"))
+            .args(["ticket-key", "new"])
+            .output()
+            .expect("run rushline");
+        assert!(output.status.success());
+        let key = String::from_utf8(output.stdout).expect("utf-8");
+        let kid = String::from_utf8(output.stderr).expect("utf-8");
+        (key.trim().to_owned(), kid.trim().to_owned())
+    };
+    let (first, first_kid) = new_key();
+    let (second, _) = new_key();
+    assert_ne!(first, second, "each key is fresh");
+    let list = format!("{first},{second}");
+    let config = rushline_api::Config::from_lookup(|name| {
+        (name == "RUSHLINE_TICKET_KEYS").then(|| list.clone())
+    })
+    .expect("the API reads what the CLI prints");
+    let keys = config.ticket_keys.expect("keys");
+    assert_eq!(first_kid, format!("kid {}", keys.current().kid()));
+}

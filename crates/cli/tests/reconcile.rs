@@ -44,6 +44,7 @@ async fn decide_and_persist(env: &TestEnv, queue: &Queue, campaign: &CampaignId,
             request_id: RequestId::new_for(campaign),
             user_id: UserId::parse(*u).unwrap(),
             idempotency_key: None,
+            admitted: false,
         })
         .collect();
     queue.accept(campaign, &items).await.unwrap();

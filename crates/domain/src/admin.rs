@@ -51,6 +51,12 @@ pub struct CampaignStats {
     #[serde(serialize_with = "timefmt::serialize")]
     #[cfg_attr(feature = "openapi", schema(value_type = crate::openapi::Timestamp))]
     pub at: DateTime<Utc>,
+    /// A waiting room's pre-queue seed (64 hex digits), only once the campaign has opened:
+    /// position i of the pre-queue is the i-th smallest `sha1hex(seed || user_id)`, so anyone
+    /// given it can audit the opening shuffle. Absent before the opening and without a waiting
+    /// room (before the opening it would let a user predict the order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prequeue_seed: Option<String>,
 }
 
 /// Decisions by outcome, and where the refusal counts come from.
@@ -158,6 +164,7 @@ mod tests {
                 oldest_unpersisted_ms: Some(15),
             },
             at: timefmt::from_millis(1_796_119_201_234).unwrap(),
+            prequeue_seed: None,
         };
         let json = serde_json::to_value(&stats).unwrap();
         assert_eq!(json["decided"]["refusals_from"], "redis");

@@ -4,6 +4,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::number::WholeNumber;
+use crate::waiting_room::{QueueFigures, WaitingRoom, WaitingRoomOptions};
 use crate::{CampaignId, ValidationError, text, timefmt};
 
 /// A campaign's display name: 1–200 visible characters, in Unicode NFC.
@@ -228,6 +229,9 @@ pub struct NewCampaign {
     /// Who decides its requests; absent = `queued`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decide: Option<DecideMode>,
+    /// A waiting room in front of the campaign; absent = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoomOptions>,
 }
 
 impl NewCampaign {
@@ -252,6 +256,10 @@ impl NewCampaign {
             (None, Some(closes)) => ms(now).min(closes),
             (None, None) => ms(now),
         };
+        let waiting_room = self
+            .waiting_room
+            .map(WaitingRoomOptions::validate)
+            .transpose()?;
         Ok(CampaignSpec {
             id: self.id.unwrap_or_else(generated_id),
             name: self.name,
@@ -259,6 +267,7 @@ impl NewCampaign {
             opens_at,
             closes_at,
             decide: self.decide.unwrap_or_default(),
+            waiting_room,
         })
     }
 }
@@ -278,6 +287,31 @@ pub struct CampaignSpec {
     pub closes_at: Option<DateTime<Utc>>,
     /// Who decides its requests.
     pub decide: DecideMode,
+    /// Its waiting room, if it has one (`admit_per_second` as an operator last set it).
+    pub waiting_room: Option<WaitingRoom>,
+}
+
+/// A waiting room as Redis is built with it: the option, whether admission is paused, and the
+/// pre-queue's secret seed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WaitingRoomState {
+    /// The option, `admit_per_second` as an operator last set it.
+    pub room: WaitingRoom,
+    /// Whether an operator paused admission.
+    pub paused: bool,
+    /// The 32 random bytes the pre-queue shuffle is keyed with (secret until the opening).
+    pub prequeue_seed: Vec<u8>,
+}
+
+/// The seed stays out of logs and panics.
+impl std::fmt::Debug for WaitingRoomState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitingRoomState")
+            .field("room", &self.room)
+            .field("paused", &self.paused)
+            .field("prequeue_seed", &crate::secret::Redacted)
+            .finish()
+    }
 }
 
 /// Everything Redis needs to (re)build a campaign's state, as read from the record.
@@ -304,6 +338,8 @@ pub struct CampaignSnapshot {
     pub epoch: i64,
     /// Who decides its requests (copied into Redis, where `accept.lua` reads it).
     pub decide: DecideMode,
+    /// Its waiting room, if any (copied into Redis's campaign hash).
+    pub waiting_room: Option<WaitingRoomState>,
 }
 
 /// The code key stays out of logs and panics (see [`crate::secret`]).
@@ -319,6 +355,7 @@ impl std::fmt::Debug for CampaignSnapshot {
             .field("code_key", &crate::secret::Redacted)
             .field("epoch", &self.epoch)
             .field("decide", &self.decide)
+            .field("waiting_room", &self.waiting_room)
             .finish()
     }
 }
@@ -405,6 +442,14 @@ pub struct CampaignView {
     // it knew.
     #[serde(default)]
     pub decide: DecideMode,
+    /// The waiting room, defaults resolved and `admit_per_second` as now set; absent = none
+    /// (like every option, echoed only when the campaign has it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoom>,
+    /// How far its queue has moved (campaigns with a waiting room, when Redis holds the queue);
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueFigures>,
 }
 
 #[cfg(test)]
@@ -573,6 +618,8 @@ mod tests {
             opens_at: t(0),
             closes_at: None,
             decide: DecideMode::Instant,
+            waiting_room: None,
+            queue: None,
         };
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(
@@ -613,6 +660,31 @@ mod tests {
         assert!(DecideMode::parse("INSTANT").is_err());
     }
 
+    #[test]
+    fn a_waiting_room_is_validated_and_carried_to_the_spec() {
+        let spec = new_campaign(
+            r#"{"name":"n","stock":1,"waiting_room":{"admit_per_second":50,"prequeue_secs":30}}"#,
+        )
+        .unwrap()
+        .validate(t(0), fixed_id)
+        .unwrap();
+        assert_eq!(
+            spec.waiting_room,
+            Some(WaitingRoom::new(50, 600, 30).unwrap())
+        );
+        let none = new_campaign(r#"{"name":"n","stock":1,"waiting_room":null}"#).unwrap();
+        assert_eq!(none.validate(t(0), fixed_id).unwrap().waiting_room, None);
+        let err = new_campaign(r#"{"name":"n","stock":1,"waiting_room":{"admit_per_second":0}}"#)
+            .unwrap()
+            .validate(t(0), fixed_id)
+            .unwrap_err();
+        assert_eq!(err.field, "waiting_room.admit_per_second");
+        assert!(
+            new_campaign(r#"{"name":"n","stock":1,"waiting_room":{"admit_per_second":5,"x":1}}"#)
+                .is_err()
+        );
+    }
+
     proptest! {
         /// Any instant parses to a 400 or to a spec inside the accepted range, never a panic.
         #[test]
@@ -628,6 +700,7 @@ mod tests {
                 opens_at: opens.and_then(at),
                 closes_at: closes.and_then(at),
                 decide: None,
+                waiting_room: None,
             };
             if let Ok(spec) = body.validate(t(0), fixed_id) {
                 for instant in [Some(spec.opens_at), spec.closes_at].into_iter().flatten() {

@@ -13,8 +13,11 @@
 //! - [`request`]: what a client posts ([`IssueRequest`]) and reads back ([`AcceptedView`],
 //!   [`RequestView`]); [`RequestStatus`] is the request's state machine (`queued` → one final
 //!   status, never changed afterwards).
+//! - [`standing`]: a user's place in a campaign's waiting room ([`QueueStanding`]).
 //! - [`admin`]: what an operator sends and reads besides a campaign: [`CampaignPage`],
 //!   [`AddStock`], [`CampaignStats`].
+//! - [`waiting_room`]: the `waiting_room` option ([`WaitingRoomOptions`] → [`WaitingRoom`]), the
+//!   queue figures a view shows ([`QueueFigures`]) and an operator's [`AdmissionChange`].
 //! - [`coupon`]: [`CouponCode`], the human-friendly `RL-XXXX-XXXX` code an issued request holds,
 //!   minted by [`CouponCode::mint`] from the campaign's key and its coupon sequence number.
 //! - [`record`]: [`CampaignRecord`], the interface Redis state is rebuilt through.
@@ -38,16 +41,20 @@ pub mod openapi;
 pub mod record;
 pub mod request;
 pub mod secret;
+pub mod standing;
 mod text;
 pub mod timefmt;
+pub mod waiting_room;
 
 pub use admin::{AddStock, CampaignPage, CampaignStats};
 pub use campaign::{
     CampaignName, CampaignSnapshot, CampaignSpec, CampaignStatus, CampaignView, DecideMode,
-    NewCampaign, Stock,
+    NewCampaign, Stock, WaitingRoomState,
 };
 pub use coupon::CouponCode;
 pub use error::ValidationError;
 pub use ids::{CampaignId, IdempotencyKey, RequestId, SlotTag, UserId};
 pub use record::CampaignRecord;
 pub use request::{AcceptedView, Decision, IssueRequest, RequestStatus, RequestView};
+pub use standing::{QueueStanding, QueueState};
+pub use waiting_room::{AdmissionChange, QueueFigures, WaitingRoom, WaitingRoomOptions};

@@ -29,6 +29,11 @@ pub fn whole<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error
     WholeNumber::deserialize(deserializer).map(|n| n.0)
 }
 
+/// [`whole`] for an optional field (`null` or absent = `None`): pair it with `#[serde(default)]`.
+pub fn whole_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    Option::<WholeNumber>::deserialize(deserializer).map(|n| n.map(|n| n.0))
+}
+
 struct WholeVisitor;
 
 impl Visitor<'_> for WholeVisitor {

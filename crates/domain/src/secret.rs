@@ -59,8 +59,14 @@ mod tests {
             code_key: "s3cr3t-code-key".into(),
             epoch: 0,
             decide: crate::DecideMode::Queued,
+            waiting_room: Some(crate::WaitingRoomState {
+                room: crate::WaitingRoom::new(5, 600, 0).unwrap(),
+                paused: false,
+                prequeue_seed: vec![0xAB; 32],
+            }),
         };
         let shown = format!("{snapshot:?}");
+        assert!(!shown.contains("171"), "the seed's bytes: {shown}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("<redacted>"), "{shown}");
     }

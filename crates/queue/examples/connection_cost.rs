@@ -104,6 +104,7 @@ impl Target {
             request_id: RequestId::new_for(&self.campaign),
             user_id: UserId::parse(format!("u-{n}"))?,
             idempotency_key: None,
+            admitted: false,
         })
     }
 

@@ -59,6 +59,7 @@ async fn round(
                             request_id: RequestId::new_for(&campaign),
                             user_id: UserId::parse(format!("u{client}-{sent}-{i}"))?,
                             idempotency_key: None,
+                            admitted: false,
                         })
                     })
                     .collect::<anyhow::Result<Vec<AcceptItem>>>()?;

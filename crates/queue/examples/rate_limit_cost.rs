@@ -99,6 +99,7 @@ async fn run(
                             request_id: RequestId::new_for(&campaign),
                             user_id: UserId::parse(format!("u{client}-{call}-{i}"))?,
                             idempotency_key: None,
+                            admitted: false,
                         })
                     })
                     .collect::<anyhow::Result<Vec<AcceptItem>>>()?;

@@ -1,8 +1,9 @@
 -- accept.lua: take a group of issue requests for ONE campaign (group commit from one API process).
 --
 -- KEYS[1] meta     campaign hash: ready, name, stock, opens, closes, remaining, issued, seq, key,
---                  epoch, decide ("instant" or else queued), and the decision tallies sold_out,
---                  duplicate (when exact; see warm_finish.lua)
+--                  epoch, decide ("instant" or else queued), waiting_room ("1" when the campaign
+--                  has one), and the decision tallies sold_out, duplicate (when exact; see
+--                  warm_finish.lua)
 -- KEYS[2] queue    list of "request_id\tuser_id", FIFO (RPUSH here, LPOP in decide.lua)
 -- KEYS[3] holders  hash user_id -> request_id of users holding a coupon
 -- KEYS[4] log      stream of decisions waiting to be persisted (one entry per batch)
@@ -10,13 +11,15 @@
 -- ARGV[1] status key prefix ("...{tag}:r:")   ARGV[2] idempotency key prefix ("...{tag}:c:<id>:i:")
 -- ARGV[3] idempotency TTL (s)   ARGV[4] max queue length   ARGV[5] work channel   ARGV[6] campaign id
 -- ARGV[7] max log entries (decided batches not yet persisted)
--- ARGV[8..] triples: request_id, user_id, idempotency key ("" = none)
+-- ARGV[8..] quadruples: request_id, user_id, idempotency key ("" = none), admitted ("1" when the
+--           API verified an admitted, unexpired waiting-room ticket of this user, else "")
 --
 -- Returns one array per request, in order:
 --   {"Q"} queued | {"I", ms, seq} issued at once (instant campaign), with its coupon sequence
 --   number | {"S", ms} sold out at once | {"D", ms} duplicate at once
 --   {"R", request_id, record|false} idempotent replay | {"U"} key reused with another user
 --   {"M"} campaign unknown here (warm it) | {"E"} scheduled | {"C"} closed
+--   {"T"} the campaign has a waiting room and the request carries no admitted ticket
 --   {"O"} overloaded: the queue is at its bound, or (for a decision at once) the log is — Redis
 --         is the buffer while PostgreSQL is away, and it never grows past these two bounds
 --
@@ -45,6 +48,13 @@
 -- persisted (guarantee 4), and a worker that dies holding its log entry leaves it pending to be
 -- claimed (crates/worker/src/persist.rs).
 --
+-- Waiting room (guarantee 7): a campaign whose meta says waiting_room = "1" accepts only requests
+-- the API marked admitted. The ticket's signature, user, position and expiry are checked by the
+-- API (crates/api/src/waiting_room); this check makes "no ticket, no request" hold here, in the
+-- same step that queues, so no API path can forget it and a campaign created with a waiting room
+-- can never be entered around it. It comes before the idempotency claim: a replay needs the
+-- ticket too.
+--
 -- Atomic: one script, so the state check, the idempotency claim, the status record and the push
 -- (or the decision and its log line) happen together or not at all; a request is never queued
 -- without its status, nor twice for one key (racing retries run one after the other here and the
@@ -62,7 +72,7 @@ local work_channel, campaign = ARGV[5], ARGV[6]
 local max_log = tonumber(ARGV[7])
 
 local state = redis.call('HMGET', meta, 'ready', 'opens', 'closes', 'remaining', 'sold_out', 'epoch',
-  'decide', 'issued', 'seq')
+  'decide', 'issued', 'seq', 'waiting_room')
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 
@@ -79,6 +89,7 @@ local remaining = tonumber(state[4] or '0') or 0
 local instant = state[7] == 'instant'
 local issued = tonumber(state[8] or '0') or 0
 local seq = tonumber(state[9] or '0') or 0
+local needs_ticket = state[1] == '1' and state[10] == '1'
 local queue_len = redis.call('LLEN', queue)
 local queue_was_empty = queue_len == 0
 local log_full = nil -- looked up only when a request is decided at once
@@ -87,11 +98,13 @@ local out = {}
 local pushed = 0
 local decided = {}
 local n_issued, n_sold_out, n_duplicate = 0, 0, 0
-for i = 8, #ARGV, 3 do
+for i = 8, #ARGV, 4 do
   local rid, user, idem = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local claim = nil
   local result = nil
-  if idem ~= '' then
+  if needs_ticket and ARGV[i + 3] ~= '1' then
+    result = {'T'}
+  elseif idem ~= '' then
     claim = idem_prefix .. idem
     local prior = redis.call('GET', claim)
     if prior then

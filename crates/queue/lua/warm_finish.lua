@@ -6,7 +6,9 @@
 -- ARGV[8] code key   ARGV[9] consumer group   ARGV[10] rebuild epoch (the record's, just moved on
 -- by this warm-up; decide.lua and accept.lua stamp it on every log entry, and persisting refuses
 -- entries of an older one)   ARGV[11] decide mode ("queued" or "instant"; accept.lua decides at
--- once when it reads "instant")
+-- once when it reads "instant")   ARGV[12] "1" when the campaign has a waiting room, else ""
+-- ARGV[13] admit_per_second   ARGV[14] pass_secs   ARGV[15] prequeue_secs   ARGV[16] pre-queue
+-- seed (hex)   ARGV[17] "1" when admission is paused, else "0" (ARGV[13..17] "" without one)
 --
 -- Returns 1 when published, 0 when the token no longer owns the warm-up.
 --
@@ -14,7 +16,9 @@
 -- may have raised, see add_stock.lua) and count of issued rows, never from a stale counter, so
 -- guarantee 1 holds after Redis lost its data, and an added stock that reached PostgreSQL but not
 -- Redis (a crash in between) is applied by the rebuild. The log's consumer group is created here
--- (MKSTREAM), so persisters can always read it.
+-- (MKSTREAM), so persisters can always read it. The waiting room's settings are the record's
+-- (an operator's rate or pause reaches PostgreSQL first); its queue (waiting_room.lua's keys) is
+-- not touched: it lives only in Redis and survives a rebuild of a state Redis still holds.
 
 local meta, log, token = KEYS[1], KEYS[2], ARGV[1]
 if redis.call('HGET', meta, 'warming') ~= token then return 0 end
@@ -30,6 +34,13 @@ redis.call('HSET', meta, 'name', ARGV[2], 'stock', stock, 'opens', ARGV[4], 'clo
   'issued', issued, 'remaining', remaining, 'seq', seq, 'key', ARGV[8], 'epoch', ARGV[10],
   'decide', ARGV[11], 'ready', '1')
 redis.call('HDEL', meta, 'warming', 'warm_until', 'rebuild')
+if ARGV[12] == '1' then
+  redis.call('HSET', meta, 'waiting_room', '1', 'wr_rate', ARGV[13], 'wr_pass', ARGV[14],
+    'wr_prequeue', ARGV[15], 'wr_seed', ARGV[16], 'wr_paused', ARGV[17])
+else
+  redis.call('HDEL', meta, 'waiting_room', 'wr_rate', 'wr_pass', 'wr_prequeue', 'wr_seed',
+    'wr_paused')
+end
 -- Refusal tallies (sold_out, duplicate) for the operator's stats. They are exact only when the
 -- record holds no decision yet: with no issued row there can be no sold_out or duplicate row
 -- either (both need a coupon taken first), so a campaign built from an empty record starts them

@@ -23,6 +23,10 @@ pub struct AcceptItem {
     pub user_id: UserId,
     /// The client's `Idempotency-Key`, if any.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// The API verified an admitted, unexpired waiting-room ticket of this user. A campaign with
+    /// a waiting room refuses requests without it ([`AcceptOutcome::TicketRequired`]); other
+    /// campaigns ignore it.
+    pub admitted: bool,
 }
 
 /// What became of one accepted request.
@@ -61,6 +65,8 @@ pub enum AcceptOutcome {
     KeyReused,
     /// The campaign is not in Redis (unknown, or not warmed yet).
     Unknown,
+    /// The campaign has a waiting room and the request carried no admitted ticket (answer 401).
+    TicketRequired,
     /// The campaign has not opened yet (answer 409).
     Scheduled,
     /// The campaign has closed (answer 409).
@@ -96,7 +102,8 @@ impl Queue {
             invocation
                 .arg(item.request_id.to_string())
                 .arg(item.user_id.as_str())
-                .arg(item.idempotency_key.as_ref().map_or("", |k| k.as_str()));
+                .arg(item.idempotency_key.as_ref().map_or("", |k| k.as_str()))
+                .arg(if item.admitted { "1" } else { "" });
         }
         let reply: Value = self
             .run(|mut conn| async move { Ok(invocation.invoke_async(&mut conn).await?) })
@@ -230,6 +237,7 @@ fn parse_outcome(value: &Value) -> Result<Parsed, QueueError> {
         }
         "U" => AcceptOutcome::KeyReused,
         "M" => AcceptOutcome::Unknown,
+        "T" => AcceptOutcome::TicketRequired,
         "E" => AcceptOutcome::Scheduled,
         "C" => AcceptOutcome::Closed,
         "O" => AcceptOutcome::Overloaded,

@@ -10,6 +10,11 @@
 //! rushline:[<ns>:]{tag}:c:<campaign>:dirty  string  "persisters were told about new log entries"
 //! rushline:[<ns>:]{tag}:c:<campaign>:dead   stream  dead letters: log entries no worker can persist
 //! rushline:[<ns>:]{tag}:c:<campaign>:i:<k>  string  idempotency key -> "request_id\tuser_id" (TTL)
+//! rushline:[<ns>:]{tag}:c:<campaign>:wr     hash    waiting room: joined, through, token bucket, pre-queue frozen
+//! rushline:[<ns>:]{tag}:c:<campaign>:wr:pos hash    waiting room: user_id -> position (handed out after the opening)
+//! rushline:[<ns>:]{tag}:c:<campaign>:wr:pre zset    waiting room: pre-queued users, ordered by sha1(seed, user)
+//! rushline:[<ns>:]{tag}:c:<campaign>:wr:steps zset  waiting room: admission steps (through -> ms)
+//! rushline:[<ns>:]{tag}:c:<campaign>:wr:flow list   waiting room: (ms, through) samples for the measured outflow
 //! rushline:[<ns>:]{tag}:r:<request_id>      string  the request's status record (TTL once persisted)
 //! rushline:[<ns>:]{tag}:c:<campaign>:rl:u:<user>  string  per-(campaign, user) rate limit: GCRA TAT (µs, PX)
 //! rushline:[<ns>:]rl:ip:{<address>}         string  per-client-address rate limit: GCRA TAT (µs, PX);
@@ -18,6 +23,8 @@
 //! rushline:[<ns>:]dead-letters              set     campaign ids that have (had) dead letters
 //! rushline:[<ns>:]work                      channel campaign ids with new queue or log entries
 //! rushline:[<ns>:]decided                   channel space-separated ids of decided requests
+//! rushline:[<ns>:]ticket-key                string  the waiting-room ticket key replicas share when
+//!                                                   RUSHLINE_TICKET_KEYS is unset (development only)
 //! ```
 //!
 //! `{tag}` is the campaign's [`SlotTag`], also embedded in each request
@@ -53,6 +60,16 @@ pub struct CampaignKeys {
     pub status_prefix: String,
     /// Prefix of this campaign's idempotency keys (`…:i:`).
     pub idempotency_prefix: String,
+    /// Waiting room: serving counter, token bucket, positions handed out.
+    pub waiting_room: String,
+    /// Waiting room: each user's position handed out after the opening.
+    pub waiting_places: String,
+    /// Waiting room: the pre-queue (users who joined before the opening).
+    pub prequeue: String,
+    /// Waiting room: admission steps, for each position's `admitted_at`.
+    pub admission_steps: String,
+    /// Waiting room: samples of the serving counter, for the measured outflow.
+    pub outflow_samples: String,
 }
 
 impl Keys {
@@ -97,6 +114,11 @@ impl Keys {
             dirty: format!("{meta}:dirty"),
             dead_letters: format!("{meta}:dead"),
             idempotency_prefix: format!("{meta}:i:"),
+            waiting_room: format!("{meta}:wr"),
+            waiting_places: format!("{meta}:wr:pos"),
+            prequeue: format!("{meta}:wr:pre"),
+            admission_steps: format!("{meta}:wr:steps"),
+            outflow_samples: format!("{meta}:wr:flow"),
             status_prefix: format!("{tagged}r:"),
             meta,
         }
@@ -142,6 +164,12 @@ impl Keys {
     pub fn decided_channel(&self) -> String {
         format!("{}decided", self.root)
     }
+
+    /// The ticket signing key API replicas share when none is configured (see
+    /// [`crate::Queue::shared_ticket_key`]): one key, no campaign, so no hash tag.
+    pub fn ticket_key(&self) -> String {
+        format!("{}ticket-key", self.root)
+    }
 }
 
 /// Field names of the campaign meta hash that Rust code reads (the Lua scripts name them in
@@ -173,6 +201,19 @@ pub mod meta_field {
     /// `warm_finish.lua`; `accept.lua` decides at once when it reads `instant`). Absent in a
     /// state built before the mode existed: queued, the only mode there was.
     pub const DECIDE: &str = "decide";
+    /// "1" when the campaign has a waiting room, absent otherwise (copied from the record by
+    /// `warm_finish.lua`; accept.lua gates requests on it).
+    pub const WAITING_ROOM: &str = "waiting_room";
+    /// Waiting room: admit_per_second now (the record's; `waiting_room.lua` on an admin change).
+    pub const WR_RATE: &str = "wr_rate";
+    /// Waiting room: pass, seconds.
+    pub const WR_PASS: &str = "wr_pass";
+    /// Waiting room: pre-queue, seconds before opens.
+    pub const WR_PREQUEUE: &str = "wr_prequeue";
+    /// Waiting room: the pre-queue seed, hex.
+    pub const WR_SEED: &str = "wr_seed";
+    /// Waiting room: "1" while admission is paused.
+    pub const WR_PAUSED: &str = "wr_paused";
 }
 
 /// Field names of a decision log entry (written by `decide.lua` and `accept.lua`, moved whole by
@@ -204,6 +245,11 @@ mod tests {
             &c.dead_letters,
             &c.idempotency_prefix,
             &c.status_prefix,
+            &c.waiting_room,
+            &c.waiting_places,
+            &c.prequeue,
+            &c.admission_steps,
+            &c.outflow_samples,
         ] {
             assert!(key.starts_with("rushline:t1:"), "{key}");
             assert_eq!(

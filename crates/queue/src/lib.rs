@@ -28,10 +28,14 @@
 //! 7. [`notify`] — pub/sub on dedicated connections: workers learn of new work, API processes
 //!    learn which requests were decided (to answer `?wait=` callers at once).
 //!
+//! [`waiting_room`] — a campaign's virtual waiting room (`lua/waiting_room.lua`): joining the
+//! line, a user's place, the serving counter (a token bucket in Redis, the same for every
+//! replica) and an operator's rate / pause; gated in front of step 1 by the API.
 //! [`rate_limit`] — per-(campaign, user) and per-client-address limits (`lua/rate_limit.lua`,
 //! GCRA), checked by the API before a request reaches step 1.
 //! [`reconcile`] reads a campaign's Redis state field by field for `rushline reconcile`.
 //! [`keys`] names every key; [`record`] encodes the compact records stored under them.
+//! [`ticket_key`] shares the waiting room's development ticket key between API replicas.
 //! [`clock`] reads Redis `TIME`, the one clock every window decision is made with.
 //! `connection.rs` holds the one multiplexed connection (a redis-rs `ConnectionManager`) every
 //! call above goes through.
@@ -55,6 +59,8 @@ pub mod record;
 pub mod requeue;
 mod scripts;
 pub mod status;
+pub mod ticket_key;
+pub mod waiting_room;
 pub mod warm;
 
 use std::future::Future;
@@ -77,6 +83,7 @@ pub use notify::{Notifications, Subscriber};
 pub use reconcile::RedisCampaign;
 pub use requeue::Requeued;
 pub use status::CampaignState;
+pub use waiting_room::{JoinOutcome, Placement, QueueCounter, QueuePlace, WaitingRoomRead};
 pub use warm::{WarmError, Warmed};
 
 /// Default bound on a campaign's decision log, in entries (each holds one decided batch, at most

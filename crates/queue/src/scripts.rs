@@ -33,6 +33,8 @@ pub(crate) static DEAD_LETTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/dead_letter.lua")));
 pub(crate) static REPLAY_DEAD_LETTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/replay_dead_letter.lua")));
+pub(crate) static WAITING_ROOM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("../lua/waiting_room.lua")));
 pub(crate) static REQUEUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../lua/requeue.lua")));
 

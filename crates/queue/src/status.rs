@@ -1,7 +1,7 @@
 //! Reads behind `GET /v1/requests/{id}` and `GET /v1/campaigns/{id}`, plus the campaign registry.
 
 use chrono::{DateTime, Utc};
-use rushline_domain::{CampaignId, DecideMode, RequestId, RequestView, timefmt};
+use rushline_domain::{CampaignId, DecideMode, RequestId, RequestView, WaitingRoom, timefmt};
 
 use crate::keys::meta_field;
 use crate::record::parse_status;
@@ -24,6 +24,9 @@ pub struct CampaignState {
     pub closes_at: Option<DateTime<Utc>>,
     /// Who decides its requests (`queued` for a state built before the mode existed).
     pub decide: DecideMode,
+    /// Its waiting room's settings as Redis holds them (`admit_per_second` as an operator last
+    /// set it), if it has one.
+    pub waiting_room: Option<WaitingRoom>,
 }
 
 impl Queue {
@@ -67,12 +70,29 @@ impl Queue {
                         meta_field::OPENS,
                         meta_field::CLOSES,
                         meta_field::DECIDE,
+                        meta_field::WAITING_ROOM,
+                        meta_field::WR_RATE,
+                        meta_field::WR_PASS,
+                        meta_field::WR_PREQUEUE,
                     ])
                     .query_async(&mut conn)
                     .await?)
             })
             .await?;
-        let [ready, name, stock, remaining, issued, opens, closes, decide] = fields.as_slice()
+        let [
+            ready,
+            name,
+            stock,
+            remaining,
+            issued,
+            opens,
+            closes,
+            decide,
+            waiting_room,
+            rate,
+            pass,
+            prequeue,
+        ] = fields.as_slice()
         else {
             return Err(QueueError::protocol("campaign state reply"));
         };
@@ -100,6 +120,16 @@ impl Queue {
                 None => DecideMode::Queued,
                 Some(mode) => DecideMode::parse(mode)
                     .map_err(|_| QueueError::protocol(format!("campaign decide mode {mode:?}")))?,
+            },
+            waiting_room: match waiting_room.as_deref() {
+                Some("1") => {
+                    let secs = |v| Ok::<_, QueueError>(num(v)?.max(0) as u64);
+                    Some(
+                        WaitingRoom::new(secs(rate)?, secs(pass)?, secs(prequeue)?)
+                            .map_err(|e| QueueError::protocol(format!("waiting room: {e}")))?,
+                    )
+                }
+                _ => None,
             },
         }))
     }

@@ -351,6 +351,16 @@ impl Queue {
             .arg(PERSIST_GROUP)
             .arg(epoch)
             .arg(data.decide.as_str());
+        match &data.waiting_room {
+            Some(wr) => finish
+                .arg("1")
+                .arg(wr.room.admit_per_second)
+                .arg(wr.room.pass_secs)
+                .arg(wr.room.prequeue_secs)
+                .arg(crate::waiting_room::hex(&wr.prequeue_seed))
+                .arg(if wr.paused { "1" } else { "0" }),
+            None => finish.arg("").arg("").arg("").arg("").arg("").arg(""),
+        };
         let published: i64 = self
             .run(|mut conn| async move { Ok(finish.invoke_async(&mut conn).await?) })
             .await?;

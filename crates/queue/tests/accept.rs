@@ -17,6 +17,7 @@ fn items(campaign: &CampaignId, prefix: &str, n: usize) -> Vec<AcceptItem> {
             request_id: RequestId::new_for(campaign),
             user_id: UserId::parse(format!("{prefix}-{i}")).unwrap(),
             idempotency_key: None,
+            admitted: false,
         })
         .collect()
 }
@@ -34,6 +35,7 @@ async fn one_huge_group_is_queued_in_order_with_every_record() {
         request_id: RequestId::new_for(&campaign),
         user_id: group[0].user_id.clone(),
         idempotency_key: Some(key),
+        admitted: false,
     };
     group.push(retry);
 

@@ -30,6 +30,7 @@ async fn campaign_with_queued(stock: u64, users: usize) -> (Setup, Vec<RequestId
             request_id: RequestId::new_for(&campaign),
             user_id: UserId::parse(format!("user-{n}")).unwrap(),
             idempotency_key: None,
+            admitted: false,
         })
         .collect();
     let outcomes = queue.accept(&campaign, &items).await.unwrap();

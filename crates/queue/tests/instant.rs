@@ -13,6 +13,7 @@ fn item(campaign: &CampaignId, user: &str) -> AcceptItem {
         request_id: RequestId::new_for(campaign),
         user_id: UserId::parse(user).unwrap(),
         idempotency_key: None,
+        admitted: false,
     }
 }
 

@@ -98,6 +98,7 @@ async fn one_group_is_screened_in_order_and_claimed_keys_spend_nothing() {
         request_id: RequestId::new_for(&campaign),
         user_id: bob.clone(),
         idempotency_key: Some(key.clone()),
+        admitted: false,
     };
     queue.accept(&campaign, &[item]).await.unwrap();
     assert!(queue.idempotency_claimed(&campaign, &key).await.unwrap());

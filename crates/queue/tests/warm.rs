@@ -139,6 +139,7 @@ async fn a_warm_up_publishes_the_records_current_epoch_even_when_another_moved_i
         request_id: RequestId::new_for(&campaign),
         user_id: UserId::parse("u-1").unwrap(),
         idempotency_key: None,
+        admitted: false,
     };
     queue.accept(&campaign, &[item]).await.unwrap();
     queue.decide(&campaign, 8).await.unwrap().unwrap();

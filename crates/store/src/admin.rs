@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use rushline_domain::{CampaignId, Stock};
 
-use crate::campaigns::CampaignRow;
+use crate::campaigns::{CAMPAIGN_COLUMNS, CampaignRow};
 use crate::{Store, StoreError, StoredCampaign};
 
 /// What an attempt to add stock found.
@@ -21,6 +21,17 @@ pub enum StockAdded {
     Closed,
     /// The sum would pass [`Stock::MAX`]; this is the stock as it stands.
     OverCap(u64),
+}
+
+/// What an operator's change to a waiting room's admission found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdmissionSet {
+    /// Recorded; the campaign as it now stands.
+    Set(Box<StoredCampaign>),
+    /// No such campaign.
+    NotFound,
+    /// The campaign has no waiting room.
+    NoWaitingRoom,
 }
 
 /// Persisted rows of one campaign, by final status.
@@ -49,10 +60,10 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredCampaign>, StoreError> {
         self.bounded(async {
-            let rows: Vec<CampaignRow> = sqlx::query_as(
-                "SELECT id, name, stock, issued, opens_at, closes_at, code_key, decide FROM campaigns
-                 WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
-            )
+            let rows: Vec<CampaignRow> = sqlx::query_as(&format!(
+                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns
+                 WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2"
+            ))
             .bind(after.map(CampaignId::as_str))
             .bind(limit)
             .fetch_all(&self.pool)
@@ -163,6 +174,57 @@ impl Store {
                 sold_out: sold_out.max(0) as u64,
                 duplicate: duplicate.max(0) as u64,
             })
+        })
+        .await
+    }
+
+    /// Records an operator's change to the campaign's admission: a new `admit_per_second`
+    /// and/or paused or resumed (`None`: unchanged). One statement; the API then carries it into
+    /// Redis, and every warm-up copies it from here.
+    pub async fn set_admission(
+        &self,
+        id: &CampaignId,
+        admit_per_second: Option<u32>,
+        paused: Option<bool>,
+    ) -> Result<AdmissionSet, StoreError> {
+        self.bounded(async {
+            let row: Option<CampaignRow> = sqlx::query_as(&format!(
+                "UPDATE campaigns
+                 SET admit_per_second = COALESCE($2, admit_per_second),
+                     admission_paused = COALESCE($3, admission_paused)
+                 WHERE id = $1 AND admit_per_second IS NOT NULL
+                 RETURNING {CAMPAIGN_COLUMNS}"
+            ))
+            .bind(id.as_str())
+            .bind(admit_per_second.map(|n| n as i32))
+            .bind(paused)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(row) = row {
+                return Ok(AdmissionSet::Set(Box::new(row.into_stored()?)));
+            }
+            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM campaigns WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(match exists {
+                None => AdmissionSet::NotFound,
+                Some(_) => AdmissionSet::NoWaitingRoom,
+            })
+        })
+        .await
+    }
+
+    /// The campaign's pre-queue seed (`None`: no such campaign or no waiting room), for an audit
+    /// of the opening shuffle. Callers reveal it only once the campaign has opened.
+    pub async fn prequeue_seed(&self, id: &CampaignId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.bounded(async {
+            let seed: Option<Option<Vec<u8>>> =
+                sqlx::query_scalar("SELECT prequeue_seed FROM campaigns WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            Ok(seed.flatten())
         })
         .await
     }

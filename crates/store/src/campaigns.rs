@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rushline_domain::{
     CampaignId, CampaignName, CampaignRecord, CampaignSnapshot, CampaignSpec, DecideMode,
-    RequestId, Stock, UserId,
+    RequestId, Stock, UserId, WaitingRoom, WaitingRoomState,
 };
 use uuid::Uuid;
 
@@ -18,7 +18,13 @@ pub struct StoredCampaign {
     pub issued: u64,
     /// Secret key of its coupon-code permutation.
     pub code_key: String,
+    /// Whether an operator paused its waiting room's admission (`false` without a waiting room).
+    pub admission_paused: bool,
 }
+
+/// The columns a [`CampaignRow`] reads, in every query that reads one.
+pub(crate) const CAMPAIGN_COLUMNS: &str = "id, name, stock, issued, opens_at, closes_at, code_key, \
+     decide, admit_per_second, pass_secs, prequeue_secs, admission_paused";
 
 /// The code key stays out of logs and panics.
 impl std::fmt::Debug for StoredCampaign {
@@ -27,6 +33,7 @@ impl std::fmt::Debug for StoredCampaign {
             .field("spec", &self.spec)
             .field("issued", &self.issued)
             .field("code_key", &rushline_domain::secret::Redacted)
+            .field("admission_paused", &self.admission_paused)
             .finish()
     }
 }
@@ -41,6 +48,10 @@ pub(crate) struct CampaignRow {
     closes_at: Option<DateTime<Utc>>,
     code_key: String,
     decide: String,
+    admit_per_second: Option<i32>,
+    pass_secs: Option<i32>,
+    prequeue_secs: Option<i32>,
+    admission_paused: bool,
 }
 
 /// A campaign row with its rebuild epoch, for a warm-up.
@@ -49,10 +60,22 @@ struct SnapshotRow {
     #[sqlx(flatten)]
     row: CampaignRow,
     epoch: i64,
+    prequeue_seed: Option<Vec<u8>>,
 }
 
 impl CampaignRow {
     pub(crate) fn into_stored(self) -> Result<StoredCampaign, StoreError> {
+        let waiting_room = match (self.admit_per_second, self.pass_secs, self.prequeue_secs) {
+            (None, None, None) => None,
+            (Some(rate), Some(pass), Some(prequeue)) => {
+                let secs = |n: i32| u64::try_from(n).map_err(StoreError::corrupt);
+                Some(
+                    WaitingRoom::new(secs(rate)?, secs(pass)?, secs(prequeue)?)
+                        .map_err(StoreError::corrupt)?,
+                )
+            }
+            _ => return Err(StoreError::corrupt("waiting room columns partly set")),
+        };
         Ok(StoredCampaign {
             spec: CampaignSpec {
                 id: CampaignId::parse(self.id).map_err(StoreError::corrupt)?,
@@ -62,24 +85,35 @@ impl CampaignRow {
                 opens_at: self.opens_at,
                 closes_at: self.closes_at,
                 decide: DecideMode::parse(&self.decide).map_err(StoreError::corrupt)?,
+                waiting_room,
             },
             issued: u64::try_from(self.issued).map_err(StoreError::corrupt)?,
             code_key: self.code_key,
+            admission_paused: self.admission_paused,
         })
     }
 }
 
 impl Store {
-    /// Records a new campaign; [`StoreError::Conflict`] when the id exists.
+    /// Records a new campaign; [`StoreError::Conflict`] when the id exists. A campaign with a
+    /// waiting room gets its pre-queue seed here: 32 random bytes (two v4 UUIDs, 244 random
+    /// bits, as the code key), never shown before the opening.
     pub async fn create_campaign(
         &self,
         spec: &CampaignSpec,
         code_key: &str,
     ) -> Result<StoredCampaign, StoreError> {
+        let room = spec.waiting_room;
+        let seed = room.map(|_| {
+            let mut seed = Uuid::new_v4().as_bytes().to_vec();
+            seed.extend_from_slice(Uuid::new_v4().as_bytes());
+            seed
+        });
         self.bounded(async {
             let inserted = sqlx::query(
-                "INSERT INTO campaigns (id, name, stock, opens_at, closes_at, code_key, decide)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO campaigns (id, name, stock, opens_at, closes_at, code_key, decide,
+                     admit_per_second, pass_secs, prequeue_secs, prequeue_seed)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(spec.id.as_str())
             .bind(spec.name.as_str())
@@ -88,6 +122,10 @@ impl Store {
             .bind(spec.closes_at)
             .bind(code_key)
             .bind(spec.decide.as_str())
+            .bind(room.map(|r| r.admit_per_second as i32))
+            .bind(room.map(|r| r.pass_secs as i32))
+            .bind(room.map(|r| r.prequeue_secs as i32))
+            .bind(seed)
             .execute(&self.pool)
             .await;
             match inserted {
@@ -95,6 +133,7 @@ impl Store {
                     spec: spec.clone(),
                     issued: 0,
                     code_key: code_key.to_owned(),
+                    admission_paused: false,
                 }),
                 Err(sqlx::Error::Database(e)) if e.constraint() == Some("campaigns_pkey") => {
                     Err(StoreError::Conflict)
@@ -108,9 +147,9 @@ impl Store {
     /// The campaign, or `None`.
     pub async fn campaign(&self, id: &CampaignId) -> Result<Option<StoredCampaign>, StoreError> {
         self.bounded(async {
-            let row: Option<CampaignRow> = sqlx::query_as(
-                "SELECT id, name, stock, issued, opens_at, closes_at, code_key, decide FROM campaigns WHERE id = $1",
-            )
+            let row: Option<CampaignRow> = sqlx::query_as(&format!(
+                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1"
+            ))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
@@ -148,9 +187,13 @@ impl Store {
         id: &CampaignId,
     ) -> Result<Option<CampaignSnapshot>, StoreError> {
         self.bounded(async {
-            let Some(SnapshotRow { row, epoch }) = sqlx::query_as::<_, SnapshotRow>(
-                "SELECT id, name, stock, issued, opens_at, closes_at, code_key, decide, epoch FROM campaigns WHERE id = $1",
-            )
+            let Some(SnapshotRow {
+                row,
+                epoch,
+                prequeue_seed,
+            }) = sqlx::query_as::<_, SnapshotRow>(&format!(
+                "SELECT {CAMPAIGN_COLUMNS}, epoch, prequeue_seed FROM campaigns WHERE id = $1"
+            ))
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?
@@ -160,6 +203,19 @@ impl Store {
             let max_seq = high_seq(&self.pool, id).await?;
             let stored = row.into_stored()?;
             let stock = stored.spec.stock.get();
+            let waiting_room = match (stored.spec.waiting_room, prequeue_seed) {
+                (None, _) => None,
+                (Some(room), Some(seed)) => Some(WaitingRoomState {
+                    room,
+                    paused: stored.admission_paused,
+                    prequeue_seed: seed,
+                }),
+                (Some(_), None) => {
+                    return Err(StoreError::corrupt(format!(
+                        "campaign {id} has no pre-queue seed"
+                    )));
+                }
+            };
             Ok(Some(CampaignSnapshot {
                 name: stored.spec.name.as_str().to_owned(),
                 stock,
@@ -170,6 +226,7 @@ impl Store {
                 code_key: stored.code_key,
                 epoch,
                 decide: stored.spec.decide,
+                waiting_room,
             }))
         })
         .await

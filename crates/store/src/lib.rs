@@ -22,7 +22,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-pub use admin::{RecordedCounts, StockAdded};
+pub use admin::{AdmissionSet, RecordedCounts, StockAdded};
 pub use campaigns::StoredCampaign;
 pub use error::StoreError;
 pub use persist::{Persisted, Refusal};

@@ -168,9 +168,34 @@ impl TestEnv {
             opens_at: chrono::Utc::now(),
             closes_at: None,
             decide,
+            waiting_room: None,
         };
         self.store.create_campaign(&spec, "test-code-key").await?;
         Ok(())
+    }
+
+    /// A fresh campaign with `stock` and a waiting room, opening at `opens_at`, recorded in
+    /// PostgreSQL and warmed into Redis through `queue`.
+    pub async fn warm_waiting_room_campaign(
+        &self,
+        queue: &Queue,
+        stock: u64,
+        opens_at: chrono::DateTime<chrono::Utc>,
+        room: rushline_domain::WaitingRoom,
+    ) -> anyhow::Result<CampaignId> {
+        let id = CampaignId::parse(format!("w-{}", &Uuid::new_v4().simple().to_string()[..12]))?;
+        let spec = CampaignSpec {
+            id: id.clone(),
+            name: CampaignName::parse("test waiting room")?,
+            stock: Stock::new(stock)?,
+            opens_at,
+            closes_at: None,
+            decide: DecideMode::Queued,
+            waiting_room: Some(room),
+        };
+        self.store.create_campaign(&spec, "test-code-key").await?;
+        queue.warm(&id, &self.store).await?;
+        Ok(id)
     }
 
     /// A fresh open campaign with `stock`, recorded in PostgreSQL and warmed into Redis through
@@ -314,6 +339,7 @@ pub async fn queue_requests(
                 request_id: RequestId::new_for(campaign),
                 user_id: UserId::parse(user)?,
                 idempotency_key: None,
+                admitted: false,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

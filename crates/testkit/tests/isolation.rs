@@ -91,6 +91,7 @@ async fn set_up_and_cleanup_work_beside_two_million_keys_and_a_stalled_redis() {
             request_id: RequestId::new_for(&campaign),
             user_id: UserId::parse(format!("user-{i}")).unwrap(),
             idempotency_key: Some(IdempotencyKey::parse(format!("key-{i}")).unwrap()),
+            admitted: false,
         })
         .collect();
     let outcomes = queue.accept(&campaign, &items).await.unwrap();

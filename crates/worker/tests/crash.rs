@@ -180,6 +180,7 @@ async fn accept_instant(
             request_id: RequestId::new_for(campaign),
             user_id: UserId::parse(user).unwrap(),
             idempotency_key: None,
+            admitted: false,
         })
         .collect();
     let mut answers = Vec::with_capacity(items.len());

@@ -20,6 +20,7 @@ async fn queued_campaign(env: &TestEnv, queue: &Queue, stock: u64, users: usize)
             request_id: RequestId::new_for(&id),
             user_id: UserId::parse(format!("user-{user}")).unwrap(),
             idempotency_key: None,
+            admitted: false,
         })
         .collect();
     let outcomes = queue.accept(&id, &items).await.unwrap();

@@ -34,6 +34,7 @@ async fn enqueue(queue: &Queue, campaign: &CampaignId, users: &[&str]) -> Vec<Re
             request_id: RequestId::new_for(campaign),
             user_id: UserId::parse(*u).unwrap(),
             idempotency_key: None,
+            admitted: false,
         })
         .collect();
     let outcomes = queue.accept(campaign, &items).await.unwrap();

@@ -1,5 +1,5 @@
-//! Operator endpoints (admin token): list campaigns, close one now, add stock. Stats are in
-//! [`super::stats`].
+//! Operator endpoints (admin token): list campaigns, close one now, add stock, change a waiting
+//! room's admission. Stats are in [`super::stats`].
 //!
 //! Every change goes to PostgreSQL first, then Redis is brought to what PostgreSQL recorded with
 //! one atomic script (`rushline_queue::admin`). So Redis never holds more stock, or a later close,
@@ -11,10 +11,11 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rushline_domain::{
-    AddStock, CampaignId, CampaignPage, CampaignStatus, CampaignView, Stock, timefmt,
+    AddStock, AdmissionChange, CampaignId, CampaignPage, CampaignStatus, CampaignView, Stock,
+    timefmt,
 };
 use rushline_queue::{CloseOutcome, StockOutcome};
-use rushline_store::StockAdded;
+use rushline_store::{AdmissionSet, StockAdded};
 use serde::Deserialize;
 
 use crate::http::ApiError;
@@ -35,6 +36,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/campaigns", get(list))
         .route("/v1/campaigns/{id}/close", post(close))
         .route("/v1/campaigns/{id}/stock", post(add_stock))
+        .route("/v1/campaigns/{id}/admission", post(admission))
 }
 
 #[derive(Deserialize)]
@@ -278,4 +280,73 @@ fn not_growable(status: CampaignStatus) -> ApiError {
             .into(),
         _ => "campaign is closed; stock can only be added to a scheduled or open campaign".into(),
     })
+}
+
+/// `POST /v1/campaigns/{id}/admission`: `{"admit_per_second"?: N, "paused"?: bool}` changes a
+/// running waiting room's rate and/or pauses or resumes admission. PostgreSQL first, then Redis
+/// (`waiting_room.lua` advances the counter at the old settings before applying the new ones); a
+/// crash in between leaves the record ahead, which the next change or a rebuild carries into
+/// Redis (every warm-up copies the record's settings). Idempotent.
+#[utoipa::path(
+    post,
+    path = "/v1/campaigns/{id}/admission",
+    tag = "campaigns",
+    summary = "Change a waiting room's admission rate, pause or resume it (admin)",
+    request_body = AdmissionChange,
+    params(
+        ("id" = String, Path, description = "Campaign id"),
+    ),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Changed; the campaign with its waiting room and queue", body = schemas::CampaignView),
+        (status = 400, description = "The body does not parse or validate (it must set admit_per_second, paused or both)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within the server's bound (the connection is closed)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not application/json", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Admin endpoints are disabled (no token configured)", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such campaign", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The campaign has no waiting room", body = schemas::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable", body = schemas::Problem, content_type = "application/problem+json", headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
+async fn admission(
+    _: Admin,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<AdmissionChange>,
+) -> Result<Json<CampaignView>, ApiError> {
+    let id = CampaignId::parse(id).map_err(|_| ApiError::no_such_campaign())?;
+    let (admit_per_second, paused) = body.validate()?;
+    match state
+        .store
+        .set_admission(&id, admit_per_second, paused)
+        .await
+        .map_err(ApiError::unavailable)?
+    {
+        AdmissionSet::Set(_) => {}
+        AdmissionSet::NotFound => return Err(ApiError::no_such_campaign()),
+        AdmissionSet::NoWaitingRoom => return Err(no_waiting_room()),
+    }
+    // A cold campaign is rebuilt from the record, which already holds the change; applying it
+    // again is a no-op.
+    let (queue, campaign) = (&state.queue, &id);
+    let counter = state
+        .warmed(campaign, || async move {
+            campaign_view::warm_or(
+                queue
+                    .set_admission(campaign, admit_per_second, paused)
+                    .await
+                    .map_err(ApiError::unavailable)?,
+            )
+        })
+        .await?
+        .ok_or_else(no_waiting_room)?;
+    tracing::info!(campaign = %id, admit_per_second = counter.admit_per_second, paused = counter.paused,
+        admitted_through = counter.admitted_through, joined = counter.joined, "waiting room admission changed");
+    campaign_view::read_live(&state, id).await.map(Json)
+}
+
+fn no_waiting_room() -> ApiError {
+    ApiError::Conflict("campaign has no waiting room".into())
 }

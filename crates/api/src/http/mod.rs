@@ -1,11 +1,13 @@
 //! The HTTP surface: routes, extractors and errors.
 //!
 //! - [`requests`]: the hot path (`POST /v1/campaigns/{id}/requests`) and status reads.
+//! - [`queue`]: the waiting room — join, and a ticket's standing.
 //! - [`campaigns`]: campaign creation and reads.
 //! - [`admin`]: operator endpoints — campaign list, close now, add stock.
 //! - [`stats`]: a campaign's pipeline for operators (admin).
 //! - [`campaign_view`]: a campaign as shown, from Redis's live state or from the record.
 //! - [`ops`]: health, readiness, metrics.
+//! - [`jwks`]: the waiting-room tickets' public keys (`GET /.well-known/jwks.json`).
 //! - [`openapi`]: `GET /openapi.json`, generated from the handlers' attributes.
 //! - [`schemas`]: the shapes those attributes name (domain types and `Problem`).
 //! - [`extract`]: extractors that reject as problem+json, and the admin guard.
@@ -13,6 +15,7 @@
 //!   not the domain's `RequestId`.
 //! - [`problem`]: [`ApiError`], rendered as RFC 9457 problem details.
 //! - [`rate_limit`]: the per-client-address limit on the public POST routes.
+//! - [`wait_page`]: `GET /wait/{id}`, the waiting-room page (HTML) a person's browser opens.
 //!
 //! Dependencies point one way: route modules use the shared modules ([`campaign_view`],
 //! [`extract`], [`problem`]) and [`crate::state::AppState`] (whose `warmed` is the one
@@ -25,13 +28,16 @@ pub mod campaign_view;
 pub mod campaigns;
 pub mod correlation;
 pub mod extract;
+pub mod jwks;
 pub mod openapi;
 pub mod ops;
 pub mod problem;
+pub mod queue;
 pub mod rate_limit;
 pub mod requests;
 pub mod schemas;
 pub mod stats;
+pub mod wait_page;
 
 use std::any::Any;
 
@@ -61,11 +67,14 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(requests::router())
+        .merge(queue::router())
         .merge(campaigns::router())
         .merge(admin::router())
         .merge(stats::router())
         .merge(ops::router())
+        .merge(jwks::router())
         .merge(openapi::router())
+        .merge(wait_page::router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             rate_limit::per_address,

@@ -18,10 +18,12 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::schemas::{
-    AcceptedView, AddStock, CampaignId, CampaignPage, CampaignStats, CampaignStatus, CampaignView,
-    IdempotencyKey, IssueRequest, NewCampaign, Problem, RequestStatus, RequestView,
+    AcceptedView, AddStock, AdmissionChange, CampaignId, CampaignPage, CampaignStats,
+    CampaignStatus, CampaignView, IdempotencyKey, IssueRequest, Jwk, JwkSet, NewCampaign, Problem,
+    QueueFigures, QueueStanding, QueueState, RequestStatus, RequestView, WaitingRoom,
+    WaitingRoomOptions,
 };
-use crate::http::{admin, campaigns, ops, requests, stats};
+use crate::http::{admin, campaigns, jwks, ops, queue, requests, stats, wait_page};
 use crate::state::AppState;
 
 /// The route.
@@ -52,12 +54,14 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
     ),
     paths(
         campaigns::create, admin::list, campaigns::show, admin::close, admin::add_stock,
-        stats::stats, requests::issue, requests::status, ops::healthz, ops::readyz,
-        ops::prometheus, openapi,
+        admin::admission,
+        stats::stats, requests::issue, requests::status, queue::join, queue::me, ops::healthz,
+        ops::readyz, ops::prometheus, openapi, jwks::jwks, wait_page::waiting_room_page,
     ),
     components(schemas(
         Problem, NewCampaign, CampaignView, CampaignStatus, IssueRequest, AcceptedView,
-        RequestView, RequestStatus, CampaignPage, AddStock, CampaignStats,
+        RequestView, RequestStatus, CampaignPage, AddStock, CampaignStats, AdmissionChange,
+        WaitingRoom, WaitingRoomOptions, QueueFigures, QueueStanding, QueueState, JwkSet, Jwk,
         // Named only by parameters, which utoipa does not collect.
         IdempotencyKey, CampaignId,
     )),
@@ -66,6 +70,7 @@ async fn openapi() -> Json<&'static utoipa::openapi::OpenApi> {
         (name = "campaigns", description = "Campaign admin (bearer token) and public reads"),
         (name = "requests", description = "Issue requests and their status"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
+        (name = "waiting room", description = "The waiting room: join, follow a ticket, the page a person's browser opens, and the tickets' public keys"),
     ),
 )]
 pub struct ApiDoc;

@@ -83,6 +83,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!(telemetry::WAITERS).set(state.waiters.len() as f64);
     record_pool_usage(&state);
+    telemetry::waiting_rooms(&state.waiting_room.counters().snapshot());
     let (depths, clock) = tokio::join!(refresh_queue_depths(&state), state.read_clock());
     if let Err(e) = depths {
         telemetry::backend_error(Backend::Redis);

@@ -8,11 +8,13 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rushline_domain::{RequestId, ValidationError};
+use rushline_domain::{QueueStanding, RequestId, ValidationError};
 use serde::Serialize;
 
 use crate::rate_limit::Denial;
 use crate::telemetry;
+use crate::tickets::TicketError;
+use crate::waiting_room::{self, Refusal};
 
 /// Seconds a client should wait before retrying a 429/503.
 pub const RETRY_AFTER_SECS: u64 = 1;
@@ -54,6 +56,20 @@ pub enum ApiError {
     /// 429: over a rate limit; carries `Retry-After`, `RateLimit-Policy` and `RateLimit`.
     #[error("rate limit exceeded ({} requests per {} s); retry after Retry-After seconds", .0.rate.quota(), .0.rate.period().as_secs())]
     RateLimited(Denial),
+    /// 401: a waiting-room campaign's request or status read without a valid `Rushline-Ticket`
+    /// (missing, malformed, forged, or another campaign's).
+    #[error("{0}")]
+    TicketInvalid(String),
+    /// 403: the ticket is another user's than the body's `user_id`.
+    #[error("the Rushline-Ticket belongs to another user_id")]
+    TicketOtherUser,
+    /// 403 `not-your-turn`: the serving counter has not reached the ticket's position; carries
+    /// `Retry-After` and the standing's figures as extension members.
+    #[error("not your turn yet: the serving counter has not reached your position")]
+    NotYourTurn(Box<QueueStanding>),
+    /// 403 `ticket-expired`: admitted more than the campaign's `pass_secs` ago.
+    #[error("the ticket's pass has expired; join the queue again for a new position")]
+    TicketExpired,
     /// 503: shed to protect the service; retry later.
     #[error("{0}")]
     Overloaded(String),
@@ -95,6 +111,18 @@ struct Problem<'a> {
     /// Extension member: the request a `503` may nonetheless have queued.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<RequestId>,
+    /// Extension members of a `not-your-turn`.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    standing: Option<Figures>,
+}
+
+/// Where a ticket that is not admitted yet stands (`not-your-turn`'s extension members).
+#[derive(Serialize)]
+struct Figures {
+    position: Option<u64>,
+    admitted_through: u64,
+    ahead: Option<u64>,
+    eta_secs: Option<f64>,
 }
 
 impl ApiError {
@@ -113,6 +141,10 @@ impl ApiError {
             }
             Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited"),
+            Self::TicketInvalid(_) => (StatusCode::UNAUTHORIZED, "ticket-invalid"),
+            Self::TicketOtherUser => (StatusCode::FORBIDDEN, "ticket-other-user"),
+            Self::NotYourTurn(_) => (StatusCode::FORBIDDEN, "not-your-turn"),
+            Self::TicketExpired => (StatusCode::FORBIDDEN, "ticket-expired"),
             Self::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Unavailable(_) | Self::MaybeQueued { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
@@ -130,6 +162,29 @@ impl ApiError {
     /// answered alike: a malformed id names no campaign).
     pub fn no_such_campaign() -> Self {
         Self::NotFound("no such campaign".into())
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid(detail) => Self::TicketInvalid(detail),
+            Refusal::OtherUser => Self::TicketOtherUser,
+            Refusal::NotYourTurn(standing) => Self::NotYourTurn(standing),
+            Refusal::Expired => Self::TicketExpired,
+            Refusal::Queue(e) => Self::unavailable(e),
+            Refusal::Tickets(e) => Self::from(e),
+        }
+    }
+}
+
+impl From<TicketError> for ApiError {
+    fn from(e: TicketError) -> Self {
+        match e {
+            TicketError::KeysUnavailable => Self::unavailable(e),
+            TicketError::Encoding(_) => Self::Internal(e.into()),
+            e => Self::TicketInvalid(format!("the Rushline-Ticket does not verify: {e}")),
+        }
     }
 }
 
@@ -160,6 +215,15 @@ impl IntoResponse for ApiError {
             detail: self.to_string(),
             request_id: match &self {
                 Self::MaybeQueued { request_id, .. } => Some(*request_id),
+                _ => None,
+            },
+            standing: match &self {
+                Self::NotYourTurn(standing) => Some(Figures {
+                    position: standing.position,
+                    admitted_through: standing.admitted_through,
+                    ahead: standing.ahead,
+                    eta_secs: standing.eta_secs,
+                }),
                 _ => None,
             },
         };
@@ -200,6 +264,19 @@ impl IntoResponse for ApiError {
             }
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::TicketInvalid(_) => {
+                // The scheme is rushline's own header, named so a client knows what to send.
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Rushline-Ticket realm=\"waiting-room\""),
+                );
+            }
+            Self::NotYourTurn(standing) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(waiting_room::retry_after(&standing).as_secs()),
+                );
             }
             _ => {}
         }

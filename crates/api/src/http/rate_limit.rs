@@ -18,9 +18,9 @@ use crate::rate_limit::{Denial, LimitKind};
 use crate::state::AppState;
 use crate::telemetry;
 
-/// The public POST routes (templates) the per-address limit covers. The waiting room's join
-/// (`/v1/campaigns/{id}/queue`) belongs here once it exists.
-pub const PUBLIC_POSTS: &[&str] = &["/v1/campaigns/{id}/requests"];
+/// The public POST routes (templates) the per-address limit covers: requests and waiting-room
+/// joins.
+pub const PUBLIC_POSTS: &[&str] = &["/v1/campaigns/{id}/requests", "/v1/campaigns/{id}/queue"];
 
 /// Marks a response that replayed an earlier request by its `Idempotency-Key`: the per-address
 /// limit gives back the request it counted, so replays never count.

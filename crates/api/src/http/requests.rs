@@ -9,6 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use rushline_domain::{
     AcceptedView, CampaignId, IdempotencyKey, IssueRequest, RequestId, RequestStatus, RequestView,
+    UserId,
 };
 use rushline_queue::{AcceptItem, AcceptOutcome, QueueError};
 use serde::Deserialize;
@@ -17,10 +18,12 @@ use tokio::time::Instant;
 use crate::accept::AcceptError;
 use crate::http::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, single_header};
+use crate::http::queue::TICKET_HEADER;
 use crate::http::rate_limit::IdempotentReplay;
 use crate::http::schemas;
 use crate::state::AppState;
 use crate::telemetry;
+use crate::waiting_room;
 
 /// Longest `?wait=` honoured, in seconds.
 const MAX_WAIT_SECS: u64 = 30;
@@ -69,10 +72,20 @@ async fn issue(
     let idempotency_key = single_header(&headers, "idempotency-key")?
         .map(IdempotencyKey::parse)
         .transpose()?;
+    let admitted = match single_header(&headers, TICKET_HEADER)? {
+        Some(ticket) => {
+            admit(&state, &campaign, &body.user_id, ticket)
+                .await
+                .inspect_err(|e| refused(refusal_reason(e)))?;
+            true
+        }
+        None => false,
+    };
     let item = AcceptItem {
         request_id: RequestId::new_for(&campaign),
         user_id: body.user_id,
         idempotency_key,
+        admitted,
     };
     let (state_ref, campaign_ref, item_ref) = (&state, &campaign, &item);
     let outcome = state
@@ -121,12 +134,47 @@ async fn issue(
         AcceptOutcome::Unknown => Err(ApiError::unavailable(anyhow::anyhow!(
             "campaign {campaign} answered unknown by a warm accept"
         ))),
+        AcceptOutcome::TicketRequired => Err(ApiError::TicketInvalid(format!(
+            "campaign {campaign} has a waiting room: join it (POST /v1/campaigns/{campaign}/queue) \
+             and send the ticket, once admitted, in the Rushline-Ticket header"
+        ))),
         AcceptOutcome::Scheduled => Err(ApiError::Conflict("campaign is not open yet".into())),
         AcceptOutcome::Closed => Err(ApiError::Conflict("campaign is closed".into())),
         AcceptOutcome::Overloaded => Err(ApiError::Overloaded(
             "campaign queue is full; retry shortly".into(),
         )),
     }
+}
+
+/// The waiting room's check (guarantee 7): the ticket verifies, is for this campaign and this
+/// user, and its fresh standing is admitted and unexpired. `accept.lua` refuses a waiting-room
+/// campaign's request that did not pass here.
+async fn admit(
+    state: &AppState,
+    campaign: &CampaignId,
+    user: &UserId,
+    ticket: &str,
+) -> Result<(), ApiError> {
+    let claims = state.waiting_room.verify(campaign, ticket)?;
+    if &claims.sub != user {
+        return Err(ApiError::TicketOtherUser);
+    }
+    let waiting_room = &state.waiting_room;
+    let claims_ref = &*claims;
+    let standing = state
+        .warmed(campaign, || async move {
+            waiting_room
+                .standing_of(campaign, ticket, claims_ref)
+                .await
+                .map_err(ApiError::from)
+        })
+        .await?;
+    waiting_room::admission(user, &claims, standing).inspect_err(|refusal| {
+        if matches!(refusal, waiting_room::Refusal::Expired) {
+            telemetry::waiting_room_expired(campaign);
+        }
+    })?;
+    Ok(())
 }
 
 /// An instant decision whose code this process could not mint: read the request back (Redis,
@@ -226,6 +274,10 @@ fn refusal_reason(error: &ApiError) -> &'static str {
         ApiError::Overloaded(_) => "backlog",
         ApiError::RateLimited(_) => "rate_limited",
         ApiError::NotFound(_) => "unknown_campaign",
+        ApiError::TicketInvalid(_) => "ticket_invalid",
+        ApiError::TicketOtherUser => "ticket_other_user",
+        ApiError::NotYourTurn(_) => "not_your_turn",
+        ApiError::TicketExpired => "ticket_expired",
         _ => "unavailable",
     }
 }
@@ -251,6 +303,7 @@ fn outcome_label(outcome: &AcceptOutcome) -> &'static str {
         AcceptOutcome::Replay { .. } => "replay",
         AcceptOutcome::KeyReused => "key_reused",
         AcceptOutcome::Unknown => "unknown_campaign",
+        AcceptOutcome::TicketRequired => "ticket_required",
         AcceptOutcome::Scheduled => "scheduled",
         AcceptOutcome::Closed => "closed",
         AcceptOutcome::Overloaded => "overloaded",

@@ -6,9 +6,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 pub use rushline_domain::{
-    AcceptedView, AddStock, CampaignId, CampaignPage, CampaignStats, CampaignStatus, CampaignView,
-    IdempotencyKey, IssueRequest, NewCampaign, RequestStatus, RequestView,
+    AcceptedView, AddStock, AdmissionChange, CampaignId, CampaignPage, CampaignStats,
+    CampaignStatus, CampaignView, IdempotencyKey, IssueRequest, NewCampaign, QueueFigures,
+    QueueStanding, QueueState, RequestStatus, RequestView, WaitingRoom, WaitingRoomOptions,
 };
+
+pub use crate::tickets::{Jwk, JwkSet};
 
 /// An RFC 9457 problem (`application/problem+json`): every error this API answers.
 #[derive(Serialize, ToSchema)]
@@ -26,4 +29,16 @@ pub struct Problem {
     #[schema(format = "uuid")]
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<String>,
+    /// Extension member of a waiting room's `403 not-your-turn`: the ticket's position.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<u64>,
+    /// Extension member of a `not-your-turn`: the serving counter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    admitted_through: Option<u64>,
+    /// Extension member of a `not-your-turn`: people ahead still waiting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ahead: Option<u64>,
+    /// Extension member of a `not-your-turn`: estimated seconds until admission.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eta_secs: Option<f64>,
 }

@@ -83,7 +83,18 @@ async fn stats(
     };
     // Redis's clock, as accept's: the status shown is the one accept would act on.
     let now = state.now().await?;
+    // Revealed only once the pre-queue is frozen: before, it would let anyone predict the order.
+    let prequeue_seed = match stored.spec.waiting_room {
+        Some(_) if now >= stored.spec.opens_at => state
+            .store
+            .prequeue_seed(&id)
+            .await
+            .map_err(ApiError::unavailable)?
+            .map(|seed| rushline_queue::waiting_room::hex(&seed)),
+        _ => None,
+    };
     Ok(Json(CampaignStats {
+        prequeue_seed,
         status: CampaignStatus::at(
             now,
             stored.spec.opens_at,

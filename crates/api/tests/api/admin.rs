@@ -1,7 +1,7 @@
 //! Operator endpoints: campaign list, close now, add stock, stats.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, Response, StatusCode};
 use rushline_domain::CampaignId;
@@ -85,6 +85,11 @@ fn endpoints(campaign: &str) -> Vec<(Method, String, Option<Value>)> {
             Some(json!({"add": 1})),
         ),
         (Method::GET, format!("/v1/campaigns/{campaign}/stats"), None),
+        (
+            Method::POST,
+            format!("/v1/campaigns/{campaign}/admission"),
+            Some(json!({"paused": true})),
+        ),
     ]
 }
 
@@ -513,4 +518,173 @@ async fn stock_added_during_a_spike_is_issued_exactly_once() {
         "a request sent after a refusal came back was issued"
     );
     Arc::into_inner(app).expect("no other handles").stop().await;
+}
+
+async fn admission(app: &TestApp, campaign: &str, body: Value) -> Response {
+    admin(
+        app,
+        Method::POST,
+        &format!("/v1/campaigns/{campaign}/admission"),
+        Some(body),
+    )
+    .await
+}
+
+/// A waiting room is created with its defaults echoed; an operator pauses it (the counter
+/// stops, the view says so), then resumes it at a higher rate (the line is admitted); the
+/// record holds the change, so a rebuild of Redis keeps it.
+#[tokio::test]
+async fn a_waiting_room_is_paused_resumed_and_rerated() {
+    let app = spawn_app().await;
+    let created = app
+        .create_campaign(&json!({"name": "line", "stock": 5,
+            "waiting_room": {"admit_per_second": 1, "prequeue_secs": 30}}))
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        created["waiting_room"],
+        json!({"admit_per_second": 1, "pass_secs": 600, "prequeue_secs": 30})
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let campaign = CampaignId::parse(id.clone()).unwrap();
+
+    let paused = ok_json(admission(&app, &id, json!({"paused": true})).await).await;
+    assert_eq!(paused["queue"]["paused"], true, "{paused}");
+    let held = paused["queue"]["admitted_through"].as_u64().unwrap();
+    for i in 0..20 {
+        let user = rushline_domain::UserId::parse(format!("u-{i}")).unwrap();
+        app.queue.join_queue(&campaign, &user).await.unwrap();
+    }
+    let view = app.campaign(&id).await;
+    assert_eq!(view["queue"]["joined"], 20, "{view}");
+    assert_eq!(view["queue"]["admitted_through"], held, "paused: {view}");
+
+    let resumed = ok_json(
+        admission(
+            &app,
+            &id,
+            json!({"admit_per_second": 1000, "paused": false}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        resumed["waiting_room"]["admit_per_second"], 1000,
+        "{resumed}"
+    );
+    assert!(resumed["queue"].get("paused").is_none(), "{resumed}");
+    rushline_testkit::eventually(Duration::from_secs(5), "the line admitted", async || {
+        app.campaign(&id).await["queue"]["admitted_through"] == 20
+    })
+    .await;
+    // A view's read of the counter is exported.
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains(&format!(
+            "rushline_waiting_room_admitted_through{{campaign=\"{id}\"}} 20"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "rushline_waiting_room_waiting{{campaign=\"{id}\"}} 0"
+        )),
+        "{metrics}"
+    );
+
+    // Open: the pre-queue seed is revealed to the operator for an audit.
+    let seed = stats(&app, &id).await["prequeue_seed"].clone();
+    assert!(
+        seed.as_str()
+            .is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{seed}"
+    );
+
+    // PostgreSQL recorded it: Redis rebuilt from the record keeps the rate.
+    let paused_again = ok_json(admission(&app, &id, json!({"paused": true})).await).await;
+    assert_eq!(paused_again["queue"]["paused"], true);
+    app.env.flush_redis().await.unwrap();
+    let rebuilt = app.campaign(&id).await;
+    assert_eq!(
+        rebuilt["waiting_room"]["admit_per_second"], 1000,
+        "{rebuilt}"
+    );
+    assert_eq!(rebuilt["queue"]["paused"], true, "{rebuilt}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn admission_needs_a_waiting_room_and_a_valid_change() {
+    let app = spawn_app().await;
+    let plain = app.open_campaign(5).await;
+    let body = assert_problem(
+        admission(&app, &plain, json!({"paused": true})).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("waiting room"),
+        "{body}"
+    );
+    assert_problem(
+        admission(&app, "no-such", json!({"paused": true})).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let created: Value = app
+        .create_campaign(&json!({"name": "line", "stock": 5,
+            "waiting_room": {"admit_per_second": 10}}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap();
+    for bad in [
+        json!({}),
+        json!({"admit_per_second": 0}),
+        json!({"admit_per_second": 1_000_001}),
+        json!({"admit_per_second": 2.5}),
+        json!({"paused": "yes"}),
+        json!({"paused": true, "rate": 5}),
+    ] {
+        assert_problem(admission(&app, id, bad).await, StatusCode::BAD_REQUEST).await;
+    }
+    assert_eq!(
+        app.campaign(id).await["waiting_room"]["admit_per_second"],
+        10
+    );
+    // Not open yet: the seed stays secret (it would predict the pre-queue order).
+    let scheduled: Value = app
+        .create_campaign(&json!({"name": "later", "stock": 5,
+            "opens_at": "2099-01-01T00:00:00Z",
+            "waiting_room": {"admit_per_second": 10, "prequeue_secs": 60}}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stats = stats(&app, scheduled["id"].as_str().unwrap()).await;
+    assert!(stats.get("prequeue_seed").is_none(), "{stats}");
+    for bad in [
+        json!({"admit_per_second": 0}),
+        json!({"admit_per_second": 5, "pass_secs": 9}),
+        json!({"admit_per_second": 5, "prequeue_secs": 86_401}),
+        json!({"admit_per_second": 5, "extra": 1}),
+        json!({"pass_secs": 60}),
+        json!(5),
+    ] {
+        let response = app
+            .create_campaign(&json!({"name": "x", "stock": 1, "waiting_room": bad}))
+            .await;
+        let body = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        assert!(
+            body["detail"].as_str().unwrap().contains("waiting_room")
+                || body["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("admit_per_second"),
+            "{bad}: {body}"
+        );
+    }
+    app.stop().await;
 }

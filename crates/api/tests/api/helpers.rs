@@ -38,12 +38,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
 
 /// The API in `env` (a test's private servers, say) with `customize` applied.
 pub async fn spawn_app_in(env: TestEnv, customize: impl FnOnce(&mut Config)) -> TestApp {
-    let mut config = Config::from_lookup(env.settings(&[
-        ("RUSHLINE_HTTP_ADDR", "127.0.0.1:0"),
-        ("RUSHLINE_ADMIN_TOKEN", ADMIN_TOKEN),
-        ("RUSHLINE_DB_MAX_CONNECTIONS", "4"),
-    ]))
-    .expect("config");
+    let mut config = test_config(&env);
     customize(&mut config);
     let shutdown = CancellationToken::new();
     let app = Application::build(config, shutdown.clone())
@@ -63,6 +58,34 @@ pub async fn spawn_app_in(env: TestEnv, customize: impl FnOnce(&mut Config)) -> 
         server,
         worker_shutdown: CancellationToken::new(),
         workers: Vec::new(),
+    }
+}
+
+fn test_config(env: &TestEnv) -> Config {
+    Config::from_lookup(env.settings(&[
+        ("RUSHLINE_HTTP_ADDR", "127.0.0.1:0"),
+        ("RUSHLINE_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("RUSHLINE_DB_MAX_CONNECTIONS", "4"),
+    ]))
+    .expect("config")
+}
+
+/// A second API process's worth of state on the same database and Redis namespace: another
+/// replica behind the same (imaginary) balancer.
+pub struct Replica {
+    pub address: String,
+    pub client: reqwest::Client,
+    shutdown: CancellationToken,
+    server: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Replica {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.server
+            .await
+            .expect("replica task")
+            .expect("replica result");
     }
 }
 
@@ -99,6 +122,21 @@ impl TestApp {
             worker.await.expect("worker task");
         }
         self.worker_shutdown = CancellationToken::new();
+    }
+
+    /// Starts another API replica on this app's database and Redis namespace.
+    pub async fn replica(&self) -> Replica {
+        let shutdown = CancellationToken::new();
+        let app = Application::build(test_config(&self.env), shutdown.clone())
+            .await
+            .expect("build replica");
+        let address = format!("http://{}", app.local_addr().expect("local addr"));
+        Replica {
+            address,
+            client: reqwest::Client::new(),
+            shutdown,
+            server: tokio::spawn(app.run_until_stopped()),
+        }
     }
 
     /// Graceful shutdown of everything, then the test's database and keys are dropped.

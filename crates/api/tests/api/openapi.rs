@@ -136,7 +136,27 @@ async fn documented_shapes_match_real_answers() {
     let doc: Value = serde_json::from_str(&generated()).unwrap();
     let campaign = app.open_campaign(5).await;
     let view = app.campaign(&campaign).await;
-    assert_eq!(fields(&view), documented_fields(&doc, "CampaignView"));
+    // `waiting_room` and `queue` are only there for a campaign with a waiting room.
+    let mut plain = documented_fields(&doc, "CampaignView");
+    plain.remove("waiting_room");
+    plain.remove("queue");
+    assert_eq!(fields(&view), plain);
+    let created: Value = app
+        .create_campaign(&json!({"name": "line", "stock": 5,
+            "waiting_room": {"admit_per_second": 10}}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let with_room = app.campaign(created["id"].as_str().unwrap()).await;
+    assert_eq!(fields(&with_room), documented_fields(&doc, "CampaignView"));
+    assert_eq!(
+        fields(&with_room["waiting_room"]),
+        documented_fields(&doc, "WaitingRoom")
+    );
+    let mut unpaused = documented_fields(&doc, "QueueFigures");
+    unpaused.remove("paused");
+    assert_eq!(fields(&with_room["queue"]), unpaused);
     let response = app.issue(&campaign, "u-1").await;
     assert!(response.headers().contains_key("location"));
     let accepted: Value = response.json().await.unwrap();
@@ -151,6 +171,11 @@ async fn documented_shapes_match_real_answers() {
     let page = admin_get(&app, "/v1/campaigns").await;
     assert_eq!(fields(&page), documented_fields(&doc, "CampaignPage"));
     let stats = admin_get(&app, &format!("/v1/campaigns/{campaign}/stats")).await;
+    let mut without_seed = documented_fields(&doc, "CampaignStats");
+    without_seed.remove("prequeue_seed");
+    assert_eq!(fields(&stats), without_seed);
+    let line = created["id"].as_str().unwrap();
+    let stats = admin_get(&app, &format!("/v1/campaigns/{line}/stats")).await;
     assert_eq!(fields(&stats), documented_fields(&doc, "CampaignStats"));
     // A problem has the required members; `request_id` is an optional extension member.
     let problem: Value = app.issue("no-such", "u-1").await.json().await.unwrap();
