@@ -762,6 +762,7 @@ mod tests {
             queue: Some(QueueFigures {
                 joined,
                 admitted_through: through,
+                paused: false,
             }),
         }
     }

@@ -2,48 +2,30 @@
 //! with a `waiting_room`, join (`POST …/queue`), poll (`GET …/queue/me` with `Rushline-Ticket`),
 //! post a request with the ticket, and read the campaign's `queue` figures.
 //!
-//! Answers are kept as the projections the checks compare: a [`QueueView`] per join or poll
-//! answer, a [`Posted`] per request post (the shared [`Answer`] plus the problem `type` and
+//! Answers are parsed by the API's own types from `rushline_domain` and kept as the projections
+//! the checks compare (see [`crate::api`]): a [`QueueView`] per join or poll answer, a [`Posted`] per request post (the shared [`Answer`] plus the problem `type` and
 //! whether `Retry-After` came with a `403`).
 
 use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use rushline_domain::{
+    CampaignId, CampaignName, CampaignView, NewCampaign, QueueStanding, Stock, WaitingRoomOptions,
+};
+use serde::Deserialize;
 
 use crate::LoadError;
 use crate::api::{Api, IssueAnswer};
 use crate::traffic::Answer;
 
+pub use rushline_domain::{QueueFigures, QueueState};
+
 /// The header a ticket travels in.
 pub const TICKET_HEADER: &str = "rushline-ticket";
 
-/// A waiting room's settings (the campaign option `waiting_room`).
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct WaitingRoomOption {
-    /// Positions admitted per second.
-    pub admit_per_second: u32,
-    /// Seconds a pass stays valid after admission.
-    pub pass_secs: u32,
-    /// Seconds before `opens_at` that joining starts (pre-queue).
-    pub prequeue_secs: u32,
-}
-
-/// Where a user stands (`state` of a join or poll answer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QueueState {
-    /// Joined before `opens_at`: no position until the opening shuffle.
-    Prequeued,
-    /// Has a position, not admitted yet.
-    Waiting,
-    /// `position <= admitted_through`: may post a request.
-    Admitted,
-    /// Admitted more than `pass_secs` ago.
-    Expired,
-}
-
-/// A `201`/`200` answer to a join or a status poll (the fields the storm reads).
+/// A `201`/`200` answer to a join or a status poll: the API's [`QueueStanding`], as the checks
+/// read it.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(from = "QueueStanding")]
 pub struct QueueView {
     /// The newest ticket (a client keeps the latest one it was given).
     pub ticket: String,
@@ -51,16 +33,28 @@ pub struct QueueView {
     pub user_id: String,
     /// Where the user stands.
     pub state: QueueState,
-    /// 1-based place in line; `null` while pre-queued.
+    /// 1-based place in line; `None` while pre-queued.
     pub position: Option<u64>,
-    /// The serving counter (`null` tolerated before the opening).
-    pub admitted_through: Option<u64>,
     /// When the user's position was admitted (server clock).
     pub admitted_at: Option<DateTime<Utc>>,
     /// When the server suggests polling again, seconds.
-    pub poll_after_secs: Option<f64>,
-    /// The server's clock when it answered (rushline's addition to the contract's body).
-    pub server_time: Option<DateTime<Utc>>,
+    pub poll_after_secs: f64,
+    /// The server's clock when it answered.
+    pub server_time: DateTime<Utc>,
+}
+
+impl From<QueueStanding> for QueueView {
+    fn from(standing: QueueStanding) -> Self {
+        Self {
+            ticket: standing.ticket,
+            user_id: standing.user_id.into(),
+            state: standing.state,
+            position: standing.position,
+            admitted_at: standing.admitted_at,
+            poll_after_secs: standing.poll_after_secs,
+            server_time: standing.server_time,
+        }
+    }
 }
 
 /// How a join or poll ended.
@@ -90,21 +84,6 @@ pub struct Posted {
     pub retry_after: bool,
 }
 
-/// The campaign's queue figures (`GET /v1/campaigns/{id}`).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
-pub struct QueueFigures {
-    /// Positions handed out.
-    pub joined: u64,
-    /// The serving counter.
-    pub admitted_through: u64,
-}
-
-#[derive(Deserialize)]
-struct CampaignQueue {
-    status: String,
-    queue: Option<QueueFigures>,
-}
-
 #[derive(Deserialize)]
 struct ProblemType {
     r#type: Option<String>,
@@ -117,16 +96,21 @@ pub async fn create_campaign(
     id: &str,
     stock: u64,
     opens_at: DateTime<Utc>,
-    waiting_room: WaitingRoomOption,
+    waiting_room: WaitingRoomOptions,
 ) -> Result<(), LoadError> {
-    let body = serde_json::json!({
-        "id": id,
-        "name": format!("loadtest {id}"),
-        "stock": stock,
-        "opens_at": opens_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "decide": api.decide().as_str(),
-        "waiting_room": waiting_room,
-    });
+    let invalid = |detail: String| LoadError::Unexpected {
+        what: format!("campaign {id}"),
+        detail,
+    };
+    let body = NewCampaign {
+        id: Some(CampaignId::parse(id).map_err(|e| invalid(e.to_string()))?),
+        name: CampaignName::parse(format!("loadtest {id}")).map_err(|e| invalid(e.to_string()))?,
+        stock: Stock::new(stock).map_err(|e| invalid(e.to_string()))?,
+        opens_at: Some(opens_at),
+        closes_at: None,
+        decide: Some(api.decide()),
+        waiting_room: Some(waiting_room),
+    };
     let response = api
         .admin(api.client().post(api.url("/v1/campaigns")))
         .json(&body)
@@ -159,8 +143,8 @@ pub async fn campaign_queue(
             detail: response.status().to_string(),
         });
     }
-    let view: CampaignQueue = response.json().await?;
-    Ok((view.status, view.queue))
+    let view: CampaignView = response.json().await?;
+    Ok((view.status.as_str().to_owned(), view.queue))
 }
 
 /// `POST /v1/campaigns/{campaign}/queue` for `user`.

@@ -127,7 +127,7 @@ impl Member {
         let seen = Seen {
             sent_us,
             answered_us,
-            server_time: view.server_time,
+            server_time: Some(view.server_time),
             state: view.state,
         };
         if self.join.is_none() && (status == 201 || status == 200) && self.polls == 0 {
@@ -155,7 +155,7 @@ impl Member {
             }
         }
         self.expired_seen |= view.state == QueueState::Expired;
-        self.poll_after_secs = view.poll_after_secs;
+        self.poll_after_secs = Some(view.poll_after_secs);
         self.last = Some(seen);
     }
 }

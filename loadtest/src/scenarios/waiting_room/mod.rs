@@ -33,13 +33,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use rushline_domain::WaitingRoomOptions;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use self::checks::CounterSample;
-use self::client::WaitingRoomOption;
 use self::crowd::{Crowd, DrainPlan, PhaseFigures};
 use super::{Context, ScenarioReport, accept, finish, prepare};
 use crate::LoadError;
@@ -172,10 +172,10 @@ pub async fn waiting_room_storm(
         (args.prequeue_joins as f64 / (accept_rate / 2.0).max(100.0) + 3.0).clamp(3.0, 120.0);
     let opens_at = Utc::now() + chrono::Duration::milliseconds((lead * 1000.0) as i64);
     let campaign = ctx.campaign_id("wrstorm", 0);
-    let room = WaitingRoomOption {
-        admit_per_second: args.admit_per_second,
-        pass_secs: 600,
-        prequeue_secs: 3_600,
+    let room = WaitingRoomOptions {
+        admit_per_second: u64::from(args.admit_per_second),
+        pass_secs: Some(600),
+        prequeue_secs: Some(3_600),
     };
     client::create_campaign(&ctx.api, &campaign, args.joins as u64, opens_at, room).await?;
     let users = (0..args.joins)
