@@ -1,6 +1,7 @@
-//! The crowd: one [`Member`] per user with everything the server told it, and the three ways
-//! the storm drives it — a join blast, a closed-loop poll window, and the drain, where every user
-//! polls as `poll_after_secs` says and posts its request once admitted.
+//! The crowd: one [`Member`] per user with everything the server told it, and the ways the storm
+//! drives it — a join blast, the probes (posts that must be refused), a closed-loop poll window,
+//! and the drain, where every user polls as `poll_after_secs` says and posts its request once
+//! admitted.
 //!
 //! Instants are µs since the crowd's start on the monotonic clock, as in [`crate::traffic`].
 //! Each member sits behind its own lock, held only to read or apply an answer (never across an
@@ -54,7 +55,7 @@ pub enum ProbeKind {
     OwnTicketEarly,
     /// No ticket: `401`.
     NoTicket,
-    /// The user's ticket with its signature altered: `401`.
+    /// The user's ticket with its claims altered (header and signature kept): `401`.
     ForgedTicket,
     /// Another user's ticket: `403`.
     OtherUsersTicket,
@@ -255,8 +256,6 @@ pub struct DrainFigures {
     pub polls: PhaseFigures,
     /// Request posts sent after admission (retries included).
     pub posts: u64,
-    /// Probes sent.
-    pub probes: u64,
     /// Users done (a final answer to their request post) when the drain ended.
     pub done: usize,
     /// Users not done by the deadline.
@@ -399,6 +398,35 @@ pub async fn poll_window(
     Tally::merge(tallies, started.elapsed().as_secs_f64())
 }
 
+/// Every `every`-th user polls once and, if still waiting, sends one post that must be refused
+/// (the kinds in turn), over `concurrency` tasks; the probes sent.
+pub async fn probes(api: &Api, crowd: &Arc<Crowd>, every: usize, concurrency: usize) -> u64 {
+    if every == 0 {
+        return 0;
+    }
+    let chosen: Arc<Vec<usize>> = Arc::new((0..crowd.users.len()).step_by(every).collect());
+    let next = Arc::new(AtomicUsize::new(0));
+    let tasks = (0..concurrency.max(1)).map(|_| {
+        let (api, crowd, chosen, next) = (api.clone(), crowd.clone(), chosen.clone(), next.clone());
+        tokio::spawn(async move {
+            let mut tally = Tally::new();
+            let mut sent = 0u64;
+            while let Some(&i) = chosen.get(next.fetch_add(1, Ordering::Relaxed)) {
+                crowd.step(&api, i, &mut tally).await;
+                let waiting = crowd
+                    .member(i)
+                    .last
+                    .is_some_and(|s| s.state == QueueState::Waiting);
+                if waiting && crowd.probe(&api, i, every).await {
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    });
+    collect(join_all(tasks).await).into_iter().sum()
+}
+
 /// What the drain needs besides the crowd.
 #[derive(Debug, Clone, Copy)]
 pub struct DrainPlan {
@@ -406,8 +434,6 @@ pub struct DrainPlan {
     pub concurrency: usize,
     /// No call starts after this.
     pub deadline: Instant,
-    /// Every `probe_every`-th user sends one probe while waiting (0: none).
-    pub probe_every: usize,
     /// The longest pause between one user's polls, whatever `poll_after_secs` says.
     pub max_poll_after: Duration,
 }
@@ -415,9 +441,8 @@ pub struct DrainPlan {
 /// Users due for their next poll: (due µs, user), earliest first.
 type Schedule = Mutex<BinaryHeap<Reverse<(u64, usize)>>>;
 
-/// Every user not done polls when the server said to (`poll_after_secs`, capped), posts its
-/// request once admitted, and — every `probe_every`-th user, once, while waiting — sends a probe
-/// that must be refused. Ends when every user is done or at the deadline.
+/// Every user not done polls when the server said to (`poll_after_secs`, capped) and posts its
+/// request once admitted. Ends when every user is done or at the deadline.
 pub async fn drain(api: &Api, crowd: &Arc<Crowd>, plan: DrainPlan) -> DrainFigures {
     let now_us = crowd.micros(Instant::now());
     let schedule: Arc<Schedule> = Arc::new(Mutex::new(
@@ -433,7 +458,7 @@ pub async fn drain(api: &Api, crowd: &Arc<Crowd>, plan: DrainPlan) -> DrainFigur
         let (schedule, left) = (schedule.clone(), left.clone());
         tokio::spawn(async move {
             let mut tally = Tally::new();
-            let (mut posts, mut probes) = (0u64, 0u64);
+            let mut posts = 0u64;
             let mut poll_after = histogram();
             while left.load(Ordering::Relaxed) > 0 && Instant::now() < plan.deadline {
                 // Take only a user who is due: a task that held a later one would make an
@@ -454,30 +479,17 @@ pub async fn drain(api: &Api, crowd: &Arc<Crowd>, plan: DrainPlan) -> DrainFigur
                     continue;
                 };
                 crowd.step(&api, i, &mut tally).await;
-                let (state, after, has_probe) = {
+                let (state, after) = {
                     let member = crowd.member(i);
-                    (
-                        member.last.map(|s| s.state),
-                        member.poll_after_secs,
-                        member.probe.is_some(),
-                    )
+                    (member.last.map(|s| s.state), member.poll_after_secs)
                 };
                 if let Some(after) = after {
                     poll_after.saturating_record((after * 1000.0).max(1.0) as u64);
                 }
-                match state {
-                    Some(QueueState::Admitted) | Some(QueueState::Expired) => {
-                        posts += crowd.post_admitted(&api, i).await;
-                        left.fetch_sub(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    Some(QueueState::Waiting)
-                        if !has_probe && plan.probe_every > 0 && i % plan.probe_every == 0 =>
-                    {
-                        crowd.probe(&api, i, plan.probe_every).await;
-                        probes += 1;
-                    }
-                    _ => {}
+                if matches!(state, Some(QueueState::Admitted | QueueState::Expired)) {
+                    posts += crowd.post_admitted(&api, i).await;
+                    left.fetch_sub(1, Ordering::Relaxed);
+                    continue;
                 }
                 let pause = after
                     .filter(|s| s.is_finite() && *s >= 0.0)
@@ -487,16 +499,15 @@ pub async fn drain(api: &Api, crowd: &Arc<Crowd>, plan: DrainPlan) -> DrainFigur
                 let next = crowd.micros(Instant::now() + pause);
                 lock(&schedule).push(Reverse((next, i)));
             }
-            (tally, posts, probes, poll_after)
+            (tally, posts, poll_after)
         })
     });
     let mut tallies = Vec::new();
     let mut figures = DrainFigures::default();
     let mut poll_after = histogram();
-    for (tally, posts, probes, after) in collect(join_all(tasks).await) {
+    for (tally, posts, after) in collect(join_all(tasks).await) {
         tallies.push(tally);
         figures.posts += posts;
-        figures.probes += probes;
         let _ = poll_after.add(&after);
     }
     figures.polls = Tally::merge(tallies, started.elapsed().as_secs_f64());
@@ -545,14 +556,15 @@ impl Crowd {
         sent
     }
 
-    /// Sends user `i` (waiting) one post that must be refused, of the kind its index picks.
-    async fn probe(&self, api: &Api, i: usize, every: usize) {
+    /// Sends user `i` (waiting) one post that must be refused, of the kind its index picks;
+    /// false when there was nothing to send it with (no ticket yet).
+    async fn probe(&self, api: &Api, i: usize, every: usize) -> bool {
         let kind = ProbeKind::ALL[(i / every.max(1)) % ProbeKind::ALL.len()];
         let (before, ticket) = {
             let member = self.member(i);
             match (member.last, member.ticket.clone()) {
                 (Some(last), Some(ticket)) => (last, ticket),
-                _ => return,
+                _ => return false,
             }
         };
         let ticket = match kind {
@@ -564,7 +576,7 @@ impl Crowd {
                 let theirs = self.member(other).ticket.clone();
                 match theirs {
                     Some(t) if other != i => Some(t),
-                    _ => return,
+                    _ => return false,
                 }
             }
         };
@@ -578,22 +590,31 @@ impl Crowd {
             posted,
         };
         self.member(i).probe = Some(Probe { kind, before, post });
+        true
     }
 }
 
-/// `ticket` with one character in the middle of its signature changed (base64url stays valid;
-/// the signature no longer matches).
+/// `ticket` with one character in the middle of its payload (the claims) changed, header and
+/// signature kept: claims rushline never issued. (Altering only the signature would not do:
+/// rushline authenticates its own tickets by the `rlm` MAC of the payload in the header, not by
+/// the signature other services check.)
 pub fn forge(ticket: &str) -> String {
-    let start = ticket.rfind('.').map_or(0, |dot| dot + 1);
-    let middle = start + (ticket.len() - start) / 2;
-    ticket
+    let mut segments = ticket.splitn(3, '.');
+    let (Some(header), Some(payload), Some(signature)) =
+        (segments.next(), segments.next(), segments.next())
+    else {
+        return format!("{ticket}x");
+    };
+    let middle = payload.len() / 2;
+    let payload: String = payload
         .char_indices()
         .map(|(at, c)| match (at == middle, c) {
             (true, 'A') => 'B',
             (true, _) => 'A',
             (false, c) => c,
         })
-        .collect()
+        .collect();
+    format!("{header}.{payload}.{signature}")
 }
 
 fn lock(schedule: &Schedule) -> MutexGuard<'_, BinaryHeap<Reverse<(u64, usize)>>> {
@@ -613,11 +634,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_forged_ticket_differs_only_in_its_signature() {
+    fn a_forged_ticket_differs_only_in_its_claims() {
         let ticket = "aGVhZGVy.cGF5bG9hZA.c2lnbmF0dXJlQUFB";
         let forged = forge(ticket);
         assert_ne!(forged, ticket);
         assert_eq!(forged.len(), ticket.len());
-        assert!(forged.starts_with("aGVhZGVy.cGF5bG9hZA."));
+        assert!(forged.starts_with("aGVhZGVy."));
+        assert!(forged.ends_with(".c2lnbmF0dXJlQUFB"));
     }
 }

@@ -15,11 +15,12 @@
 //!    `prequeued`.
 //! 3. *Joins*: after the opening, the other users join in closed loop (C tasks): joins/s, CPU
 //!    per join. Admission already runs, nothing else does.
-//! 4. *Poll window*: every user polls round-robin in closed loop for a fixed window, nobody posts:
+//! 4. *Probes*: every `probe_every`-th user polls and, if still waiting, sends a post that must be
+//!    refused (its own ticket too early, none, a forged one, another user's).
+//! 5. *Poll window*: every user polls round-robin in closed loop for a fixed window, nobody posts:
 //!    polls/s and CPU per poll (the poll's capacity).
-//! 5. *Drain*: every user polls when `poll_after_secs` says (capped), posts its request with the
-//!    newest ticket once admitted, and every `probe_every`-th user sends, once while waiting, a
-//!    post that must be refused (its own ticket too early, none, a forged one, another user's).
+//! 6. *Drain*: every user polls when `poll_after_secs` says (capped) and posts its request with
+//!    the newest ticket once admitted.
 //!
 //! Throughout, the campaign's `queue` figures are sampled every 100 ms. Afterwards every request
 //! id is resolved and the six guarantees are verified as in every drop, and [`checks`] verifies
@@ -210,6 +211,8 @@ pub async fn waiting_room_storm(
         "join",
     );
 
+    let probes = crowd::probes(&ctx.api, &crowd, args.probe_every, args.concurrency).await;
+
     let cpu = CpuSnapshot::take(ctx).await;
     let polls = crowd::poll_window(
         &ctx.api,
@@ -233,7 +236,6 @@ pub async fn waiting_room_storm(
         DrainPlan {
             concurrency: args.drain_concurrency,
             deadline: deadline.max(Instant::now() + Duration::from_secs(30)),
-            probe_every: args.probe_every,
             max_poll_after: Duration::from_secs_f64(args.max_poll_after_secs),
         },
     )
@@ -297,7 +299,7 @@ pub async fn waiting_room_storm(
         report.figure("prequeue_rho_limit", checks::rho_limit(prequeued));
     }
     report.figure("drain_posts", drain.posts as f64);
-    report.figure("drain_probes", drain.probes as f64);
+    report.figure("probes", probes as f64);
     report.figure("drain_users_done", drain.done as f64);
     report.figure("drain_poll_after_p50_secs", drain.poll_after_p50_secs);
     if let Some(outflow) = outflow(&counter) {
