@@ -372,8 +372,12 @@ pub async fn join_blast(
     Tally::merge(tallies, started.elapsed().as_secs_f64())
 }
 
-/// Polls every user round-robin, closed loop over `concurrency` tasks, for `window`: the status
-/// poll's capacity (no request is posted meanwhile, so the CPU spent is the polls').
+/// Polls every user round-robin from the back of the line (the last to join first), closed loop
+/// over `concurrency` tasks, for `window`: the status poll's capacity in the steady state (no
+/// request is posted meanwhile, so the CPU spent is the polls'). Back to front because a user's
+/// first poll after a change of state (pre-queued users after the opening, waiting ones the
+/// counter has reached) asks Redis once and gets a new ticket; the users still waiting at the
+/// back hold tickets that tell everything, as most of a crowd does most of the time.
 pub async fn poll_window(
     api: &Api,
     crowd: &Arc<Crowd>,
@@ -388,7 +392,8 @@ pub async fn poll_window(
         tokio::spawn(async move {
             let mut tally = Tally::new();
             while Instant::now() < until {
-                let i = next.fetch_add(1, Ordering::Relaxed) % crowd.users.len().max(1);
+                let n = crowd.users.len().max(1);
+                let i = n - 1 - next.fetch_add(1, Ordering::Relaxed) % n;
                 crowd.step(&api, i, &mut tally).await;
             }
             tally
