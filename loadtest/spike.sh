@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs the spike scenarios (accept ceiling, presale, sold-out storm, worker scaling, many campaigns) against a fresh rushline stack on this
-# machine and writes the report to loadtest/report/.
+# Runs the spike scenarios (accept ceiling, presale, sold-out storm, worker scaling, many campaigns,
+# two drops, waiting-room storm) against a fresh rushline stack on this machine and writes the
+# report to loadtest/report/.
 #
 #   SCALE=0.25 loadtest/spike.sh      multiply every request count (default 1 = issue 4's sizes)
 #   SCENARIO=sold-out-storm           run one scenario (smoke, accept, presale, sold-out-storm,
-#                                     worker-scaling, many-campaigns; the old names s1, s2, s3, s4
-#                                     still work; default all)
+#                                     worker-scaling, many-campaigns, two-drops,
+#                                     waiting-room-storm; the old names s1, s2, s3, s4 still work;
+#                                     default all)
 #   WORKERS=2                         worker processes while not paused/scaling (default 2)
 #   DECIDE=instant                    create every campaign with "decide": "instant" (the accept
 #                                     step decides, the API answers 200; default queued)

@@ -187,6 +187,14 @@ impl Api {
         &self.client
     }
 
+    /// `request` with the admin bearer token, when this client has one.
+    pub fn admin(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.admin_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     /// `base` joined with an absolute `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base.as_str().trim_end_matches('/'), path)
@@ -210,11 +218,11 @@ impl Api {
             decide: Some(self.decide),
             waiting_room: None,
         };
-        let mut request = self.client.post(self.url("/v1/campaigns")).json(&body);
-        if let Some(token) = &self.admin_token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await?;
+        let response = self
+            .admin(self.client.post(self.url("/v1/campaigns")))
+            .json(&body)
+            .send()
+            .await?;
         if response.status() != StatusCode::CREATED {
             let status = response.status();
             let body = response.text().await.unwrap_or_default();

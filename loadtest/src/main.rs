@@ -15,6 +15,7 @@ use rushline_loadtest::monitor::cpu_seconds;
 use rushline_loadtest::report;
 use rushline_loadtest::scenarios::{
     self, AcceptArgs, Context, DropArgs, ScalingArgs, ScenarioReport, TwoDropsArgs,
+    WaitingRoomStormArgs,
 };
 use rushline_loadtest::workers::WorkerPool;
 use rushline_queue::{Queue, QueueConfig};
@@ -163,6 +164,9 @@ enum Scenario {
     /// Two drops at once: a spike on campaign A while campaign B gets a steady stream; B's and
     /// A's time to final.
     TwoDrops(TwoDropsFlags),
+    /// Waiting-room storm (issue 12): 200,000 joins (20,000 pre-queued), status polls from all
+    /// while admission runs, ticketed posts; against an accept blast of the same run.
+    WaitingRoomStorm(StormFlags),
     /// Serves the ceiling in this process until standard input closes (the accept scenario
     /// starts it as a child to measure a ceiling in a process of its own).
     #[command(hide = true)]
@@ -171,8 +175,8 @@ enum Scenario {
         #[arg(long)]
         body_len: usize,
     },
-    /// accept, presale, sold-out-storm, worker-scaling, many-campaigns, two-drops in turn, every
-    /// count multiplied by --scale.
+    /// accept, presale, sold-out-storm, worker-scaling, many-campaigns, two-drops,
+    /// waiting-room-storm in turn, every count multiplied by --scale.
     All {
         /// Multiplies every request count (and stock) of every scenario.
         #[arg(long, default_value_t = 1.0)]
@@ -254,6 +258,52 @@ impl TwoDropsFlags {
             steady_rate: self.steady_rate,
             steady_seconds: self.steady_seconds,
             ..defaults
+        }
+        .scaled(self.scale)
+    }
+}
+
+/// Overrides of the waiting-room storm's defaults.
+#[derive(Debug, Args)]
+struct StormFlags {
+    /// Distinct users joining (pre-queued ones included).
+    #[arg(long, default_value_t = WaitingRoomStormArgs::default().joins)]
+    users: usize,
+    /// Of those, how many join during the pre-queue, before the opening.
+    #[arg(long, default_value_t = WaitingRoomStormArgs::default().prequeue_joins)]
+    prequeued: usize,
+    /// The campaign's admit_per_second.
+    #[arg(long, default_value_t = WaitingRoomStormArgs::default().admit_per_second)]
+    admit_per_second: u32,
+    /// Client tasks for the accept reference, the joins and the poll window.
+    #[arg(long, short = 'c', default_value_t = WaitingRoomStormArgs::default().concurrency)]
+    concurrency: usize,
+    /// Requests in the accept reference blast.
+    #[arg(long, default_value_t = WaitingRoomStormArgs::default().accept_requests)]
+    accept_requests: usize,
+    /// Seconds of the closed-loop poll window.
+    #[arg(long, default_value_t = WaitingRoomStormArgs::default().poll_seconds)]
+    poll_seconds: f64,
+    /// Every N-th user sends one post that must be refused (0: none).
+    #[arg(long, default_value_t = WaitingRoomStormArgs::default().probe_every)]
+    probe_every: usize,
+    /// Multiplies users, pre-queued users and accept requests (the poll window by its square
+    /// root) after the flags above.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+}
+
+impl StormFlags {
+    fn args(&self) -> WaitingRoomStormArgs {
+        WaitingRoomStormArgs {
+            joins: self.users,
+            prequeue_joins: self.prequeued,
+            admit_per_second: self.admit_per_second,
+            concurrency: self.concurrency,
+            accept_requests: self.accept_requests,
+            poll_seconds: self.poll_seconds,
+            probe_every: self.probe_every,
+            ..WaitingRoomStormArgs::default()
         }
         .scaled(self.scale)
     }
@@ -376,17 +426,21 @@ async fn main() -> anyhow::Result<()> {
         Scenario::ManyCampaigns(f) => reports
             .push(scenarios::many_campaigns(&ctx, &f.apply(DropArgs::many_campaigns())).await?),
         Scenario::TwoDrops(f) => reports.push(scenarios::two_drops(&ctx, &f.args()).await?),
+        Scenario::WaitingRoomStorm(f) => {
+            reports.push(scenarios::waiting_room_storm(&ctx, &f.args()).await?)
+        }
         // Served before anything was set up.
         Scenario::CeilingServer { .. } => {}
         Scenario::All { scale } => {
             let scale = *scale;
-            let steps: [&str; 6] = [
+            let steps: [&str; 7] = [
                 "accept",
                 "presale",
                 "sold-out-storm",
                 "worker-scaling",
                 "many-campaigns",
                 "two-drops",
+                "waiting-room-storm",
             ];
             for step in steps {
                 eprintln!("== {step} (scale {scale})");
@@ -414,9 +468,13 @@ async fn main() -> anyhow::Result<()> {
                         let args = DropArgs::many_campaigns().scaled(scale);
                         scenarios::many_campaigns(&ctx, &args).await?
                     }
-                    _ => {
+                    "two-drops" => {
                         let args = TwoDropsArgs::default().scaled(scale);
                         scenarios::two_drops(&ctx, &args).await?
+                    }
+                    _ => {
+                        let args = WaitingRoomStormArgs::default().scaled(scale);
+                        scenarios::waiting_room_storm(&ctx, &args).await?
                     }
                 };
                 for (name, value) in [

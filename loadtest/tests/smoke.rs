@@ -1,4 +1,4 @@
-//! The smoke and two-drops scenarios' library code against an in-process API and in-process
+//! The smoke, two-drops and waiting-room-storm scenarios' library code against an in-process API and in-process
 //! workers, each test with its own database and Redis namespace (rushline_testkit). Asserts that
 //! every guarantee held and the figures are reported — never a speed.
 
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rushline_domain::DecideMode;
 use rushline_loadtest::api::Api;
-use rushline_loadtest::scenarios::{self, Context, DropArgs, TwoDropsArgs};
+use rushline_loadtest::scenarios::{self, Context, DropArgs, TwoDropsArgs, WaitingRoomStormArgs};
 use rushline_queue::Queue;
 use rushline_testkit::app::{TestApp, spawn_app};
 use sqlx::postgres::PgPoolOptions;
@@ -141,6 +141,64 @@ async fn two_drops_reports_each_campaigns_time_to_final() {
         );
     }
     assert!(report.figures["b_final_p50_ms"] <= report.figures["b_final_p99_ms"]);
+
+    ctx.pool.close().await;
+    app.stop().await.expect("stop the API and the workers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_room_storm_admits_everyone_fairly_and_reports_its_rates() {
+    let app = spawn_app(ADMIN_TOKEN, 2)
+        .await
+        .expect("start the API and two workers");
+    let ctx = context(&app, "wrstorm").await;
+    // Debug-build sizes: 1,500 users (300 pre-queued) admitted at 200/s (7.5 s), so that many
+    // are still waiting when the drain starts; every 10th of those probes.
+    let args = WaitingRoomStormArgs {
+        joins: 1_500,
+        prequeue_joins: 300,
+        admit_per_second: 200,
+        concurrency: 16,
+        accept_requests: 300,
+        poll_seconds: 1.0,
+        drain_concurrency: 64,
+        probe_every: 10,
+        max_poll_after_secs: 1.0,
+    };
+    let report = scenarios::waiting_room_storm(&ctx, &args)
+        .await
+        .expect("waiting-room storm");
+
+    let verdict = report.verdict.as_ref().expect("verdict");
+    assert!(
+        verdict.ok(),
+        "guarantees violated: {:#?}",
+        verdict.violations
+    );
+    let figures = &report.figures;
+    assert_eq!(figures["drain_users_done"], 1_500.0, "{figures:?}");
+    assert_eq!(figures["prequeued_users"], 300.0, "{figures:?}");
+    assert!(figures["probes"] >= 20.0, "{figures:?}");
+    assert_eq!(
+        verdict.issued,
+        1_500 + 300,
+        "every admitted user's request issued, and every request of the accept reference"
+    );
+    for figure in [
+        "accept_rate",
+        "join_rate",
+        "poll_rate",
+        "join_over_accept",
+        "poll_over_accept",
+        "cpu_us_per_req_join_client",
+        "cpu_us_per_req_poll_client",
+    ] {
+        assert!(
+            figures.get(figure).is_some_and(|v| *v > 0.0),
+            "{figure} reported: {figures:?}"
+        );
+    }
+    assert!(figures.contains_key("prequeue_spearman_rho"), "{figures:?}");
 
     ctx.pool.close().await;
     app.stop().await.expect("stop the API and the workers");

@@ -47,11 +47,12 @@ impl AcceptArgs {
     }
 }
 
-fn closed(name: &str, requests: usize, concurrency: usize) -> DropSpec {
+/// One campaign that never sells out, one distinct user per request: every request takes the full
+/// accept path.
+pub(super) fn closed(name: &str, requests: usize, concurrency: usize) -> DropSpec {
     DropSpec {
         name: name.into(),
         campaigns: 1,
-        // Stock never runs out, users never repeat: every request takes the full accept path.
         stock: 100_000_000,
         mix: Mix {
             requests,

@@ -3,12 +3,14 @@
 //! Most are a *drop* ([`run_drop`]): create campaigns, blast a plan, resolve every id, verify
 //! every guarantee. [`accept`] measures the accept rate against the bare-axum ceiling and the
 //! open-loop latency at half of it; [`scaling`] times decisions over a pre-filled queue with
-//! 1, 2, 4 workers. Counts come from the caller, so every scenario can be scaled down.
+//! 1, 2, 4 workers; [`waiting_room`] storms a campaign's waiting room (issue 12). Counts come from
+//! the caller, so every scenario can be scaled down.
 
 pub mod accept;
 pub mod drops;
 pub mod scaling;
 pub mod two_drops;
+pub mod waiting_room;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +35,7 @@ pub use accept::{AcceptArgs, accept};
 pub use drops::{DropArgs, many_campaigns, presale, smoke, sold_out_storm};
 pub use scaling::{ScalingArgs, worker_scaling};
 pub use two_drops::{TwoDropsArgs, two_drops};
+pub use waiting_room::{WaitingRoomStormArgs, waiting_room_storm};
 
 /// Everything a scenario needs to reach the stack.
 pub struct Context {
