@@ -160,21 +160,54 @@ pub struct QueueFigures {
 }
 
 /// `POST /v1/campaigns/{id}/admission` body: an operator's change to a running waiting room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+// Read by utoipa (`additionalProperties: false`); the deserializer below denies them too.
 #[serde(deny_unknown_fields)]
 pub struct AdmissionChange {
     /// New positions-per-second rate, 1 ..= 1,000,000; absent = unchanged.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "number::whole_opt"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub admit_per_second: Option<u64>,
     /// `true` pauses admission (the serving counter stops), `false` resumes it; absent = unchanged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub paused: Option<bool>,
+}
+
+// Only a JSON object: serde's derived `Deserialize` also takes a sequence for a struct, and with
+// every field optional `[]` or `[null, null]` would have passed as a change of nothing.
+impl<'de> Deserialize<'de> for AdmissionChange {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The fields, as the derive reads them once the value is known to be an object.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            #[serde(default, deserialize_with = "number::whole_opt")]
+            admit_per_second: Option<u64>,
+            #[serde(default)]
+            paused: Option<bool>,
+        }
+
+        struct ObjectOnly;
+
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = Fields;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Fields, A::Error> {
+                Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        let fields = deserializer.deserialize_map(ObjectOnly)?;
+        Ok(Self {
+            admit_per_second: fields.admit_per_second,
+            paused: fields.paused,
+        })
+    }
 }
 
 impl AdmissionChange {
@@ -283,6 +316,9 @@ mod tests {
         assert!(change(r#"{"admit_per_second": 0}"#).is_err());
         assert!(change(r#"{"paused": "yes"}"#).is_err());
         assert!(change(r#"{"rate": 5}"#).is_err());
+        assert!(change("[]").is_err());
+        assert!(change("[null, null]").is_err());
+        assert!(change("[5, true]").is_err());
     }
 
     #[test]

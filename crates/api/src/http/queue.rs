@@ -40,7 +40,7 @@ pub fn router() -> Router<AppState> {
     request_body = schemas::IssueRequest,
     params(
         ("id" = String, Path, description = "Campaign id"),
-        ("Rushline-Proof" = Option<String>, Header, description = "Proof of work, `<minute>.<nonce>` (nonce: 1-32 ASCII letters or digits), for a campaign whose `waiting_room.proof_of_work_bits` is above 0: SHA-256 of the `403 proof-of-work-required`'s `challenge` followed by the nonce starts with that many zero bits; good for the minute it names and the two after. Every join of such a campaign needs one", pattern = r"^[0-9]{1,15}\.[A-Za-z0-9]{1,32}$"),
+        ("Rushline-Proof" = Option<String>, Header, nullable = false, description = "Proof of work, `<minute>.<nonce>` (nonce: 1-32 ASCII letters or digits), for a campaign whose `waiting_room.proof_of_work_bits` is above 0: SHA-256 of the `403 proof-of-work-required`'s `challenge` followed by the nonce starts with that many zero bits; good for the minute it names and the two after. Every join of such a campaign needs one", pattern = r"^[0-9]{1,15}\.[A-Za-z0-9]{1,32}$"),
     ),
     responses(
         (status = 201, description = "Joined: a new position (or a place in the pre-queue), with its ticket", body = schemas::QueueStanding),

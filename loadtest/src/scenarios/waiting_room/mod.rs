@@ -177,6 +177,7 @@ pub async fn waiting_room_storm(
         admit_per_second: u64::from(args.admit_per_second),
         pass_secs: Some(600),
         prequeue_secs: Some(3_600),
+        proof_of_work_bits: None,
     };
     client::create_campaign(&ctx.api, &campaign, args.joins as u64, opens_at, room).await?;
     let users = (0..args.joins)
