@@ -77,9 +77,7 @@ impl Counters {
         if let Some(entry) = &entry {
             let copy = read(entry);
             let age = copy.read_at.elapsed();
-            let someone_else_refreshes =
-                age < STALE_LIMIT && entry.refreshing.swap(true, Ordering::AcqRel);
-            if age < FRESH_FOR || someone_else_refreshes {
+            if answer_from_copy(age, &entry.refreshing) {
                 return Ok(WaitingRoomRead::Ready(now_of(copy)));
             }
         }
@@ -135,6 +133,13 @@ impl Counters {
     }
 }
 
+/// Whether a copy `age` old answers: fresh, yes; stale, the one caller that flips `refreshing`
+/// goes to Redis (and clears it after) while the others answer from the copy, unless it is older
+/// than [`STALE_LIMIT`].
+fn answer_from_copy(age: Duration, refreshing: &AtomicBool) -> bool {
+    age < FRESH_FOR || (age < STALE_LIMIT && refreshing.swap(true, Ordering::AcqRel))
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind, still usable.
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -149,5 +154,28 @@ fn now_of(copy: Copy) -> CounterNow {
     CounterNow {
         counter: copy.counter,
         now: copy.counter.now + elapsed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_copy_answers_and_one_caller_refreshes_a_stale_one() {
+        let refreshing = AtomicBool::new(false);
+        // Fresh: answered from the copy, and nobody is marked as refreshing.
+        assert!(answer_from_copy(FRESH_FOR / 2, &refreshing));
+        assert!(!refreshing.load(Ordering::Acquire));
+        // Stale: the first caller refreshes, the next ones answer from the copy meanwhile.
+        let stale = FRESH_FOR + Duration::from_millis(1);
+        assert!(!answer_from_copy(stale, &refreshing));
+        assert!(answer_from_copy(stale, &refreshing));
+        assert!(answer_from_copy(stale, &refreshing));
+        // Too old to answer from, refresh or not.
+        assert!(!answer_from_copy(STALE_LIMIT, &refreshing));
+        // Once the refresh is done, the next stale read refreshes again.
+        refreshing.store(false, Ordering::Release);
+        assert!(!answer_from_copy(stale, &refreshing));
     }
 }
