@@ -711,3 +711,39 @@ async fn proof_of_work_is_off_by_default_and_bounded() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_line_closes_with_the_campaign_and_when_it_sells_out() {
+    let app = spawn_app_with_workers(1).await;
+    let room = json!({"admit_per_second": 1000});
+    // Closed by the operator: joining is a 409.
+    let closed = waiting_room_campaign(&app, 5, room.clone(), json!({})).await;
+    joined(&app, &closed, "early").await;
+    let response = app
+        .client
+        .post(app.url(&format!("/v1/campaigns/{closed}/close")))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_problem(join(&app, &closed, "late").await, StatusCode::CONFLICT).await;
+
+    // Sold out: the one coupon goes to the first admitted user; then joining is a 409.
+    let sold = waiting_room_campaign(&app, 1, room, json!({})).await;
+    let (_, standing) = joined(&app, &sold, "buyer").await;
+    let admitted = poll_until(&app, &sold, standing, Duration::from_secs(10), |s| {
+        s["state"] == "admitted"
+    })
+    .await;
+    let response =
+        issue_with_ticket(&app, &sold, "buyer", admitted["ticket"].as_str().unwrap()).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        app.final_status(body["request_id"].as_str().unwrap()).await["status"],
+        "issued"
+    );
+    assert_problem(join(&app, &sold, "too-late").await, StatusCode::CONFLICT).await;
+    app.stop().await;
+}
