@@ -24,7 +24,7 @@ use chrono::Utc;
 use rushline_api::tickets::{self, TicketClaims, TicketKey, TicketKeys, Tickets};
 use rushline_domain::{CampaignId, UserId};
 
-fn main() {
+fn main() -> anyhow::Result<()> {
     let storm: usize = std::env::args()
         .nth(1)
         .and_then(|n| n.parse().ok())
@@ -33,22 +33,22 @@ fn main() {
         eprintln!("warning: a debug build; run with --release for meaningful figures");
     }
     let key = TicketKey::generate();
-    let tickets = with_cache(&key, tickets::DEFAULT_CACHE_ENTRIES);
-    let claims = ticket_claims(0);
-    let token = tickets.sign(&claims).expect("sign");
+    let tickets = with_cache(&key, tickets::DEFAULT_CACHE_ENTRIES)?;
+    let claims = ticket_claims(0)?;
+    let token = tickets.sign(&claims)?;
     println!("ticket: {} bytes", token.len());
 
-    let sign = per_call(20_000, || tickets.sign(black_box(&claims)).map(|t| t.len()));
+    let sign = per_call(20_000, || tickets.sign(black_box(&claims)).map(|t| t.len()))?;
     let signature = per_call(20_000, || {
         tickets.verify_signature(black_box(&token)).map(|c| c.iat)
-    });
+    })?;
     let mac = per_call(500_000, || {
         tickets.verify_mac(black_box(&token)).map(|c| c.iat)
-    });
-    tickets.verify(&token).expect("first check");
+    })?;
+    tickets.verify(&token)?;
     let cached = per_call(1_000_000, || {
         tickets.verify(black_box(&token)).map(|c| c.iat)
-    });
+    })?;
 
     println!("{:<44} {:>9}", "operation", "µs/call");
     for (name, micros) in [
@@ -62,16 +62,16 @@ fn main() {
 
     println!("\nstorm: {storm} distinct tickets polled round-robin, 3 rounds");
     let tokens: Vec<String> = (0..storm)
-        .map(|i| tickets.sign(&ticket_claims(i as u64)).expect("sign"))
-        .collect();
+        .map(|i| Ok(tickets.sign(&ticket_claims(i as u64)?)?))
+        .collect::<anyhow::Result<_>>()?;
     for capacity in [0, tickets::DEFAULT_CACHE_ENTRIES, storm + storm / 4] {
         let before = resident_bytes();
-        let polled = with_cache(&key, capacity);
+        let polled = with_cache(&key, capacity)?;
         for token in &tokens {
-            polled.verify(token).expect("warm-up");
+            polled.verify(token)?;
         }
         let grown = resident_bytes().saturating_sub(before);
-        let micros = per_round_robin(&tokens, |t| polled.verify(t).map(|c| c.iat));
+        let micros = per_round_robin(&tokens, |t| polled.verify(t).map(|c| c.iat))?;
         let memory = match polled.cached() {
             0 => "nothing remembered".to_owned(),
             n => format!("{n:>6} remembered, ~{} bytes each", grown / n),
@@ -79,6 +79,7 @@ fn main() {
         println!("cache of {capacity:>7} entries: {micros:>7.3} µs/poll ({memory})");
         drop(polled);
     }
+    Ok(())
 }
 
 /// This process's resident memory (Linux `/proc/self/statm`, 4 KiB pages); 0 elsewhere.
@@ -89,45 +90,42 @@ fn resident_bytes() -> usize {
         .map_or(0, |pages| pages * 4096)
 }
 
-fn with_cache(key: &TicketKey, capacity: usize) -> Tickets {
-    Tickets::new(
-        TicketKeys::new(vec![key.clone()]).expect("one key"),
-        capacity,
-    )
+fn with_cache(key: &TicketKey, capacity: usize) -> anyhow::Result<Tickets> {
+    Ok(Tickets::new(TicketKeys::new(vec![key.clone()])?, capacity))
 }
 
 /// Mean µs per call of `op` over `calls` calls, after a warm-up of a tenth as many.
-fn per_call<T, E: std::fmt::Debug>(calls: u32, mut op: impl FnMut() -> Result<T, E>) -> f64 {
+fn per_call<T, E>(calls: u32, mut op: impl FnMut() -> Result<T, E>) -> Result<f64, E> {
     for _ in 0..calls / 10 {
-        black_box(op().expect("operation"));
+        black_box(op()?);
     }
     let started = Instant::now();
     for _ in 0..calls {
-        black_box(op().expect("operation"));
+        black_box(op()?);
     }
-    started.elapsed().as_secs_f64() * 1e6 / f64::from(calls)
+    Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(calls))
 }
 
 /// Mean µs per poll when every token of `tokens` is polled in turn, three rounds.
-fn per_round_robin<T, E: std::fmt::Debug>(
+fn per_round_robin<T, E>(
     tokens: &[String],
     mut poll: impl FnMut(&str) -> Result<T, E>,
-) -> f64 {
+) -> Result<f64, E> {
     let started = Instant::now();
     for _ in 0..3 {
         for token in tokens {
-            black_box(poll(black_box(token)).expect("poll"));
+            black_box(poll(black_box(token))?);
         }
     }
-    started.elapsed().as_secs_f64() * 1e6 / (3 * tokens.len()) as f64
+    Ok(started.elapsed().as_secs_f64() * 1e6 / (3 * tokens.len()) as f64)
 }
 
 /// A ticket the size of a real one: a 40-character user id, a campaign id, a position.
-fn ticket_claims(i: u64) -> TicketClaims {
-    TicketClaims::waiting(
-        UserId::parse(format!("user-{i:0>35}")).expect("user id"),
-        CampaignId::parse("concert-2026-presale").expect("campaign id"),
+fn ticket_claims(i: u64) -> anyhow::Result<TicketClaims> {
+    Ok(TicketClaims::waiting(
+        UserId::parse(format!("user-{i:0>35}"))?,
+        CampaignId::parse("concert-2026-presale")?,
         Some(i + 1),
         Utc::now(),
-    )
+    ))
 }

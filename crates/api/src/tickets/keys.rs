@@ -55,13 +55,12 @@ impl TicketKey {
         let signing = SigningKey::from_bytes(&seed);
         let verifying = signing.verifying_key();
         let kid = thumbprint(&verifying);
-        // HMAC takes a key of any length (RFC 2104): `new_from_slice` never fails for it.
-        let secret = HmacSha256::new_from_slice(&seed)
-            .expect("HMAC accepts keys of any length")
+        let secret: [u8; 32] = hmac_keyed(&seed)
             .chain_update(MAC_LABEL)
             .finalize()
-            .into_bytes();
-        let mac = HmacSha256::new_from_slice(&secret).expect("HMAC accepts keys of any length");
+            .into_bytes()
+            .into();
+        let mac = hmac_keyed(&secret);
         Self {
             signing,
             verifying,
@@ -143,6 +142,15 @@ impl fmt::Debug for TicketKey {
 }
 
 /// RFC 7638 §3: SHA-256 over the required members in lexicographic order, no whitespace.
+/// HMAC-SHA256 keyed by a 32-byte `key`. RFC 2104 pads a key shorter than the hash's 64-byte
+/// block with zeros, so padding it here gives exactly the MAC `new_from_slice` would, through the
+/// constructor that cannot fail.
+fn hmac_keyed(key: &[u8; 32]) -> HmacSha256 {
+    let mut block = hmac::digest::Key::<HmacSha256>::default();
+    block[..key.len()].copy_from_slice(key);
+    HmacSha256::new(&block)
+}
+
 fn thumbprint(key: &VerifyingKey) -> String {
     let canonical = format!(
         r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
@@ -256,6 +264,21 @@ pub struct JwkSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_padded_hmac_key_gives_the_mac_of_the_key_itself() {
+        let key = [7u8; 32];
+        let padded = hmac_keyed(&key)
+            .chain_update(b"rlm")
+            .finalize()
+            .into_bytes();
+        let direct = HmacSha256::new_from_slice(&key)
+            .unwrap()
+            .chain_update(b"rlm")
+            .finalize()
+            .into_bytes();
+        assert_eq!(padded, direct);
+    }
 
     #[test]
     fn a_key_reads_back_from_its_own_format_with_the_same_kid() {
