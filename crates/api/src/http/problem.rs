@@ -192,7 +192,6 @@ impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
             Refusal::Invalid(detail) => Self::TicketInvalid(detail),
-            Refusal::OtherUser => Self::TicketOtherUser,
             Refusal::NotYourTurn(standing) => Self::NotYourTurn(standing),
             Refusal::Expired => Self::TicketExpired,
             Refusal::Queue(e) => Self::unavailable(e),

@@ -172,7 +172,7 @@ async fn admit(
                 .map_err(ApiError::from)
         })
         .await?;
-    waiting_room::admission(user, &claims, standing).inspect_err(|refusal| {
+    waiting_room::admission(standing).inspect_err(|refusal| {
         if matches!(refusal, waiting_room::Refusal::Expired) {
             telemetry::waiting_room_expired(campaign);
         }

@@ -47,9 +47,6 @@ pub enum Refusal {
     /// 401: no ticket, or one that does not verify or is for another campaign.
     #[error("{0}")]
     Invalid(String),
-    /// 403: the ticket is another user's.
-    #[error("the ticket belongs to another user_id")]
-    OtherUser,
     /// 403 `not-your-turn`: the serving counter has not reached the ticket's position.
     #[error("not your turn yet: the serving counter has not reached your position")]
     NotYourTurn(Box<QueueStanding>),
@@ -95,16 +92,10 @@ impl WaitingRoom {
     /// Verifies a `Rushline-Ticket` for `campaign`: 401 material unless it is well-formed, signed
     /// by one of our keys, and for this campaign.
     pub fn verify(&self, campaign: &CampaignId, raw: &str) -> Result<Arc<TicketClaims>, Refusal> {
-        let claims = self.tickets.verify(raw).map_err(|e| match e {
+        self.tickets.verify_for(raw, campaign).map_err(|e| match e {
             TicketError::KeysUnavailable => Refusal::Tickets(e),
             e => Refusal::Invalid(format!("the Rushline-Ticket does not verify: {e}")),
-        })?;
-        if &claims.cid != campaign {
-            return Err(Refusal::Invalid(
-                "the Rushline-Ticket is for another campaign".into(),
-            ));
-        }
-        Ok(claims)
+        })
     }
 
     /// The standing a join answers with: `place` as Redis just reported it, with a new ticket.
@@ -200,17 +191,10 @@ fn no_place() -> Refusal {
     Refusal::Invalid("the waiting room holds no place for this ticket; join again".into())
 }
 
-/// The admission check of a request on a waiting-room campaign: `Ok(())` when the ticket is
-/// `user`'s (`claims` verified) and `standing` (its fresh standing, from
+/// The admission check of a request on a waiting-room campaign, once its ticket verified and
+/// proved to be the request's user's: `Ok(())` when `standing` (the ticket's fresh standing, from
 /// [`WaitingRoom::standing_of`]) is admitted, its pass unexpired.
-pub fn admission(
-    user: &UserId,
-    claims: &TicketClaims,
-    standing: QueueStanding,
-) -> Result<(), Refusal> {
-    if &claims.sub != user {
-        return Err(Refusal::OtherUser);
-    }
+pub fn admission(standing: QueueStanding) -> Result<(), Refusal> {
     match standing.state {
         QueueState::Admitted => Ok(()),
         QueueState::Expired => Err(Refusal::Expired),
