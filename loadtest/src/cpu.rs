@@ -77,9 +77,14 @@ impl Sub for CpuSnapshot {
     }
 }
 
-/// `used_cpu_user + used_cpu_sys` of the Redis server, in seconds.
+/// `used_cpu_user + used_cpu_sys` of the Redis server (on a cluster: of all its nodes listed), in
+/// seconds.
 async fn redis_cpu_seconds(ctx: &Context) -> Option<f64> {
-    parse_redis_cpu(&redis_info(ctx.redis_url.as_deref(), "cpu").await?)
+    redis_info(ctx.redis_url.as_deref(), "cpu")
+        .await?
+        .iter()
+        .map(|info| parse_redis_cpu(info))
+        .sum()
 }
 
 fn parse_redis_cpu(info: &str) -> Option<f64> {

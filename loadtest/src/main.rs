@@ -65,6 +65,16 @@ struct Global {
         global = true
     )]
     redis_url: String,
+    /// `1`: the one Redis URL is a Redis Cluster node (a comma-separated list is a cluster anyway).
+    #[arg(
+        long,
+        env = "RUSHLINE_REDIS_CLUSTER",
+        default_value = "0",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    redis_cluster: bool,
     /// The deployment's Redis key namespace, if any.
     #[arg(long, env = "RUSHLINE_KEY_NAMESPACE", global = true)]
     key_namespace: Option<String>,
@@ -363,6 +373,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("connecting to {}", g.database_url))?;
     let queue = Queue::new(QueueConfig {
         namespace: g.key_namespace.clone(),
+        cluster: g.redis_cluster,
         ..QueueConfig::new(g.redis_url.clone())
     })
     .ok();

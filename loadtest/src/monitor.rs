@@ -156,15 +156,26 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|kib| kib.parse().ok())
 }
 
-/// One section of Redis's `INFO`, when Redis is reachable.
-pub async fn redis_info(redis_url: Option<&str>, section: &str) -> Option<String> {
-    let client = redis::Client::open(redis_url?).ok()?;
-    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-    redis::cmd("INFO")
-        .arg(section)
-        .query_async(&mut conn)
-        .await
-        .ok()
+/// One section of Redis's `INFO`, when Redis is reachable: one reply per node of a Redis Cluster
+/// URL list (masters and replicas: all their work is the request's cost), else one.
+pub async fn redis_info(redis_url: Option<&str>, section: &str) -> Option<Vec<String>> {
+    let mut replies = Vec::new();
+    for url in redis_url?
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+    {
+        let client = redis::Client::open(url).ok()?;
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        replies.push(
+            redis::cmd("INFO")
+                .arg(section)
+                .query_async(&mut conn)
+                .await
+                .ok()?,
+        );
+    }
+    Some(replies)
 }
 
 /// CPU time (user + system) `pid` has used, in seconds: Linux counts it in 100 Hz clock ticks.

@@ -88,6 +88,7 @@ impl Application {
             status_ttl: config.shared.status_ttl,
             max_queue: config.max_queue,
             max_log_entries: config.shared.max_log_entries,
+            cluster: config.shared.redis_cluster,
             ..QueueConfig::new(config.shared.redis_url.clone())
         })
         .context("configuring Redis")?;

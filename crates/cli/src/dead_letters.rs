@@ -71,6 +71,7 @@ impl Servers {
         Queue::new(QueueConfig {
             namespace: self.redis.namespace(),
             timeout: BACKEND_TIMEOUT,
+            cluster: self.redis.redis_cluster,
             ..QueueConfig::new(self.redis.redis_url.clone())
         })
         .context("configuring Redis")

@@ -186,6 +186,15 @@ struct RedisArg {
         hide_env_values = true
     )]
     redis_url: String,
+    /// `1`: the one Redis URL is a Redis Cluster node (a comma-separated list is a cluster anyway).
+    #[arg(
+        long,
+        env = "RUSHLINE_REDIS_CLUSTER",
+        default_value = "0",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    redis_cluster: bool,
     /// Key namespace the servers use (keys start with rushline:<namespace>:).
     #[arg(long, env = "RUSHLINE_KEY_NAMESPACE")]
     key_namespace: Option<String>,
@@ -356,6 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url: record.database_url,
                 namespace: redis.namespace(),
                 redis_url: redis.redis_url,
+                redis_cluster: redis.redis_cluster,
                 campaign,
             };
             recover::run(args, format).await
@@ -370,6 +380,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 database_url: record.database_url,
                 namespace: redis.namespace(),
                 redis_url: redis.redis_url,
+                redis_cluster: redis.redis_cluster,
                 campaign,
                 repair,
             };

@@ -34,8 +34,10 @@ const EXAMPLES: usize = 5;
 pub struct Reconcile {
     /// PostgreSQL URL (the record).
     pub database_url: String,
-    /// Redis URL.
+    /// Redis URL (or a cluster's node URLs, comma-separated).
     pub redis_url: String,
+    /// The one Redis URL is a cluster node (`RUSHLINE_REDIS_CLUSTER`).
+    pub redis_cluster: bool,
     /// Key namespace shared with the servers.
     pub namespace: Option<String>,
     /// Only this campaign; every campaign in PostgreSQL when `None`.
@@ -68,9 +70,13 @@ struct Report {
 
 /// Runs the comparison; fails (exit 1) when differences remain.
 pub async fn run(args: Reconcile, format: Format) -> anyhow::Result<()> {
-    let (store, queue) =
-        crate::recover::connect(&args.database_url, &args.redis_url, args.namespace.clone())
-            .await?;
+    let (store, queue) = crate::recover::connect(
+        &args.database_url,
+        &args.redis_url,
+        args.redis_cluster,
+        args.namespace.clone(),
+    )
+    .await?;
     let campaigns = match &args.campaign {
         Some(id) => vec![CampaignId::parse(id.as_str()).context("--campaign")?],
         None => crate::recover::every_campaign(&store).await?,

@@ -27,8 +27,10 @@ const BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Recover {
     /// PostgreSQL URL (the record).
     pub database_url: String,
-    /// Redis URL.
+    /// Redis URL (or a cluster's node URLs, comma-separated).
     pub redis_url: String,
+    /// The one Redis URL is a cluster node (`RUSHLINE_REDIS_CLUSTER`).
+    pub redis_cluster: bool,
     /// Key namespace shared with the servers (`RUSHLINE_KEY_NAMESPACE`).
     pub namespace: Option<String>,
     /// Only this campaign; every campaign in PostgreSQL when `None`.
@@ -65,6 +67,7 @@ struct Recovered {
 pub(crate) async fn connect(
     database_url: &str,
     redis_url: &str,
+    redis_cluster: bool,
     namespace: Option<String>,
 ) -> anyhow::Result<(Store, Queue)> {
     let store = Store::connect(database_url, 2, BACKEND_TIMEOUT)
@@ -73,6 +76,7 @@ pub(crate) async fn connect(
     let queue = Queue::new(QueueConfig {
         namespace,
         timeout: BACKEND_TIMEOUT,
+        cluster: redis_cluster,
         ..QueueConfig::new(redis_url.to_owned())
     })
     .context("configuring Redis")?;
@@ -81,14 +85,13 @@ pub(crate) async fn connect(
 
 /// Runs the recovery and prints one line (or JSON object) per campaign.
 pub async fn run(args: Recover, format: Format) -> anyhow::Result<()> {
-    let (store, queue) =
-        crate::recover::connect(&args.database_url, &args.redis_url, args.namespace.clone())
-            .await?;
-    let redis = redis::Client::open(args.redis_url.as_str()).context("configuring Redis")?;
-    let mut conn = tokio::time::timeout(BACKEND_TIMEOUT, redis.get_multiplexed_async_connection())
-        .await
-        .context("connecting to Redis: timed out")?
-        .context("connecting to Redis")?;
+    let (store, queue) = crate::recover::connect(
+        &args.database_url,
+        &args.redis_url,
+        args.redis_cluster,
+        args.namespace.clone(),
+    )
+    .await?;
 
     let campaigns = match args.campaign {
         Some(id) => vec![CampaignId::parse(id).context("--campaign")?],
@@ -96,7 +99,7 @@ pub async fn run(args: Recover, format: Format) -> anyhow::Result<()> {
     };
     let (mut warm, mut rebuilt) = (0, 0);
     for id in &campaigns {
-        let recovered = recover_one(&queue, &store, &mut conn, id).await?;
+        let recovered = recover_one(&queue, &store, id).await?;
         if format == Format::Text && warm + rebuilt == 0 {
             println!(
                 "{:<24} {:<12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>6}",
@@ -150,12 +153,7 @@ pub(crate) async fn every_campaign(store: &Store) -> anyhow::Result<Vec<Campaign
     }
 }
 
-async fn recover_one(
-    queue: &Queue,
-    store: &Store,
-    conn: &mut redis::aio::MultiplexedConnection,
-    id: &CampaignId,
-) -> anyhow::Result<Recovered> {
+async fn recover_one(queue: &Queue, store: &Store, id: &CampaignId) -> anyhow::Result<Recovered> {
     let before = queue
         .campaign_state(id)
         .await
@@ -175,14 +173,10 @@ async fn recover_one(
         .await
         .with_context(|| format!("{id}: reading Redis"))?
         .with_context(|| format!("{id}: not in Redis after the rebuild (Redis emptied again?)"))?;
-    let holders_key = queue.keys().campaign(id).holders;
-    let holders: u64 = tokio::time::timeout(
-        BACKEND_TIMEOUT,
-        redis::cmd("HLEN").arg(holders_key).query_async(conn),
-    )
-    .await
-    .with_context(|| format!("{id}: counting holders: timed out"))?
-    .with_context(|| format!("{id}: counting holders"))?;
+    let holders = queue
+        .holder_count(id)
+        .await
+        .with_context(|| format!("{id}: counting holders"))?;
     let queued = queue
         .queue_len(id)
         .await

@@ -29,7 +29,7 @@ fn stdout(output: &Output) -> String {
 /// Appends `lines` to `campaign`'s log, takes it as a worker would and dead-letters it.
 async fn dead_letter(
     queue: &Queue,
-    redis: &mut redis::aio::MultiplexedConnection,
+    redis: &mut rushline_queue::RedisConnection,
     campaign: &CampaignId,
     lines: &str,
     reason: DeadLetterReason,

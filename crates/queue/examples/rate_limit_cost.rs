@@ -49,7 +49,7 @@ impl Mode {
 }
 
 /// `(evalsha µs total, Redis CPU s)` so far.
-async fn redis_costs(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<(f64, f64)> {
+async fn redis_costs(conn: &mut rushline_queue::RedisConnection) -> anyhow::Result<(f64, f64)> {
     let stats: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(conn)

@@ -195,14 +195,18 @@ impl Queue {
             .iter()
             .map(|c| self.keys.campaign(c).queue)
             .collect();
+        // One command per campaign: their queues live in different cluster slots.
         let lengths: Vec<u64> = self
-            .run(|mut conn| async move {
-                let mut pipe = redis::pipe();
-                for queue in &queues {
-                    pipe.cmd("LLEN").arg(queue);
-                }
-                Ok(pipe.query_async(&mut conn).await?)
-            })
+            .each(
+                queues
+                    .iter()
+                    .map(|queue| {
+                        let mut llen = redis::cmd("LLEN");
+                        llen.arg(queue);
+                        llen
+                    })
+                    .collect(),
+            )
             .await?;
         Ok(campaigns.iter().cloned().zip(lengths).collect())
     }

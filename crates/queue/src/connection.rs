@@ -1,14 +1,16 @@
 //! The one multiplexed connection every command of a process goes through.
 //!
-//! It is a redis-rs [`ConnectionManager`]: one multiplexed connection that any number of tasks
-//! share at once (concurrent calls share its socket writes and reads, which is what makes it
-//! cheaper per call than a pool of connections: loadtest/RESULTS.md, "Connection pool vs
-//! ConnectionManager"), and that reconnects by itself when a call finds it dropped (Redis
+//! On a single Redis it is a redis-rs [`ConnectionManager`]: one multiplexed connection that any
+//! number of tasks share at once (concurrent calls share its socket writes and reads, which is
+//! what makes it cheaper per call than a pool of connections: loadtest/RESULTS.md, "Connection
+//! pool vs ConnectionManager"), and that reconnects by itself when a call finds it dropped (Redis
 //! restarted or crashed): that call fails, the calls after it wait for the new connection.
-//! Nothing blocking ever runs on it; blocking reads and subscriptions get dedicated connections
-//! in [`crate::notify`].
+//! On a Redis Cluster it is redis-rs's [`ClusterConnection`]: the same shape, one multiplexed
+//! connection per node, each command routed by its first key's slot (every rushline script
+//! touches one slot, see [`crate::keys`]). Nothing blocking ever runs on either; blocking reads
+//! and subscriptions get dedicated connections in [`crate::notify`].
 //!
-//! What the manager leaves to this module:
+//! What the managers leave to this module:
 //!
 //! - **Connecting lazily.** A process must start, and its `/readyz` answer 503, while Redis is
 //!   down, so nothing connects until the first call; a failed connect is that call's error and
@@ -17,8 +19,18 @@
 //! - **Calls that time out.** The manager replaces a connection that dropped, not one that stopped
 //!   answering (a hung Redis, a peer gone without a reset): a reply may still come, or never. A
 //!   call that times out lets the manager go, so the next call connects afresh.
+//! - **Which cluster errors to retry.** redis-rs's cluster client would resend a command after
+//!   any error it classes as retryable, a dropped connection included — but a script whose
+//!   connection dropped may have run, and running `accept.lua` twice with the same request ids
+//!   would queue a request twice. So its own retries are off, and [`RedisConnection`] resends
+//!   only on the replies that say the command did not run: `MOVED` (the slot has another master
+//!   now; the client rebuilds its slot map on seeing it), `TRYAGAIN`, `CLUSTERDOWN`,
+//!   `MASTERDOWN`, `READONLY` (a node demoted in a failover), a few milliseconds apart, within the
+//!   call's timeout. While a slot has no master at all (a failover in progress) calls to it
+//!   therefore time out and callers shed (the API answers 503 + `Retry-After`); the first call
+//!   after the replica took over is served.
 //!
-//! Every connect is one attempt bounded by the call timeout (the manager's own retries are off):
+//! Every connect is one attempt bounded by the call timeout (the managers' own retries are off):
 //! a caller never waits longer than its timeout anyway, and the callers own the retry policy (the
 //! API answers 503, workers back off).
 
@@ -27,13 +39,145 @@ use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
 use crate::QueueError;
+
+/// Where a process's Redis is: one server, or a cluster reached through any of its nodes.
+#[derive(Clone)]
+pub(crate) enum RedisTarget {
+    /// One Redis server.
+    Single(redis::Client),
+    /// A Redis Cluster: the node URLs given (masters or replicas; the slot map is read from them).
+    Cluster {
+        client: Box<ClusterClient>,
+        /// One client per node URL given, for what a cluster connection cannot do: subscribing
+        /// (a node's classic pub/sub sees every node's `PUBLISH`) and `SCAN`ning each master.
+        nodes: Vec<redis::Client>,
+    },
+}
+
+impl RedisTarget {
+    /// `url` is one Redis URL, or several separated by commas (a cluster's nodes); `cluster`
+    /// makes a single URL a cluster's seed node.
+    pub(crate) fn parse(url: &str, cluster: bool, timeout: Duration) -> Result<Self, QueueError> {
+        let urls: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(QueueError::Config("the Redis URL is empty".into()));
+        }
+        if urls.len() == 1 && !cluster {
+            return Ok(Self::Single(redis::Client::open(urls[0])?));
+        }
+        let nodes = urls
+            .iter()
+            .map(|u| redis::Client::open(*u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let client = ClusterClient::builder(urls.iter().copied())
+            .retries(0)
+            .connection_timeout(timeout)
+            .response_timeout(timeout)
+            .build()?;
+        Ok(Self::Cluster {
+            client: Box::new(client),
+            nodes,
+        })
+    }
+
+    /// Whether this is a cluster.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster { .. })
+    }
+
+    /// Clients of single nodes: the one server, or each node URL of a cluster as given.
+    pub(crate) fn node_clients(&self) -> Vec<redis::Client> {
+        match self {
+            Self::Single(client) => vec![client.clone()],
+            Self::Cluster { nodes, .. } => nodes.clone(),
+        }
+    }
+}
+
+/// A multiplexed connection to a single Redis or to a cluster; cheap to clone (clones share it).
+#[derive(Clone)]
+pub enum RedisConnection {
+    /// One server.
+    Single(ConnectionManager),
+    /// A cluster.
+    Cluster(ClusterConnection),
+}
+
+/// Pause between resends of a cluster command a node said it did not run.
+const REDIRECT_PAUSE: Duration = Duration::from_millis(10);
+
+/// Did the node refuse to run the command, so that sending it again cannot run it twice?
+fn not_run(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Server(
+            ServerErrorKind::Moved
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+        )
+    )
+}
+
+impl redis::aio::ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(manager) => manager.req_packed_command(cmd),
+            // Resent until the caller's timeout ends it (see the module docs).
+            Self::Cluster(cluster) => Box::pin(async move {
+                loop {
+                    match cluster.req_packed_command(cmd).await {
+                        Err(e) if not_run(&e) => tokio::time::sleep(REDIRECT_PAUSE).await,
+                        other => return other,
+                    }
+                }
+            }),
+        }
+    }
+
+    // rushline's pipelines are reads, or writes that may run twice (`SET NX`), so resending one
+    // a node refused part of is as safe as resending a single command.
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(cluster) => Box::pin(async move {
+                loop {
+                    match cluster.req_packed_commands(pipeline, offset, count).await {
+                        Err(e) if not_run(&e) => tokio::time::sleep(REDIRECT_PAUSE).await,
+                        other => return other,
+                    }
+                }
+            }),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(manager) => manager.get_db(),
+            Self::Cluster(cluster) => cluster.get_db(),
+        }
+    }
+}
 
 /// The process's connection to Redis: empty until the first call, and again after a call timed
 /// out on it.
 pub(crate) struct Connection {
-    client: redis::Client,
+    target: RedisTarget,
     config: ConnectionManagerConfig,
     current: RwLock<Option<Current>>,
     /// Held while connecting, so concurrent first calls make one connection.
@@ -47,7 +191,7 @@ pub(crate) struct Connection {
 /// The manager in use and its number.
 #[derive(Clone)]
 pub(crate) struct Current {
-    pub(crate) manager: ConnectionManager,
+    pub(crate) manager: RedisConnection,
     pub(crate) number: u64,
 }
 
@@ -62,9 +206,9 @@ impl Drop for InFlight<'_> {
 
 impl Connection {
     /// Connects on first use; `timeout` bounds each connect and each reply.
-    pub(crate) fn new(client: redis::Client, timeout: Duration) -> Self {
+    pub(crate) fn new(target: RedisTarget, timeout: Duration) -> Self {
         Self {
-            client,
+            target,
             config: ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(timeout))
                 .set_response_timeout(Some(timeout))
@@ -92,8 +236,14 @@ impl Connection {
         if let Some(current) = self.peek() {
             return Ok(current);
         }
-        let manager =
-            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()).await?;
+        let manager = match &self.target {
+            RedisTarget::Single(client) => RedisConnection::Single(
+                ConnectionManager::new_with_config(client.clone(), self.config.clone()).await?,
+            ),
+            RedisTarget::Cluster { client, .. } => {
+                RedisConnection::Cluster(client.get_async_connection().await?)
+            }
+        };
         let current = Current {
             manager,
             number: self.made.fetch_add(1, Ordering::Relaxed) + 1,

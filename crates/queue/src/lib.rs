@@ -67,9 +67,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::connection::{Connection, RedisTarget};
 
-use crate::connection::Connection;
+pub use connection::RedisConnection;
 
 pub use accept::{AcceptItem, AcceptOutcome};
 pub use admin::{CloseOutcome, PipelineStats, RefusalTally, StockOutcome};
@@ -98,8 +98,11 @@ pub const PERSIST_GROUP: &str = "persist";
 /// How a process reaches Redis.
 #[derive(Clone)]
 pub struct QueueConfig {
-    /// `redis://…` URL.
+    /// `redis://…` URL; or a Redis Cluster's node URLs, separated by commas.
     pub url: String,
+    /// Treat a single URL as a Redis Cluster's seed node (`RUSHLINE_REDIS_CLUSTER=1`); a list of
+    /// URLs is a cluster either way.
+    pub cluster: bool,
     /// Optional namespace inserted after `rushline:` (isolates deployments or tests sharing one
     /// Redis).
     pub namespace: Option<String>,
@@ -122,6 +125,7 @@ impl std::fmt::Debug for QueueConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueueConfig")
             .field("url", &rushline_domain::secret::redact_url(&self.url))
+            .field("cluster", &self.cluster)
             .field("namespace", &self.namespace)
             .field("timeout", &self.timeout)
             .field("status_ttl", &self.status_ttl)
@@ -137,6 +141,7 @@ impl QueueConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster: false,
             namespace: None,
             timeout: Duration::from_secs(2),
             status_ttl: Duration::from_secs(600),
@@ -158,7 +163,7 @@ impl QueueConfig {
 #[derive(Clone)]
 pub struct Queue {
     connection: Arc<Connection>,
-    client: Arc<redis::Client>,
+    target: Arc<RedisTarget>,
     keys: Arc<Keys>,
     code_keys: Arc<codes::CodeKeys>,
     config: Arc<QueueConfig>,
@@ -168,10 +173,10 @@ impl Queue {
     /// Checks the configuration; connects on first use, so it succeeds with Redis down.
     pub fn new(config: QueueConfig) -> Result<Self, QueueError> {
         let keys = Keys::new(config.namespace.as_deref())?;
-        let client = redis::Client::open(config.url.as_str())?;
+        let target = RedisTarget::parse(&config.url, config.cluster, config.timeout)?;
         Ok(Self {
-            connection: Arc::new(Connection::new(client.clone(), config.timeout)),
-            client: Arc::new(client),
+            connection: Arc::new(Connection::new(target.clone(), config.timeout)),
+            target: Arc::new(target),
             keys: Arc::new(keys),
             code_keys: Arc::default(),
             config: Arc::new(config),
@@ -194,6 +199,12 @@ impl Queue {
         self.connection.usage()
     }
 
+    /// The process's connection itself (connected first if needed), for commands rushline
+    /// does not wrap: tests and operator tools. It carries no per-call timeout of its own.
+    pub async fn connection(&self) -> Result<RedisConnection, QueueError> {
+        self.run(|conn| async move { Ok(conn) }).await
+    }
+
     /// `PING`: is Redis reachable?
     pub async fn ping(&self) -> Result<(), QueueError> {
         self.run(|mut conn| async move {
@@ -205,35 +216,95 @@ impl Queue {
 
     /// Every key of this deployment (under [`Keys::root`]), sorted, each once: for tests that
     /// wipe a namespace and for the load test's key counts. `SCAN`, not `KEYS`, so a shared Redis
-    /// holding millions of other keys is never blocked; each step is bounded by the timeout.
+    /// holding millions of other keys is never blocked; each step is bounded by the timeout. On a
+    /// cluster every master is scanned.
     pub async fn deployment_keys(&self) -> Result<Vec<String>, QueueError> {
+        let masters = if self.target.is_cluster() {
+            self.cluster_masters()
+                .await?
+                .into_iter()
+                .map(Some)
+                .collect()
+        } else {
+            vec![None]
+        };
         let pattern = format!("{}*", self.keys.root());
-        let mut cursor: u64 = 0;
         let mut keys = Vec::new();
-        loop {
-            let pattern = pattern.as_str();
-            let (next, batch): (u64, Vec<String>) = self
-                .run(|mut conn| async move {
-                    Ok(redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(10_000)
-                        .query_async(&mut conn)
-                        .await?)
-                })
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
+        for master in &masters {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(10_000);
+                let (next, batch): (u64, Vec<String>) = self.on_node(master.as_ref(), scan).await?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
         // SCAN may return a key more than once.
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)
+    }
+
+    /// A cluster's masters that are not failing, as (host, port), from `CLUSTER NODES`.
+    pub async fn cluster_masters(&self) -> Result<Vec<(String, u16)>, QueueError> {
+        let nodes: String = self
+            .run(|mut conn| async move {
+                Ok(redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut conn)
+                    .await?)
+            })
+            .await?;
+        Ok(parse_cluster_masters(&nodes))
+    }
+
+    /// Sends `cmd` to `node` (a cluster master's host and port) or, with none, as usual.
+    pub(crate) async fn on_node<T: redis::FromRedisValue>(
+        &self,
+        node: Option<&(String, u16)>,
+        cmd: redis::Cmd,
+    ) -> Result<T, QueueError> {
+        self.run(|conn| async move {
+            match (conn, node) {
+                (RedisConnection::Cluster(mut cluster), Some((host, port))) => {
+                    let routing = redis::cluster_routing::RoutingInfo::SingleNode(
+                        redis::cluster_routing::SingleNodeRoutingInfo::ByAddress {
+                            host: host.clone(),
+                            port: *port,
+                        },
+                    );
+                    let value = cluster.route_command(cmd, routing).await?;
+                    redis::from_redis_value(value).map_err(|e| QueueError::protocol(format!("{e}")))
+                }
+                (mut conn, _) => Ok(cmd.query_async(&mut conn).await?),
+            }
+        })
+        .await
+    }
+
+    /// Sends `commands` at once and returns their replies in order. Unlike a pipeline's, the
+    /// commands may touch different cluster slots (each is routed by its own key); on one
+    /// multiplexed connection they still go out back to back.
+    pub(crate) async fn each<T: redis::FromRedisValue + Send>(
+        &self,
+        commands: Vec<redis::Cmd>,
+    ) -> Result<Vec<T>, QueueError> {
+        self.run(|conn| async move {
+            futures::future::try_join_all(commands.iter().map(|command| {
+                let mut conn = conn.clone();
+                async move { Ok::<T, QueueError>(command.query_async(&mut conn).await?) }
+            }))
+            .await
+        })
+        .await
     }
 
     /// Runs `op` on the process's connection (connecting it first if needed) under the
@@ -244,7 +315,7 @@ impl Queue {
     /// answering is not one the manager would ever replace.
     pub(crate) async fn run<T, F, Fut>(&self, op: F) -> Result<T, QueueError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(RedisConnection) -> Fut,
         Fut: Future<Output = Result<T, QueueError>>,
     {
         let _in_flight = self.connection.call();
@@ -263,5 +334,50 @@ impl Queue {
             self.connection.let_go(number);
         }
         result
+    }
+}
+
+/// The masters of a `CLUSTER NODES` reply that are not failing, as (host, port). A line reads
+/// `<id> <ip:port@cport[,hostname]> <flags> <master> <ping> <pong> <epoch> <state> <slots…>`.
+fn parse_cluster_masters(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let address = fields.nth(1)?;
+            let flags = fields.next()?;
+            let serving = flags.split(',').any(|f| f == "master")
+                && !flags.split(',').any(|f| f == "fail" || f == "noaddr");
+            if !serving {
+                return None;
+            }
+            let host_port = address.split(['@', ',']).next()?;
+            let (host, port) = host_port.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cluster_masters;
+
+    #[test]
+    fn cluster_masters_are_the_serving_masters_of_cluster_nodes() {
+        let nodes = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001,node-b master - 0 1 2 connected 5461-10922
+c3 127.0.0.1:7002@17002 master,fail - 0 1 3 disconnected
+d4 127.0.0.1:7003@17003 slave a1 0 1 1 connected
+e5 127.0.0.1:7004@17004 master - 0 1 5 connected 10923-16383
+";
+        assert_eq!(
+            parse_cluster_masters(nodes),
+            vec![
+                ("127.0.0.1".to_owned(), 7000),
+                ("127.0.0.1".to_owned(), 7001),
+                ("127.0.0.1".to_owned(), 7004),
+            ]
+        );
     }
 }

@@ -41,7 +41,9 @@ impl Queue {
         let keys = self.keys.campaign(campaign);
         let registry = self.keys.registry();
         let id = campaign.as_str();
-        let (fields, registered, log_entries, queued): (Vec<Option<String>>, bool, u64, u64) = self
+        // The campaign's keys share a slot, so they go in one pipeline; the registry does not
+        // (on a cluster it lives in another slot), so it is asked beside it.
+        let (fields, log_entries, queued): (Vec<Option<String>>, u64, u64) = self
             .run(|mut conn| async move {
                 Ok(redis::pipe()
                     .cmd("HMGET")
@@ -56,13 +58,19 @@ impl Queue {
                         meta_field::CLOSES,
                         meta_field::EPOCH,
                     ])
-                    .cmd("SISMEMBER")
-                    .arg(&registry)
-                    .arg(id)
                     .cmd("XLEN")
                     .arg(&keys.log)
                     .cmd("LLEN")
                     .arg(&keys.queue)
+                    .query_async(&mut conn)
+                    .await?)
+            })
+            .await?;
+        let registered: bool = self
+            .run(|mut conn| async move {
+                Ok(redis::cmd("SISMEMBER")
+                    .arg(&registry)
+                    .arg(id)
                     .query_async(&mut conn)
                     .await?)
             })

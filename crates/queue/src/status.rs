@@ -151,6 +151,18 @@ impl Queue {
         .await
     }
 
+    /// Users holding a coupon in the campaign's Redis state.
+    pub async fn holder_count(&self, id: &CampaignId) -> Result<u64, QueueError> {
+        let holders = self.keys.campaign(id).holders;
+        self.run(|mut conn| async move {
+            Ok(redis::cmd("HLEN")
+                .arg(holders)
+                .query_async(&mut conn)
+                .await?)
+        })
+        .await
+    }
+
     /// Every campaign id workers should sweep (those warmed since Redis last lost its data).
     pub async fn campaigns(&self) -> Result<Vec<CampaignId>, QueueError> {
         let registry = self.keys.registry();

@@ -411,21 +411,28 @@ impl Queue {
             .collect();
         let ids: Vec<&str> = candidates.iter().map(CampaignId::as_str).collect();
         let registry_ref = registry.as_str();
-        let (ids_ref, metas_ref) = (&ids, &metas);
-        let (registered, ready): (Vec<bool>, Vec<Option<String>>) = self
+        let ids_ref = &ids;
+        let registered: Vec<bool> = self
             .run(|mut conn| async move {
-                let registered: Vec<bool> = redis::cmd("SMISMEMBER")
+                Ok(redis::cmd("SMISMEMBER")
                     .arg(registry_ref)
                     .arg(ids_ref)
                     .query_async(&mut conn)
-                    .await?;
-                let mut pipe = redis::pipe();
-                for meta in metas_ref {
-                    pipe.cmd("HGET").arg(meta).arg(meta_field::READY);
-                }
-                let ready: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
-                Ok((registered, ready))
+                    .await?)
             })
+            .await?;
+        // One command per campaign: their metas live in different cluster slots.
+        let ready: Vec<Option<String>> = self
+            .each(
+                metas
+                    .iter()
+                    .map(|meta| {
+                        let mut hget = redis::cmd("HGET");
+                        hget.arg(meta).arg(meta_field::READY);
+                        hget
+                    })
+                    .collect(),
+            )
             .await?;
         let missing: Vec<CampaignId> = candidates
             .iter()

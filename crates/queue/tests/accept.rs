@@ -57,11 +57,7 @@ async fn one_huge_group_is_queued_in_order_with_every_record() {
         other => panic!("expected a replay of the first request, got {other:?}"),
     }
 
-    let mut redis = redis::Client::open(env.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = env.redis().await.unwrap();
     let queued: Vec<String> = redis
         .lrange(queue.keys().campaign(&campaign).queue, 0, -1)
         .await

@@ -3,10 +3,10 @@
 
 use std::collections::HashSet;
 
-use redis::aio::MultiplexedConnection;
 use rushline_domain::{
     CampaignId, CouponCode, Decision, RequestId, RequestStatus, RequestView, UserId,
 };
+use rushline_queue::RedisConnection;
 use rushline_queue::{AcceptItem, AcceptOutcome, LogEntry, Queue, QueueError, Rollback};
 use rushline_testkit::TestEnv;
 
@@ -17,7 +17,7 @@ struct Setup {
     env: TestEnv,
     queue: Queue,
     campaign: CampaignId,
-    redis: MultiplexedConnection,
+    redis: RedisConnection,
 }
 
 /// A warm open campaign with `stock`, and `users` requests queued for it (one per user).
@@ -35,11 +35,7 @@ async fn campaign_with_queued(stock: u64, users: usize) -> (Setup, Vec<RequestId
         .collect();
     let outcomes = queue.accept(&campaign, &items).await.unwrap();
     assert!(outcomes.iter().all(|o| *o == AcceptOutcome::Queued));
-    let redis = redis::Client::open(env.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let redis = env.redis().await.unwrap();
     let setup = Setup {
         env,
         queue,

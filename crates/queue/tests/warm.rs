@@ -121,11 +121,7 @@ async fn a_warm_up_publishes_the_records_current_epoch_even_when_another_moved_i
     let record_epoch = env.store.epoch(&campaign).await.unwrap().unwrap();
     assert_eq!(record_epoch, 2, "the other rebuild's move, then this one's");
 
-    let mut redis = redis::Client::open(env.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = env.redis().await.unwrap();
     let published: Option<i64> = redis::cmd("HGET")
         .arg(queue.keys().campaign(&campaign).meta)
         .arg("epoch")

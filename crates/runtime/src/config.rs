@@ -66,6 +66,16 @@ pub struct SharedArgs {
     )]
     pub redis_url: String,
 
+    /// `1`: the one Redis URL is a Redis Cluster node (a list of URLs is a cluster anyway)
+    #[arg(
+        long,
+        env = "RUSHLINE_REDIS_CLUSTER",
+        default_value = "0",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set
+    )]
+    pub redis_cluster: bool,
+
     /// PostgreSQL URL
     #[arg(
         long,
@@ -128,6 +138,8 @@ impl SharedArgs {
 pub struct Shared {
     /// `RUSHLINE_REDIS_URL`: a Redis URL, or Redis Cluster's node URLs separated by commas.
     pub redis_url: String,
+    /// `RUSHLINE_REDIS_CLUSTER`: the one URL is a Redis Cluster node.
+    pub redis_cluster: bool,
     /// `RUSHLINE_DATABASE_URL`.
     pub database_url: String,
     /// `RUSHLINE_KEY_NAMESPACE`: optional segment after `rushline:` in every Redis key; the API's
@@ -148,6 +160,7 @@ impl From<SharedArgs> for Shared {
             status_ttl: args.status_ttl(),
             log_json: args.log_json(),
             redis_url: args.redis_url,
+            redis_cluster: args.redis_cluster,
             database_url: args.database_url,
             key_namespace: args.key_namespace,
             max_log_entries: args.max_log_entries,
@@ -160,6 +173,7 @@ impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
             .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_cluster", &self.redis_cluster)
             .field("database_url", &redact_url(&self.database_url))
             .field("key_namespace", &self.key_namespace)
             .field("max_log_entries", &self.max_log_entries)

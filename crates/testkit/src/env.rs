@@ -143,9 +143,10 @@ impl TestEnv {
     }
 
     /// A connection to the test's Redis, for commands a test sends by hand.
-    pub async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-        let client = redis::Client::open(self.redis_url.as_str())?;
-        Ok(client.get_multiplexed_async_connection().await?)
+    /// On a cluster (`RUSHLINE_TEST_REDIS_URL` lists several nodes) it routes each command by
+    /// its key, as rushline's own connection does.
+    pub async fn redis(&self) -> anyhow::Result<rushline_queue::RedisConnection> {
+        Ok(Queue::new(self.queue_config())?.connection().await?)
     }
 
     /// Records an open campaign `id` with `stock` in PostgreSQL (Redis is warmed on first use).
@@ -236,17 +237,20 @@ impl TestEnv {
     ///
     /// The keys are collected first ([`Queue::deployment_keys`], a `SCAN`) and deleted by one
     /// `DEL`, which is atomic: deleting them batch by batch while workers run would let a warm-up
-    /// rebuild part of the state between two batches, which no real data loss does.
+    /// rebuild part of the state between two batches, which no real data loss does. On a cluster
+    /// one `DEL` per slot (a `DEL` cannot span slots), so each campaign's state still goes at one
+    /// instant.
     pub async fn flush_redis(&self) -> anyhow::Result<u64> {
         let keys = Queue::new(self.queue_config())?.deployment_keys().await?;
-        if keys.is_empty() {
-            return Ok(0);
-        }
         let mut conn = self.redis().await?;
-        Ok(redis::cmd("DEL")
-            .arg(&keys)
-            .query_async::<u64>(&mut conn)
-            .await?)
+        let mut deleted = 0;
+        for slot_keys in by_slot(&keys) {
+            deleted += redis::cmd("DEL")
+                .arg(&slot_keys)
+                .query_async::<u64>(&mut conn)
+                .await?;
+        }
+        Ok(deleted)
     }
 
     /// Drops the database, then deletes the namespace's keys.
@@ -309,14 +313,38 @@ impl TestEnv {
             return Ok(());
         }
         let mut conn = self.redis().await?;
-        for chunk in keys.chunks(1000) {
-            redis::cmd("UNLINK")
-                .arg(chunk)
-                .query_async::<u64>(&mut conn)
-                .await?;
+        for slot_keys in by_slot(&keys) {
+            for chunk in slot_keys.chunks(1000) {
+                redis::cmd("UNLINK")
+                    .arg(chunk)
+                    .query_async::<u64>(&mut conn)
+                    .await?;
+            }
         }
         Ok(())
     }
+}
+
+/// `keys` grouped by what Redis Cluster hashes them by (the `{tag}`, else the whole key), so each
+/// group is in one slot (a multi-key command must stay in one). On a single Redis the grouping
+/// costs a few extra calls and changes nothing else.
+fn by_slot(keys: &[String]) -> Vec<Vec<&String>> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<&String>> = Default::default();
+    for key in keys {
+        groups.entry(hash_tag(key)).or_default().push(key);
+    }
+    groups.into_values().collect()
+}
+
+/// The part of `key` Redis Cluster hashes: the first `{…}` with something inside, else the key.
+fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
 }
 
 /// How many requests [`queue_requests`] hands the accept script at once.

@@ -129,6 +129,7 @@ impl Config {
             timeout: self.backend_timeout,
             status_ttl: self.shared.status_ttl,
             max_log_entries: self.shared.max_log_entries,
+            cluster: self.shared.redis_cluster,
             ..rushline_queue::QueueConfig::new(self.shared.redis_url.clone())
         }
     }

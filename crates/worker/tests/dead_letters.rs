@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use rushline_domain::{CampaignId, RequestId};
+use rushline_queue::RedisConnection;
 use rushline_queue::{DeadLetterReason, Queue};
 use rushline_testkit::{TestEnv, eventually, queue_requests, recorded_rows};
 use rushline_worker::{Config, Worker, telemetry};
 use tokio_util::sync::CancellationToken;
 
-async fn xadd(redis: &mut MultiplexedConnection, stream: &str, lines: &str) -> String {
+async fn xadd(redis: &mut RedisConnection, stream: &str, lines: &str) -> String {
     redis::cmd("XADD")
         .arg(stream)
         .arg("*")

@@ -226,11 +226,7 @@ async fn entries_without_an_epoch_still_persist() {
     let ctx = context(&env, &queue);
     let campaign = env.warm_open_campaign(&queue, 2).await.unwrap();
     // A state built by the previous version: no epoch in its meta hash.
-    let mut redis = redis::Client::open(env.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = env.redis().await.unwrap();
     let meta = queue.keys().campaign(&campaign).meta;
     let _: i64 = redis::cmd("HDEL")
         .arg(&meta)

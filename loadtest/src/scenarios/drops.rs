@@ -219,11 +219,16 @@ pub async fn namespace_keys(ctx: &Context) -> Option<u64> {
     Some(keys.len() as u64)
 }
 
-/// Redis `used_memory` in bytes, when Redis is reachable.
+/// Redis `used_memory` in bytes (on a cluster: summed over the nodes listed), when Redis is
+/// reachable.
 pub async fn redis_memory(ctx: &Context) -> Option<f64> {
     redis_info(ctx.redis_url.as_deref(), "memory")
         .await?
-        .lines()
-        .find_map(|line| line.strip_prefix("used_memory:"))
-        .and_then(|n| n.trim().parse().ok())
+        .iter()
+        .map(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("used_memory:"))
+                .and_then(|n| n.trim().parse::<f64>().ok())
+        })
+        .sum()
 }

@@ -151,11 +151,7 @@ async fn a_ready_campaign_missing_from_the_registry_is_still_swept() {
         ids.push(body["request_id"].as_str().unwrap().to_owned());
     }
     // The fault: the registry loses the campaign, which stays ready.
-    let mut redis = redis::Client::open(app.env.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = app.env.redis().await.unwrap();
     let registry = app.queue.keys().registry();
     let removed: i64 = redis::cmd("SREM")
         .arg(&registry)
