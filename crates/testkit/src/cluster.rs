@@ -14,17 +14,22 @@
 //! [`crate::process_redis`], and another watchdog deletes the cluster's temporary directory.
 //! Admin commands go over single-node connections (the workspace's `redis` has no cluster
 //! client); a test that wants to route by slot asks [`RedisCluster::master_of_slot`].
+//!
+//! `node` starts and asks one node; `view` reads `CLUSTER NODES` and `INFO` replies.
 
-use std::ffi::OsString;
-use std::net::TcpListener;
-use std::ops::RangeInclusive;
-use std::path::{Path, PathBuf};
+mod node;
+mod view;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use uuid::Uuid;
 
 use crate::process_redis::Watched;
+use node::{NodeProcess, connect, free_ports, info, info_field, node_url};
+pub use view::NodeView;
+use view::{field, parse_node_line};
 
 /// Masters in the cluster; each gets one replica.
 pub const MASTERS: usize = 3;
@@ -52,20 +57,11 @@ const POLL_EVERY: Duration = Duration::from_millis(50);
 
 /// A test's own Redis Cluster; dropping it kills every node and deletes its data.
 pub struct RedisCluster {
+    /// Dropped first (fields drop in order): every node is SIGKILLed before its data goes.
     nodes: Vec<NodeProcess>,
     /// Held, never used: deletes the cluster's directory when the test process ends.
     _directory: Watched,
     root: PathBuf,
-}
-
-/// One node as this cluster started it.
-struct NodeProcess {
-    port: u16,
-    bus_port: u16,
-    dir: PathBuf,
-    /// `None` while the node is killed.
-    process: Option<Watched>,
-    killed_at: Option<Instant>,
 }
 
 /// A node of the cluster as started: its address, and whether its process runs (not its role,
@@ -83,23 +79,6 @@ impl ClusterNode {
     pub fn url(&self) -> String {
         node_url(self.port)
     }
-}
-
-/// One line of `CLUSTER NODES`: a node as another node sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeView {
-    /// The node's cluster id.
-    pub id: String,
-    /// Its client port.
-    pub port: u16,
-    /// A master (else a replica).
-    pub master: bool,
-    /// Flagged `fail` or `fail?`: unreachable.
-    pub failing: bool,
-    /// For a replica, its master's id.
-    pub master_id: Option<String>,
-    /// The slots it serves (a master's).
-    pub slots: Vec<RangeInclusive<u16>>,
 }
 
 /// What [`RedisCluster::kill_master_of_slot`] did.
@@ -134,7 +113,7 @@ impl RedisCluster {
         let root =
             std::env::temp_dir().join(format!("rushline-cluster-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&root).context("creating the cluster's directory")?;
-        // The watchdog is started before anything is written, so nothing outlives the test.
+        // Watched from before any node writes to it: nothing in it outlives the test process.
         let directory = Watched::spawn(Some(&root), "", [""; 0])?;
         let ports = free_ports(2 * NODES)?;
         let mut nodes = Vec::with_capacity(NODES);
@@ -382,7 +361,7 @@ impl RedisCluster {
                 Some("master") => {
                     masters += 1;
                     let replicas = field(&replication, "connected_slaves").unwrap_or("0");
-                    if running_all(self) && replicas == "0" {
+                    if self.all_running() && replicas == "0" {
                         return Ok(Some(format!("master {port} has no replica")));
                     }
                 }
@@ -402,6 +381,10 @@ impl RedisCluster {
             )));
         }
         Ok(None)
+    }
+
+    fn all_running(&self) -> bool {
+        self.nodes.iter().all(|n| n.process.is_some())
     }
 
     fn running(&self) -> impl Iterator<Item = &NodeProcess> {
@@ -427,208 +410,9 @@ impl RedisCluster {
     }
 }
 
-fn running_all(cluster: &RedisCluster) -> bool {
-    cluster.nodes.iter().all(|n| n.process.is_some())
-}
-
-impl NodeProcess {
-    /// Starts `redis-server` for this node under a watchdog (no directory to delete: a killed
-    /// node keeps its data for [`RedisCluster::restart`]).
-    fn spawn(&self) -> anyhow::Result<Watched> {
-        let mut args: Vec<OsString> = Vec::new();
-        let mut arg = |a: &str| args.push(a.into());
-        arg("--bind");
-        arg("127.0.0.1");
-        arg("--port");
-        arg(&self.port.to_string());
-        arg("--cluster-enabled");
-        arg("yes");
-        // Relative to --dir: the node's identity and view of the cluster survive a restart.
-        arg("--cluster-config-file");
-        arg("nodes.conf");
-        // Explicit: port + 10000, the default, may be past 65535 for a port the kernel chose.
-        arg("--cluster-port");
-        arg(&self.bus_port.to_string());
-        arg("--cluster-node-timeout");
-        arg(&NODE_TIMEOUT.as_millis().to_string());
-        arg("--appendonly");
-        arg("yes");
-        arg("--appendfsync");
-        arg("always");
-        arg("--save");
-        arg("");
-        arg("--maxmemory-policy");
-        arg("noeviction");
-        args.push("--dir".into());
-        args.push(self.dir.clone().into());
-        args.push("--logfile".into());
-        args.push(self.dir.join("redis.log").into());
-        Watched::spawn(None, "redis-server", args)
-    }
-
-    /// Waits until the node answers and is ours: its `dir` is the one we gave (a port found
-    /// free may be taken by someone else's server before ours binds it).
-    async fn await_answer(&self) -> anyhow::Result<()> {
-        let ours = self.dir.to_string_lossy().into_owned();
-        let deadline = Instant::now() + ANSWER_TIMEOUT;
-        loop {
-            if let Ok(mut connection) = connect(self.port).await {
-                let dir: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-                    .arg("GET")
-                    .arg("dir")
-                    .query_async(&mut connection)
-                    .await;
-                match dir {
-                    Ok(reply) if reply.get(1) == Some(&ours) => return Ok(()),
-                    Ok(reply) => bail!("port {} is served by another Redis: {reply:?}", self.port),
-                    Err(_) => {}
-                }
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "node {} did not answer within {ANSWER_TIMEOUT:?}; see {}",
-                    self.port,
-                    log_tail(&self.dir.join("redis.log"))
-                );
-            }
-            tokio::time::sleep(POLL_EVERY).await;
-        }
-    }
-}
-
-/// `redis://127.0.0.1:<port>`.
-fn node_url(port: u16) -> String {
-    format!("redis://127.0.0.1:{port}")
-}
-
 fn check_slot(slot: u16) -> anyhow::Result<()> {
     if slot >= SLOTS {
         bail!("slot {slot} is out of range (0..{SLOTS})");
     }
     Ok(())
-}
-
-/// A single-node connection that gives up quickly on a dead node.
-async fn connect(port: u16) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(Duration::from_secs(5)));
-    let client = redis::Client::open(node_url(port))?;
-    Ok(client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?)
-}
-
-/// The text reply of an `INFO`-like command (`name:value` lines).
-async fn info(port: u16, command: &[&str]) -> anyhow::Result<String> {
-    let mut connection = connect(port).await?;
-    let (name, args) = command.split_first().context("empty command")?;
-    let text: String = redis::cmd(name)
-        .arg(args)
-        .query_async(&mut connection)
-        .await
-        .with_context(|| format!("{} on {port}", command.join(" ")))?;
-    Ok(text)
-}
-
-async fn info_field(port: u16, command: &[&str], name: &str) -> anyhow::Result<Option<String>> {
-    Ok(field(&info(port, command).await?, name).map(str::to_owned))
-}
-
-fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-        .map(str::trim)
-}
-
-/// One `CLUSTER NODES` line: `<id> <ip:port@cport[,hostname]> <flags> <master> <ping-sent>
-/// <pong-recv> <config-epoch> <link-state> <slot>...`.
-fn parse_node_line(line: &str) -> anyhow::Result<NodeView> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    if fields.len() < 8 {
-        bail!("unexpected CLUSTER NODES line: {line}");
-    }
-    let address = fields[1].split(['@', ',']).next().unwrap_or_default();
-    let port = address
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .with_context(|| format!("no port in CLUSTER NODES line: {line}"))?;
-    let flags: Vec<&str> = fields[2].split(',').collect();
-    let mut slots = Vec::new();
-    // Migrating/importing markers (`[slot->-id]`) are not served slots.
-    for token in fields[8..].iter().filter(|t| !t.starts_with('[')) {
-        let range = match token.split_once('-') {
-            Some((first, last)) => first.parse()?..=last.parse()?,
-            None => {
-                let slot = token.parse()?;
-                slot..=slot
-            }
-        };
-        slots.push(range);
-    }
-    Ok(NodeView {
-        id: fields[0].to_owned(),
-        port,
-        master: flags.contains(&"master"),
-        failing: flags.contains(&"fail") || flags.contains(&"fail?"),
-        master_id: (fields[3] != "-").then(|| fields[3].to_owned()),
-        slots,
-    })
-}
-
-/// `count` loopback ports nobody listens on right now, distinct (all bound at once).
-fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("finding free ports")?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
-
-/// The last lines of a node's log, for an error message.
-fn log_tail(path: &Path) -> String {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(5)..].join(" | ")
-        }
-        Err(_) => format!("{} (not written)", path.display()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cluster_nodes_line_is_parsed() {
-        let master = parse_node_line(
-            "d868fc 127.0.0.1:7000@17000 myself,master - 0 1796314446000 1 connected 0-5460 5462",
-        )
-        .unwrap();
-        assert_eq!(master.port, 7000);
-        assert!(master.master && !master.failing);
-        assert_eq!(master.master_id, None);
-        assert_eq!(master.slots, vec![0..=5460, 5462..=5462]);
-        let replica = parse_node_line(
-            "f8d4dc 127.0.0.1:7003@17003,host slave,fail? 62e740 0 1796314448000 3 connected",
-        )
-        .unwrap();
-        assert_eq!(replica.port, 7003);
-        assert!(!replica.master && replica.failing);
-        assert_eq!(replica.master_id.as_deref(), Some("62e740"));
-        assert!(replica.slots.is_empty());
-    }
-
-    #[test]
-    fn a_field_of_an_info_reply_is_found_by_its_whole_name() {
-        let text = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\n";
-        assert_eq!(field(text, "role"), Some("slave"));
-        assert_eq!(field(text, "master_link_status"), Some("up"));
-        assert_eq!(field(text, "master_link"), None);
-    }
 }

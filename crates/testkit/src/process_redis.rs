@@ -10,7 +10,7 @@
 //! wipes start their own servers ([`crate::servers`]).
 //!
 //! It lives exactly as long as the test process, however that ends: a test binary never runs its
-//! statics' destructors, and it may be killed. A shell watchdog ([`Watched`]) starts
+//! statics' destructors, and it may be killed. A shell watchdog (`Watched`) starts
 //! `redis-server`, then reads its stdin until EOF; the writing end of that pipe is held by this
 //! process only (close-on-exec, so not by the programs tests start), and the kernel closes it when
 //! the process is gone. The watchdog then kills the server and deletes its directory. The private

@@ -225,6 +225,7 @@ async fn a_killed_master_is_replaced_by_its_replica_which_takes_writes() {
         .wait_for_failover(slot, FAILOVER_BOUND)
         .await
         .unwrap();
+    println!("slot {slot}: failed over {took:?} after its master was killed");
     // A failover cannot start before the master was silent for a node timeout.
     assert!(took >= NODE_TIMEOUT, "{took:?}");
     let new_master = cluster.master_of_slot(slot).await.unwrap();
