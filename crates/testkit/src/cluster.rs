@@ -114,7 +114,7 @@ impl RedisCluster {
             std::env::temp_dir().join(format!("rushline-cluster-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&root).context("creating the cluster's directory")?;
         // Watched from before any node writes to it: nothing in it outlives the test process.
-        let directory = Watched::spawn(Some(&root), "", [""; 0])?;
+        let directory = Watched::directory(&root)?;
         let ports = free_ports(2 * NODES)?;
         let mut nodes = Vec::with_capacity(NODES);
         for pair in ports.chunks_exact(2) {

@@ -165,8 +165,7 @@ pub(crate) struct Watched {
 
 impl Watched {
     /// Runs `program` with `args` (stdin, stdout and stderr on /dev/null) under a watchdog that
-    /// deletes `remove_on_exit`, if given, once the program is gone. An empty `program` runs
-    /// nothing: the watchdog only deletes the directory when the test process ends.
+    /// deletes `remove_on_exit`, if given, once the program is gone.
     pub(crate) fn spawn<I, A>(
         remove_on_exit: Option<&Path>,
         program: &str,
@@ -176,15 +175,18 @@ impl Watched {
         I: IntoIterator<Item = A>,
         A: AsRef<OsStr>,
     {
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg("rushline-test-watchdog")
-            .arg(remove_on_exit.map_or(OsStr::new(""), Path::as_os_str));
-        if !program.is_empty() {
-            command.arg(program).args(args);
-        }
+        let mut command = watchdog(remove_on_exit.map_or(OsStr::new(""), Path::as_os_str));
+        command.arg(program).args(args);
+        Self::start(command, program)
+    }
+
+    /// Runs nothing: deletes `dir` when this is dropped or the test process ends, whichever
+    /// comes first.
+    pub(crate) fn directory(dir: &Path) -> anyhow::Result<Self> {
+        Self::start(watchdog(dir.as_os_str()), "a directory")
+    }
+
+    fn start(mut command: Command, program: &str) -> anyhow::Result<Self> {
         let mut watchdog = command
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -197,6 +199,17 @@ impl Watched {
             stdin: Some(stdin),
         })
     }
+}
+
+/// `sh` running [`WATCHDOG`] for `dir` (empty: none); the program and its arguments follow.
+fn watchdog(dir: &OsStr) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(WATCHDOG)
+        .arg("rushline-test-watchdog")
+        .arg(dir);
+    command
 }
 
 impl Drop for Watched {
