@@ -225,7 +225,7 @@ impl RedisCluster {
         self.cluster_nodes()
             .await?
             .iter()
-            .find(|n| n.master && n.slots.iter().any(|range| range.contains(&slot)))
+            .find(|n| n.serves(slot))
             .map(|n| n.port)
             .with_context(|| format!("no master serves slot {slot}"))
     }
@@ -237,7 +237,7 @@ impl RedisCluster {
         let view = self.cluster_nodes().await?;
         let master = view
             .iter()
-            .find(|n| n.master && n.slots.iter().any(|range| range.contains(&slot)))
+            .find(|n| n.serves(slot))
             .with_context(|| format!("no master serves slot {slot}"))?;
         let replicas = view
             .iter()

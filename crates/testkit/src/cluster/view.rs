@@ -21,6 +21,13 @@ pub struct NodeView {
     pub slots: Vec<RangeInclusive<u16>>,
 }
 
+impl NodeView {
+    /// A master with `slot` among its slots.
+    pub fn serves(&self, slot: u16) -> bool {
+        self.master && self.slots.iter().any(|range| range.contains(&slot))
+    }
+}
+
 /// The value of `name` in an `INFO`-like reply (`name:value` lines).
 pub(super) fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines()
@@ -78,6 +85,8 @@ mod tests {
         assert!(master.master && !master.failing);
         assert_eq!(master.master_id, None);
         assert_eq!(master.slots, vec![0..=5460, 5462..=5462]);
+        assert!(master.serves(0) && master.serves(5460) && master.serves(5462));
+        assert!(!master.serves(5461));
         let replica = parse_node_line(
             "f8d4dc 127.0.0.1:7003@17003,host slave,fail? 62e740 0 1796314448000 3 connected",
         )
@@ -86,6 +95,7 @@ mod tests {
         assert!(!replica.master && replica.failing);
         assert_eq!(replica.master_id.as_deref(), Some("62e740"));
         assert!(replica.slots.is_empty());
+        assert!(!replica.serves(0));
     }
 
     #[test]
