@@ -24,6 +24,8 @@ pub mod app;
 #[cfg(feature = "env")]
 mod campaign_audit;
 #[cfg(feature = "env")]
+pub mod cluster;
+#[cfg(feature = "env")]
 mod env;
 #[cfg(feature = "env")]
 pub mod process_redis;
