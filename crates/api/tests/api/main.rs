@@ -5,6 +5,7 @@ mod admin;
 mod campaigns;
 mod chaos;
 mod clock;
+mod cluster;
 mod concurrency;
 mod dashboard;
 mod fuzzed;
