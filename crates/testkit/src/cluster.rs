@@ -259,6 +259,20 @@ impl RedisCluster {
         })
     }
 
+    /// SIGKILLs the node on `port`, whatever its role (a replica, say); [`RedisCluster::restart`]
+    /// brings it back.
+    pub fn kill_node(&mut self, port: u16) -> anyhow::Result<()> {
+        let node = self.node_mut(port)?;
+        let process = node
+            .process
+            .take()
+            .with_context(|| format!("node {port} is not running"))?;
+        // Dropping the watchdog SIGKILLs the node and returns once it is gone.
+        drop(process);
+        node.killed_at = Some(Instant::now());
+        Ok(())
+    }
+
     /// Waits until `slot` has a master again, a running one that says it is a master, and every
     /// running node says `cluster_state:ok`. Returns the time since the last node was killed
     /// ([`RedisCluster::kill_master_of_slot`]), or since the call when none was.
