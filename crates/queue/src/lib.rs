@@ -37,8 +37,8 @@
 //! [`keys`] names every key; [`record`] encodes the compact records stored under them.
 //! [`ticket_key`] shares the waiting room's development ticket key between API replicas.
 //! [`clock`] reads Redis `TIME`, the one clock every window decision is made with.
-//! `connection.rs` holds the one multiplexed connection (a redis-rs `ConnectionManager`) every
-//! call above goes through.
+//! `connection.rs` holds the one multiplexed connection (a redis-rs `ConnectionManager`, or its
+//! cluster client on a Redis Cluster: [`RedisConnection`]) every call above goes through.
 //! Every key starts with `rushline:` and carries its campaign's `{tag}`, so each script touches
 //! a single Redis Cluster slot.
 
@@ -155,8 +155,8 @@ impl QueueConfig {
 /// A handle on rushline's Redis state: cheap to clone, shared by every task of a process.
 ///
 /// Commands go through one multiplexed connection (see `connection.rs`: a redis-rs
-/// `ConnectionManager`, connected on first use, reconnecting by itself); nothing blocking ever
-/// runs on it (blocking reads and subscriptions get dedicated connections in [`notify`]).
+/// `ConnectionManager`, or its cluster client, connected on first use, reconnecting by itself);
+/// nothing blocking ever runs on it (subscriptions get dedicated connections in [`notify`]).
 ///
 /// Every handler clones it (through the API's state), so everything sits behind an `Arc`: a
 /// clone is a few reference counts, never a string copy.

@@ -39,8 +39,8 @@ use rand::Rng;
 use reqwest::StatusCode;
 use rushline_domain::CampaignId;
 use rushline_testkit::TestEnv;
-use rushline_testkit::guarantees::{self, Record, Reported, Violation};
 use rushline_testkit::cluster::RedisCluster;
+use rushline_testkit::guarantees::{self, Record, Reported, Violation};
 use rushline_testkit::servers::{PostgresServer, RedisServer};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -204,7 +204,10 @@ impl Backing {
                         .find(|n| n.master && !n.failing && n.id != campaign_master.id)
                         .and_then(|n| n.slots.first().map(|r| *r.start()))
                         .expect("another master");
-                    let killed = cluster.kill_master_of_slot(other).await.expect("kill master");
+                    let killed = cluster
+                        .kill_master_of_slot(other)
+                        .await
+                        .expect("kill master");
                     cluster
                         .wait_for_failover(other, Duration::from_secs(30))
                         .await
