@@ -349,6 +349,16 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The record and Redis from their flags.
+fn servers(record: RecordArg, redis: RedisArg) -> recover::Servers {
+    recover::Servers {
+        namespace: redis.namespace(),
+        database_url: record.database_url,
+        redis_url: redis.redis_url,
+        redis_cluster: redis.redis_cluster,
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = if cli.json { Format::Json } else { Format::Text };
     let client = Client::new(&cli.api, cli.token);
@@ -362,10 +372,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             redis,
         } => {
             let args = recover::Recover {
-                database_url: record.database_url,
-                namespace: redis.namespace(),
-                redis_url: redis.redis_url,
-                redis_cluster: redis.redis_cluster,
+                servers: servers(record, redis),
                 campaign,
             };
             recover::run(args, format).await
@@ -377,10 +384,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             redis,
         } => {
             let args = reconcile::Reconcile {
-                database_url: record.database_url,
-                namespace: redis.namespace(),
-                redis_url: redis.redis_url,
-                redis_cluster: redis.redis_cluster,
+                servers: servers(record, redis),
                 campaign,
                 repair,
             };

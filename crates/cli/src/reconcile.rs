@@ -32,14 +32,8 @@ const EXAMPLES: usize = 5;
 
 /// Where to find the servers, and what to reconcile.
 pub struct Reconcile {
-    /// PostgreSQL URL (the record).
-    pub database_url: String,
-    /// Redis URL (or a cluster's node URLs, comma-separated).
-    pub redis_url: String,
-    /// The one Redis URL is a cluster node (`RUSHLINE_REDIS_CLUSTER`).
-    pub redis_cluster: bool,
-    /// Key namespace shared with the servers.
-    pub namespace: Option<String>,
+    /// The record and Redis.
+    pub servers: crate::recover::Servers,
     /// Only this campaign; every campaign in PostgreSQL when `None`.
     pub campaign: Option<String>,
     /// Rebuild every campaign that differs.
@@ -70,13 +64,7 @@ struct Report {
 
 /// Runs the comparison; fails (exit 1) when differences remain.
 pub async fn run(args: Reconcile, format: Format) -> anyhow::Result<()> {
-    let (store, queue) = crate::recover::connect(
-        &args.database_url,
-        &args.redis_url,
-        args.redis_cluster,
-        args.namespace.clone(),
-    )
-    .await?;
+    let (store, queue) = args.servers.connect().await?;
     let campaigns = match &args.campaign {
         Some(id) => vec![CampaignId::parse(id.as_str()).context("--campaign")?],
         None => crate::recover::every_campaign(&store).await?,

@@ -23,8 +23,8 @@ const PAGE: i64 = 100;
 /// Bound on each Redis and PostgreSQL call: an operator's tool should fail, not hang.
 const BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where to find the servers, and what to recover.
-pub struct Recover {
+/// Where the record and Redis are, as `recover` and `reconcile` both need them.
+pub struct Servers {
     /// PostgreSQL URL (the record).
     pub database_url: String,
     /// Redis URL (or a cluster's node URLs, comma-separated).
@@ -33,6 +33,12 @@ pub struct Recover {
     pub redis_cluster: bool,
     /// Key namespace shared with the servers (`RUSHLINE_KEY_NAMESPACE`).
     pub namespace: Option<String>,
+}
+
+/// Where to find the servers, and what to recover.
+pub struct Recover {
+    /// The record and Redis.
+    pub servers: Servers,
     /// Only this campaign; every campaign in PostgreSQL when `None`.
     pub campaign: Option<String>,
 }
@@ -63,35 +69,26 @@ struct Recovered {
     log_entries: u64,
 }
 
-/// Opens the record and Redis the way `recover` and `reconcile` both need them.
-pub(crate) async fn connect(
-    database_url: &str,
-    redis_url: &str,
-    redis_cluster: bool,
-    namespace: Option<String>,
-) -> anyhow::Result<(Store, Queue)> {
-    let store = Store::connect(database_url, 2, BACKEND_TIMEOUT)
-        .await
-        .context("connecting to PostgreSQL")?;
-    let queue = Queue::new(QueueConfig {
-        namespace,
-        timeout: BACKEND_TIMEOUT,
-        cluster: redis_cluster,
-        ..QueueConfig::new(redis_url.to_owned())
-    })
-    .context("configuring Redis")?;
-    Ok((store, queue))
+impl Servers {
+    /// Opens the record and Redis the way `recover` and `reconcile` both need them.
+    pub(crate) async fn connect(&self) -> anyhow::Result<(Store, Queue)> {
+        let store = Store::connect(&self.database_url, 2, BACKEND_TIMEOUT)
+            .await
+            .context("connecting to PostgreSQL")?;
+        let queue = Queue::new(QueueConfig {
+            namespace: self.namespace.clone(),
+            timeout: BACKEND_TIMEOUT,
+            cluster: self.redis_cluster,
+            ..QueueConfig::new(self.redis_url.clone())
+        })
+        .context("configuring Redis")?;
+        Ok((store, queue))
+    }
 }
 
 /// Runs the recovery and prints one line (or JSON object) per campaign.
 pub async fn run(args: Recover, format: Format) -> anyhow::Result<()> {
-    let (store, queue) = crate::recover::connect(
-        &args.database_url,
-        &args.redis_url,
-        args.redis_cluster,
-        args.namespace.clone(),
-    )
-    .await?;
+    let (store, queue) = args.servers.connect().await?;
 
     let campaigns = match args.campaign {
         Some(id) => vec![CampaignId::parse(id).context("--campaign")?],

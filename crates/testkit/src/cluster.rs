@@ -244,14 +244,8 @@ impl RedisCluster {
             .filter(|n| n.master_id.as_deref() == Some(master.id.as_str()))
             .map(|n| n.port)
             .collect();
-        let node = self.node_mut(master.port)?;
-        let process = node
-            .process
-            .take()
-            .with_context(|| format!("the master of slot {slot} is not running"))?;
-        // Dropping the watchdog SIGKILLs the node and returns once it is gone.
-        drop(process);
-        node.killed_at = Some(Instant::now());
+        self.kill_node(master.port)
+            .with_context(|| format!("killing the master of slot {slot}"))?;
         Ok(KilledMaster {
             port: master.port,
             slot,

@@ -164,17 +164,21 @@ async fn a_key_lives_on_its_slots_master_and_reaches_its_replica() {
         .iter()
         .find(|n| n.master_id.as_ref() == Some(master_id))
         .unwrap();
-    let mut on_replica = connect(replica.port).await;
+    assert_eq!(replica_copy(replica.port).await, 40);
+}
+
+/// KEY as the replica on `port` holds it (`READONLY`, then `GET`).
+async fn replica_copy(port: u16) -> i64 {
+    let mut on_replica = connect(port).await;
     let () = redis::cmd("READONLY")
         .query_async(&mut on_replica)
         .await
         .unwrap();
-    let copied: i64 = redis::cmd("GET")
+    redis::cmd("GET")
         .arg(KEY)
         .query_async(&mut on_replica)
         .await
-        .unwrap();
-    assert_eq!(copied, 40);
+        .unwrap()
 }
 
 /// Writes `value` to KEY on its master and waits until the master's replica acknowledged it, so
@@ -285,15 +289,5 @@ async fn a_killed_master_restarted_rejoins_as_a_replica_of_its_successor() {
     );
     assert_eq!(cluster.master_of_slot(slot).await.unwrap(), new_master);
     // It synced from its new master: a write made while it was down is on it.
-    let mut on_replica = connect(killed.port).await;
-    let () = redis::cmd("READONLY")
-        .query_async(&mut on_replica)
-        .await
-        .unwrap();
-    let copied: i64 = redis::cmd("GET")
-        .arg(KEY)
-        .query_async(&mut on_replica)
-        .await
-        .unwrap();
-    assert_eq!(copied, 11);
+    assert_eq!(replica_copy(killed.port).await, 11);
 }
