@@ -6,9 +6,9 @@
 //!   strict Ed25519 verification, claims.
 //! - `MAC check`: [`Tickets::verify_mac`], rushline's own check without the cache: parse, `kid`,
 //!   HMAC-SHA256 of the payload compared in constant time with the header's `rlm`, claims.
-//! - `cached check`: [`Tickets::verify`] of a ticket this replica checked before: SHA-256 of the
-//!   token and a sharded map lookup.
-//! - `storm`: [`Tickets::verify`] when `STORM` distinct tickets are polled round-robin (three
+//! - `cached check`: [`Tickets::verify_for`] of a ticket this replica checked before for the
+//!   campaign: SHA-256 of campaign and token, a sharded map lookup, the claims rebuilt.
+//! - `storm`: [`Tickets::verify_for`] when `STORM` distinct tickets are polled round-robin (three
 //!   rounds) against caches of 0 entries (MAC only), the API's default (100,000: fewer than the
 //!   tickets, so first-in-first-out eviction misses every time and each poll is a MAC check plus
 //!   the cache's upkeep) and one that holds them all; with the cache's resident memory per entry.
@@ -45,9 +45,12 @@ fn main() -> anyhow::Result<()> {
     let mac = per_call(500_000, || {
         tickets.verify_mac(black_box(&token)).map(|c| c.iat)
     })?;
-    tickets.verify(&token)?;
+    let campaign = claims.cid.clone();
+    tickets.verify_for(&token, &campaign)?;
     let cached = per_call(1_000_000, || {
-        tickets.verify(black_box(&token)).map(|c| c.iat)
+        tickets
+            .verify_for(black_box(&token), &campaign)
+            .map(|c| c.iat)
     })?;
 
     println!("{:<44} {:>9}", "operation", "µs/call");
@@ -68,10 +71,10 @@ fn main() -> anyhow::Result<()> {
         let before = resident_bytes();
         let polled = with_cache(&key, capacity)?;
         for token in &tokens {
-            polled.verify(token)?;
+            polled.verify_for(token, &campaign)?;
         }
         let grown = resident_bytes().saturating_sub(before);
-        let micros = per_round_robin(&tokens, |t| polled.verify(t).map(|c| c.iat))?;
+        let micros = per_round_robin(&tokens, |t| polled.verify_for(t, &campaign).map(|c| c.iat))?;
         let memory = match polled.cached() {
             0 => "nothing remembered".to_owned(),
             n => format!("{n:>6} remembered, ~{} bytes each", grown / n),

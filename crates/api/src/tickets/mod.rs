@@ -50,10 +50,11 @@
 //! # Cost
 //!
 //! An Ed25519 verification costs tens of microseconds, more than a whole accept; the `rlm`
-//! check a few. On top of it every checked ticket is remembered in a bounded cache (`cache.rs`)
-//! keyed by the token's SHA-256, so a poll with a ticket this replica already saw costs a hash
-//! and a lookup (under a microsecond); when more tickets are polled than the cache holds, a
-//! miss costs the `rlm` check, never a signature. Figures in the README
+//! check a few. On top of it every ticket checked for a campaign ([`Tickets::verify_for`], what
+//! every endpoint uses) is remembered in a bounded cache (`cache.rs`) keyed by the SHA-256 of
+//! campaign and token, so a poll with a ticket this replica already saw costs a hash and a
+//! lookup (under a microsecond); when more tickets are polled than the cache holds, a miss costs
+//! the `rlm` check, never a signature. Figures in the README
 //! (`crates/api/examples/ticket_cost.rs`).
 //!
 //! # Keys
@@ -233,52 +234,64 @@ impl Tickets {
     }
 
     /// The claims of a ticket signed by one of the configured keys (see the module doc for what
-    /// is refused). A ticket checked before is answered from the cache.
+    /// is refused): rushline's own MAC (`rlm`) check, counted in the tickets-checked metric.
+    /// Polls go through [`Self::verify_for`], which remembers what it checked.
     pub fn verify(&self, token: &str) -> Result<Arc<TicketClaims>, TicketError> {
-        let inner = self.inner()?;
-        if token.len() > MAX_TICKET_BYTES {
-            metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
-            return Err(TicketError::TooLarge);
-        }
-        let hash = VerifiedCache::hash(token);
-        if let Some(claims) = inner.cache.get(&hash) {
-            metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "cached").increment(1);
-            return Ok(claims);
-        }
-        let claims = match jws::verify_mac(&inner.keys, token).and_then(|p| claims(&p)) {
-            Ok(claims) => Arc::new(claims),
-            Err(e) => {
-                metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
-                return Err(e);
-            }
-        };
-        metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "verified").increment(1);
-        inner.cache.insert(hash, claims.clone());
-        Ok(claims)
+        self.checked(token).map(Arc::new)
     }
 
     /// [`Self::verify`], and the ticket must be for `campaign`: what a waiting-room endpoint
-    /// of that campaign accepts (another campaign's ticket is a `401` there, like a forgery).
+    /// of that campaign accepts (another campaign's ticket is a `401` there, like a forgery). A
+    /// ticket checked before for this campaign is answered from the cache.
     pub fn verify_for(
         &self,
         token: &str,
         campaign: &CampaignId,
     ) -> Result<Arc<TicketClaims>, TicketError> {
-        let claims = self.verify(token)?;
+        let inner = self.inner()?;
+        if token.len() > MAX_TICKET_BYTES {
+            metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
+            return Err(TicketError::TooLarge);
+        }
+        let hash = VerifiedCache::hash(campaign, token);
+        if let Some(claims) = inner.cache.get(&hash, campaign) {
+            metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "cached").increment(1);
+            return Ok(Arc::new(claims));
+        }
+        let claims = self.checked(token)?;
         if claims.cid != *campaign {
             return Err(TicketError::OtherCampaign);
         }
-        Ok(claims)
+        inner.cache.insert(hash, &claims);
+        Ok(Arc::new(claims))
     }
 
-    /// [`Self::verify`] without the cache: rushline's own MAC (`rlm`) is checked, not the
-    /// signature.
+    /// The `rlm` check, counted.
+    fn checked(&self, token: &str) -> Result<TicketClaims, TicketError> {
+        let inner = self.inner()?;
+        if token.len() > MAX_TICKET_BYTES {
+            metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
+            return Err(TicketError::TooLarge);
+        }
+        match jws::verify_mac(&inner.keys, token).and_then(|p| claims(&p)) {
+            Ok(claims) => {
+                metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "verified").increment(1);
+                Ok(claims)
+            }
+            Err(e) => {
+                metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Self::verify`], uncounted: rushline's own MAC (`rlm`) is checked, not the signature.
     pub fn verify_mac(&self, token: &str) -> Result<TicketClaims, TicketError> {
         claims(&jws::verify_mac(&self.inner()?.keys, token)?)
     }
 
     /// The check another service makes, from the public keys alone: the Ed25519 signature over
-    /// header and payload (tens of microseconds; rushline's own checks use [`Self::verify`]).
+    /// header and payload (tens of microseconds; rushline's own checks use [`Self::verify_for`]).
     pub fn verify_signature(&self, token: &str) -> Result<TicketClaims, TicketError> {
         claims(&jws::verify_signature(&self.inner()?.keys, token)?)
     }

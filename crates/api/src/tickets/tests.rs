@@ -393,6 +393,7 @@ fn truncated_huge_and_garbage_tokens_are_refused() {
 #[test]
 fn the_cache_is_bounded_and_remembers_only_what_verified() {
     let tickets = Tickets::new(TicketKeys::new(vec![TicketKey::generate()]).unwrap(), 64);
+    let campaign = claims().cid;
     let forged = {
         let t = segments(&tickets.sign(&claims()).unwrap());
         let mut better = claims();
@@ -406,37 +407,58 @@ fn the_cache_is_bounded_and_remembers_only_what_verified() {
     };
     for _ in 0..3 {
         assert_eq!(
-            tickets.verify(&forged).err(),
+            tickets.verify_for(&forged, &campaign).err(),
             Some(TicketError::BadSignature)
         );
     }
     assert_eq!(tickets.cached(), 0, "a refusal is never remembered");
+    let other = CampaignId::parse("concert-2027").unwrap();
+    let token = tickets.sign(&claims()).unwrap();
+    assert_eq!(
+        tickets.verify_for(&token, &other).err(),
+        Some(TicketError::OtherCampaign)
+    );
+    assert_eq!(
+        tickets.cached(),
+        0,
+        "another campaign's ticket is never remembered"
+    );
     let mut issued = Vec::new();
     // 300 over 16 shards of 4: each shard sees about 19, so the first is long evicted.
-    for _ in 0..300 {
-        let token = tickets.sign(&claims()).unwrap();
-        assert!(tickets.verify(&token).is_ok());
+    for n in 0..300 {
+        let mut claims = claims();
+        claims.pos = Some(n);
+        let token = tickets.sign(&claims).unwrap();
+        assert!(tickets.verify_for(&token, &campaign).is_ok());
         assert!(tickets.cached() <= 64, "{}", tickets.cached());
         issued.push(token);
     }
     // The newest are remembered, the oldest were evicted, and both still verify.
-    assert!(tickets.cached() > 0);
+    // About 19 tickets reach each shard of 4: all or nearly all are full.
+    assert!(tickets.cached() > 48, "{}", tickets.cached());
+    let cache = &tickets.inner().unwrap().cache;
     let newest = issued.last().unwrap();
-    let hash = cache::VerifiedCache::hash(newest);
-    assert!(tickets.inner().unwrap().cache.get(&hash).is_some());
+    let remembered = cache
+        .get(&cache::VerifiedCache::hash(&campaign, newest), &campaign)
+        .expect("the newest is remembered");
+    let oldest = cache::VerifiedCache::hash(&campaign, &issued[0]);
+    assert!(cache.get(&oldest, &campaign).is_none());
+    assert!(tickets.verify_for(&issued[0], &campaign).is_ok());
+    // A remembered answer is the same claims as a fresh verification, and remembered only for
+    // its own campaign.
+    assert_eq!(remembered, tickets.verify_signature(newest).unwrap());
+    assert_eq!(
+        *tickets.verify_for(newest, &campaign).unwrap(),
+        tickets.verify_signature(newest).unwrap()
+    );
     assert!(
-        tickets
-            .inner()
-            .unwrap()
-            .cache
-            .get(&cache::VerifiedCache::hash(&issued[0]))
+        cache
+            .get(&cache::VerifiedCache::hash(&other, newest), &other)
             .is_none()
     );
-    assert!(tickets.verify(&issued[0]).is_ok());
-    // A cached answer is the same claims as a fresh verification.
     assert_eq!(
-        *tickets.verify(newest).unwrap(),
-        tickets.verify_signature(newest).unwrap()
+        tickets.verify_for(newest, &other).err(),
+        Some(TicketError::OtherCampaign)
     );
 }
 
@@ -444,7 +466,7 @@ fn the_cache_is_bounded_and_remembers_only_what_verified() {
 fn a_zero_sized_cache_remembers_nothing_and_still_verifies() {
     let tickets = Tickets::new(TicketKeys::new(vec![TicketKey::generate()]).unwrap(), 0);
     let token = tickets.sign(&claims()).unwrap();
-    assert!(tickets.verify(&token).is_ok());
+    assert!(tickets.verify_for(&token, &claims().cid).is_ok());
     assert_eq!(tickets.cached(), 0);
 }
 
