@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::drops::redis_memory;
 use super::{Context, DropSpec, ScenarioReport, finish, prepare};
 use crate::LoadError;
 use crate::ceiling::{Ceiling, CeilingProcess};
@@ -63,6 +64,37 @@ pub(super) fn closed(name: &str, requests: usize, concurrency: usize) -> DropSpe
     }
 }
 
+/// Redis memory per request of the paused measurement, queued and then decided (until the status
+/// records' TTL), from `used_memory` before, between and after.
+fn redis_bytes_per_request(
+    report: &mut ScenarioReport,
+    before: Option<f64>,
+    queued: Option<f64>,
+    decided: Option<f64>,
+    args: &AcceptArgs,
+) {
+    let requests = args.requests.max(1) as f64;
+    if let (Some(before), Some(queued)) = (before, queued) {
+        report.figure(
+            "redis_bytes_per_queued_request",
+            (queued - before) / requests,
+        );
+    }
+    if let (Some(before), Some(decided)) = (before, decided) {
+        report.figure(
+            "redis_bytes_per_decided_request",
+            (decided - before) / requests,
+        );
+        report.notes.push(
+            "redis_bytes_per_queued_request / _decided_request: Redis used_memory growth over \
+             the paused measurement, per request, once all were queued and once all were \
+             decided and persisted (status records live RUSHLINE_STATUS_TTL_SECS after that); \
+             a shared Redis's other keys count too."
+                .into(),
+        );
+    }
+}
+
 /// Measures and verifies: closed loop with workers paused (when this run manages them) and
 /// running, the ceiling with the same client settings, then open loop at half the running rate.
 pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioReport, LoadError> {
@@ -77,12 +109,18 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
     let mut body_len = 0;
     if ctx.set_workers(0).await? {
         let prepared = prepare(ctx, &closed("accp", args.requests, args.concurrency)).await?;
+        let redis_before = redis_memory(ctx).await;
         let cpu = CpuSnapshot::take(ctx).await;
         let paused = prepared.blast(ctx).await?;
         report.cpu_figures(CpuSnapshot::take(ctx).await - cpu, args.requests, "paused");
+        // Every request is queued now and none decided: what Redis holds per queued request.
+        let redis_queued = redis_memory(ctx).await;
         ctx.set_workers(ctx.running_workers).await?;
         let mut part = ScenarioReport::default();
         let run = finish(ctx, paused, &mut part).await?;
+        // Every request is decided and persisted now, its status record kept until its TTL.
+        let redis_decided = redis_memory(ctx).await;
+        redis_bytes_per_request(&mut report, redis_before, redis_queued, redis_decided, args);
         body_len = run.blast.accept_body_len;
         report.figure("accept_rate_paused", part.figures["accept_rate"]);
         report.figure("p99_ms_paused", part.figures["p99_ms"]);
