@@ -284,3 +284,39 @@ impl Connection {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::RedisTarget;
+    use crate::QueueError;
+
+    const TIMEOUT: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_url_list_or_the_flag_makes_a_cluster_and_one_url_a_single_server() {
+        let single = RedisTarget::parse("redis://127.0.0.1:6379", false, TIMEOUT);
+        assert!(matches!(single, Ok(RedisTarget::Single(_))));
+        let flagged = RedisTarget::parse("redis://127.0.0.1:7000", true, TIMEOUT);
+        assert!(matches!(&flagged, Ok(t) if t.is_cluster() && t.node_clients().len() == 1));
+        let listed = RedisTarget::parse(
+            "redis://127.0.0.1:7000, redis://127.0.0.1:7001,redis://127.0.0.1:7002,",
+            false,
+            TIMEOUT,
+        );
+        assert!(matches!(&listed, Ok(t) if t.is_cluster() && t.node_clients().len() == 3));
+    }
+
+    #[test]
+    fn an_empty_or_malformed_url_is_a_configuration_error() {
+        assert!(matches!(
+            RedisTarget::parse(" , ", false, TIMEOUT),
+            Err(QueueError::Config(_))
+        ));
+        assert!(matches!(
+            RedisTarget::parse("redis://127.0.0.1:7000,not a url", false, TIMEOUT),
+            Err(QueueError::Redis(_))
+        ));
+    }
+}

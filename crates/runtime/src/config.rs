@@ -391,6 +391,28 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_flag_is_a_boolean_named_in_its_errors() {
+        assert!(!demo(&[], &[]).unwrap().shared.redis_cluster);
+        for yes in ["1", "true", "yes", "on"] {
+            let parsed = demo(&[], &[("RUSHLINE_REDIS_CLUSTER", yes)]).unwrap();
+            assert!(parsed.shared.redis_cluster, "{yes}");
+        }
+        assert!(
+            !demo(&[], &[("RUSHLINE_REDIS_CLUSTER", "0")])
+                .unwrap()
+                .shared
+                .redis_cluster
+        );
+        let err = demo(&[], &[("RUSHLINE_REDIS_CLUSTER", "maybe")])
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().starts_with("RUSHLINE_REDIS_CLUSTER"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn help_lists_variables_and_defaults() {
         let Err(ConfigError::Info(help)) = demo(&["--help"], &[]) else {
             panic!("--help is not an error");
