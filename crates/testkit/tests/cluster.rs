@@ -18,10 +18,14 @@ const KEY: &str = "rushline:{cluster-test}:stock";
 /// the replica's election delay (0.5–1 s) and its election, on a busy 2-core machine.
 const FAILOVER_BOUND: Duration = Duration::from_secs(15);
 
+/// A connection to one node. Its response timeout outlasts `WAIT`'s own (5 s) and a busy
+/// machine's slow replies: the client's default is half a second (a CI run timed out a `WAIT` on it).
 async fn connect(port: u16) -> MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
     redis::Client::open(format!("redis://127.0.0.1:{port}"))
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap()
 }

@@ -77,13 +77,21 @@ fn users(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
+/// A connection to the node on `port`, with a response timeout for a busy machine (the client's
+/// default is half a second).
+async fn node(port: u16) -> redis::aio::MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(10)));
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .expect("node url")
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("connect to node")
+}
+
 /// `INFO server`'s `process_id` of the node on `port`.
 async fn node_pid(port: u16) -> u32 {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("node url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to node");
+    let mut conn = node(port).await;
     let info: String = redis::cmd("INFO")
         .arg("server")
         .query_async(&mut conn)
@@ -143,11 +151,7 @@ async fn a_master_failover_sheds_with_503_loses_only_unreplicated_writes_and_the
         .port;
     let replica_pid = node_pid(replica).await;
     signal(replica_pid, "STOP");
-    let master_conn = redis::Client::open(format!("redis://127.0.0.1:{}", master.port))
-        .expect("master url")
-        .get_multiplexed_async_connection()
-        .await;
-    let mut master_conn = master_conn.expect("connect to the master");
+    let mut master_conn = node(master.port).await;
     let _: i64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("TYPE")
