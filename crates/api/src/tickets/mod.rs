@@ -237,7 +237,9 @@ impl Tickets {
     /// is refused): rushline's own MAC (`rlm`) check, counted in the tickets-checked metric.
     /// Polls go through [`Self::verify_for`], which remembers what it checked.
     pub fn verify(&self, token: &str) -> Result<Arc<TicketClaims>, TicketError> {
-        self.checked(token).map(Arc::new)
+        let inner = self.inner()?;
+        refuse_oversized(token)?;
+        checked(inner, token).map(Arc::new)
     }
 
     /// [`Self::verify`], and the ticket must be for `campaign`: what a waiting-room endpoint
@@ -249,40 +251,19 @@ impl Tickets {
         campaign: &CampaignId,
     ) -> Result<Arc<TicketClaims>, TicketError> {
         let inner = self.inner()?;
-        if token.len() > MAX_TICKET_BYTES {
-            metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
-            return Err(TicketError::TooLarge);
-        }
+        // Before hashing: a huge token costs nothing but this comparison.
+        refuse_oversized(token)?;
         let hash = VerifiedCache::hash(campaign, token);
         if let Some(claims) = inner.cache.get(&hash, campaign) {
             metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "cached").increment(1);
             return Ok(Arc::new(claims));
         }
-        let claims = self.checked(token)?;
+        let claims = checked(inner, token)?;
         if claims.cid != *campaign {
             return Err(TicketError::OtherCampaign);
         }
         inner.cache.insert(hash, &claims);
         Ok(Arc::new(claims))
-    }
-
-    /// The `rlm` check, counted.
-    fn checked(&self, token: &str) -> Result<TicketClaims, TicketError> {
-        let inner = self.inner()?;
-        if token.len() > MAX_TICKET_BYTES {
-            metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
-            return Err(TicketError::TooLarge);
-        }
-        match jws::verify_mac(&inner.keys, token).and_then(|p| claims(&p)) {
-            Ok(claims) => {
-                metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "verified").increment(1);
-                Ok(claims)
-            }
-            Err(e) => {
-                metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
-                Err(e)
-            }
-        }
     }
 
     /// [`Self::verify`], uncounted: rushline's own MAC (`rlm`) is checked, not the signature.
@@ -347,6 +328,29 @@ pub enum SharedKeyError {
         /// What is wrong with its value.
         problem: KeyFormatError,
     },
+}
+
+/// A token over [`MAX_TICKET_BYTES`] is refused before any decoding or hashing, counted.
+fn refuse_oversized(token: &str) -> Result<(), TicketError> {
+    if token.len() > MAX_TICKET_BYTES {
+        metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
+        return Err(TicketError::TooLarge);
+    }
+    Ok(())
+}
+
+/// The `rlm` check of a token no longer than [`MAX_TICKET_BYTES`], counted.
+fn checked(inner: &Inner, token: &str) -> Result<TicketClaims, TicketError> {
+    match jws::verify_mac(&inner.keys, token).and_then(|p| claims(&p)) {
+        Ok(claims) => {
+            metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "verified").increment(1);
+            Ok(claims)
+        }
+        Err(e) => {
+            metrics::counter!(telemetry::TICKETS_CHECKED, "result" => "refused").increment(1);
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]
