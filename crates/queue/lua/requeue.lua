@@ -25,8 +25,11 @@
 -- duplicated hand-back: a lost reply, another worker's takeover of the same stale entry), so it
 -- is never queued or decided twice. Its own record (same status, sequence and millisecond) is
 -- still there when Redis came back *older* rather than empty, from a state the record's epoch has
--- moved past: that state is taken out of service first (`ready` "0", no `rebuild` wait: its log
--- holds only superseded entries), and after the rebuild the record is replaced by `queued`.
+-- moved past: that state is taken out of service first (`ready` "0"), and its requests are then
+-- handed back before the rebuild: `rebuild` "1" makes a warm-up wait until the log is empty, so
+-- the rebuilt state decides nothing before every superseded request is back at the head of the
+-- queue (first come, first served). The caller then passes every superseded entry of the log in
+-- log order (`Queue::superseded_log`), not only its own, so no batch comes back late.
 -- The caller passes only requests the record does not hold, so one persisted since is never
 -- handed back. Atomic, and the entries are acknowledged in the same step: no moment where they
 -- are gone and their requests not queued. The queue's bound is not applied: these requests were
@@ -41,8 +44,7 @@ local first = 7 + n
 local state = redis.call('HMGET', meta, 'ready', 'epoch')
 -- A state built before epochs existed carries none: nothing to compare, it is used as it is.
 if state[1] == '1' and state[2] and tonumber(state[2]) < record_epoch then
-  redis.call('HSET', meta, 'ready', '0')
-  redis.call('HDEL', meta, 'rebuild')
+  redis.call('HSET', meta, 'ready', '0', 'rebuild', '1')
   return {-1}
 end
 
@@ -59,9 +61,10 @@ for i = #ARGV - 2, first, -3 do
     requeued = requeued + 1
   end
 end
-if n > 0 then
+-- In chunks: Lua's unpack() takes a few thousand values at most.
+for from = 7, 6 + n, 1000 do
   local ids = {}
-  for i = 7, 6 + n do ids[#ids + 1] = ARGV[i] end
+  for i = from, math.min(from + 999, 6 + n) do ids[#ids + 1] = ARGV[i] end
   redis.call('XACK', log, group, unpack(ids))
   redis.call('XDEL', log, unpack(ids))
 end

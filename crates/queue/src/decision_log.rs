@@ -381,7 +381,7 @@ fn claim_items(reply: &Value) -> Result<(Vec<&Value>, Vec<String>), QueueError> 
     Ok((items, deleted))
 }
 
-fn entry_id(item: &Value) -> Result<String, QueueError> {
+pub(crate) fn entry_id(item: &Value) -> Result<String, QueueError> {
     Ok(text(
         array(item)?
             .first()
@@ -392,7 +392,7 @@ fn entry_id(item: &Value) -> Result<String, QueueError> {
 
 /// Decodes one entry: a reply that is not shaped like a stream entry is a protocol error (Redis
 /// misbehaving); an entry whose content does not decode is [`UnreadableEntry`].
-fn parse_entry(
+pub(crate) fn parse_entry(
     item: &Value,
     code_key: &str,
 ) -> Result<Result<LogEntry, UnreadableEntry>, QueueError> {

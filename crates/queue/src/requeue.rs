@@ -9,6 +9,7 @@
 use redis::Value;
 use rushline_domain::{CampaignId, Decision};
 
+use crate::decision_log::{entry_id, parse_entry};
 use crate::record::{array, int, status_code};
 use crate::{LogEntry, PERSIST_GROUP, Queue, QueueError, scripts};
 
@@ -28,7 +29,55 @@ pub enum Requeued {
     StateSuperseded,
 }
 
+/// Log entries read per `XRANGE` when collecting a superseded state's entries.
+const LOG_PAGE: usize = 512;
+
 impl Queue {
+    /// Every entry of `campaign`'s decision log made by a Redis state older than `record_epoch`,
+    /// in log order — pending on any worker or on none. A hand-back gives back all of them at
+    /// once, in the order they were decided, rather than each worker its own batches whenever it
+    /// meets them: a batch handed back after the rebuilt state had decided later requests would
+    /// put its requests behind those (first come, first served broken). Complete only once the
+    /// superseded state is out of service (it writes no more entries). Entries without an epoch
+    /// (written before epochs existed) and unreadable ones are left to the persist path.
+    pub async fn superseded_log(
+        &self,
+        campaign: &CampaignId,
+        record_epoch: i64,
+    ) -> Result<Vec<LogEntry>, QueueError> {
+        let code_key = self.require_code_key(campaign).await?;
+        let log = self.keys.campaign(campaign).log;
+        let mut superseded = Vec::new();
+        let mut start = "-".to_owned();
+        loop {
+            let (log, from) = (log.as_str(), start.as_str());
+            let reply: Value = self
+                .run(|mut conn| async move {
+                    Ok(redis::cmd("XRANGE")
+                        .arg(log)
+                        .arg(from)
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(LOG_PAGE)
+                        .query_async(&mut conn)
+                        .await?)
+                })
+                .await?;
+            let items = array(&reply)?;
+            for item in items {
+                if let Ok(entry) = parse_entry(item, &code_key)?
+                    && entry.epoch.is_some_and(|e| e < record_epoch)
+                {
+                    superseded.push(entry);
+                }
+            }
+            match items.last() {
+                Some(last) if items.len() == LOG_PAGE => start = format!("({}", entry_id(last)?),
+                _ => return Ok(superseded),
+            }
+        }
+    }
+
     /// Puts the requests of `decisions` (superseded decisions the record does not hold, in the
     /// order they were first decided) back at the head of `campaign`'s queue and acknowledges
     /// `entries`, in one atomic step (`lua/requeue.lua`). Idempotent: a request whose status

@@ -7,8 +7,13 @@
 //! 3. one `INSERT … SELECT FROM UNNEST(…) ON CONFLICT DO NOTHING`;
 //! 4. rows that did not insert are either recorded already (fine — unless the record holds a
 //!    different status, which means an earlier rollback must be re-applied to Redis) or were
-//!    refused by a unique index (the user holds a coupon already → `duplicate`; a code clash →
-//!    `sold_out`), and are inserted with the status the record supports.
+//!    refused by a unique index: the user holds a coupon already → `duplicate`, inserted so;
+//!    or the code is recorded for another request — Redis handed out a sequence number twice,
+//!    so its state is behind the record (it came back older: a failover to a lagging replica, a
+//!    restored snapshot). Such a decision is no one's final status: recording it `sold_out`
+//!    would refuse a user while the record has room and strand that stock. The transaction is
+//!    dropped, the campaign's epoch moved past the batch's ([`StoreError::Superseded`]), and
+//!    the worker hands the batch's requests back to be decided by the rebuilt state.
 //!
 //! Step 1 also compares the batch's rebuild epoch (stamped on its log entry) with the campaign's:
 //! an older one means a warm-up rebuilt Redis from the record after the batch was decided,
@@ -92,6 +97,16 @@ impl Store {
             .await
     }
 
+    /// Of `decisions`, those the record does not hold, in their order: the requests of
+    /// superseded decisions that go back to the queue (see [`StoreError::Superseded`]).
+    pub async fn unrecorded(&self, decisions: &[Decision]) -> Result<Vec<Decision>, StoreError> {
+        self.bounded(async {
+            let mut conn = self.pool.acquire().await?;
+            unrecorded(&mut conn, decisions).await
+        })
+        .await
+    }
+
     async fn persist_unbounded(
         &self,
         campaign: &CampaignId,
@@ -156,27 +171,109 @@ impl Store {
         let inserted_ids = insert(&mut tx, campaign, &rows).await?;
         let mut inserted = inserted_ids.len() as u64;
         if inserted_ids.len() < rows.len() {
-            let (more, refusals) = reconcile(&mut tx, campaign, &rows, &inserted_ids).await?;
-            inserted += more;
-            refused.extend(refusals);
+            let clashes = if epoch.is_some() {
+                Clashes::HandBack
+            } else {
+                Clashes::SoldOut
+            };
+            match reconcile(&mut tx, campaign, &rows, &inserted_ids, clashes).await? {
+                Reconciled::Settled {
+                    inserted: more,
+                    refused: refusals,
+                } => {
+                    inserted += more;
+                    refused.extend(refusals);
+                }
+                Reconciled::Behind => {
+                    // Nothing of the batch commits: dropping the transaction rolls it back.
+                    drop(tx);
+                    return Err(self
+                        .supersede_behind(campaign, record_epoch, decisions)
+                        .await);
+                }
+            }
         }
         tx.commit().await?;
         Ok(Persisted { inserted, refused })
     }
+
+    /// The batch's Redis state (epoch `entry_epoch`) handed out a code the record holds for
+    /// another request: it is behind the record. Moves the campaign's epoch past it (unless
+    /// another process did already), so this batch and every other entry that state decided are
+    /// refused as superseded and decided again by a state rebuilt from the record, which then
+    /// counts every recorded holder and sequence number. Same compare-and-set as a warm-up's
+    /// [`Store::begin_rebuild`]: a warm-up that read the old epoch finds it moved and retries.
+    async fn supersede_behind(
+        &self,
+        campaign: &CampaignId,
+        entry_epoch: i64,
+        decisions: &[Decision],
+    ) -> StoreError {
+        let superseded = async {
+            let mut tx = self.pool.begin().await?;
+            let moved: Option<i64> = sqlx::query_scalar(
+                "UPDATE campaigns SET epoch = epoch + 1 WHERE id = $1 AND epoch = $2 RETURNING epoch",
+            )
+            .bind(campaign.as_str())
+            .bind(entry_epoch)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let record_epoch = match moved {
+                Some(epoch) => epoch,
+                None => sqlx::query_scalar("SELECT epoch FROM campaigns WHERE id = $1")
+                    .bind(campaign.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or_else(|| StoreError::UnknownCampaign(campaign.clone()))?,
+            };
+            let unrecorded = unrecorded(&mut tx, decisions).await?;
+            tx.commit().await?;
+            Ok::<_, StoreError>(StoreError::Superseded {
+                entry_epoch,
+                record_epoch,
+                unrecorded,
+            })
+        };
+        match superseded.await {
+            Ok(error) | Err(error) => error,
+        }
+    }
+}
+
+/// What to do with an issued decision whose code the record holds for another request.
+#[derive(Clone, Copy)]
+enum Clashes {
+    /// Hand the batch back ([`Reconciled::Behind`]): decisions stamped with an epoch.
+    HandBack,
+    /// Record it `sold_out`: unstamped decisions (written before epochs existed), which cannot be
+    /// handed back.
+    SoldOut,
+}
+
+/// What sorting out the rows that did not insert found.
+enum Reconciled {
+    /// Rows inserted with the status the record supports, and the refusals to undo in Redis.
+    Settled {
+        inserted: u64,
+        refused: Vec<Refusal>,
+    },
+    /// An issued decision's code is recorded for another request: the state that decided the
+    /// batch is behind the record.
+    Behind,
 }
 
 /// Of `decisions`, those the record does not hold, in their order. A superseded batch may have
 /// been committed already (before the rebuild) by a persist whose acknowledgement was lost:
 /// those rows stand, and only the rest are decided again.
 async fn unrecorded(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut sqlx::PgConnection,
     decisions: &[Decision],
 ) -> Result<Vec<Decision>, StoreError> {
     let ids: Vec<Uuid> = decisions.iter().map(|d| d.request_id.as_uuid()).collect();
     let recorded: HashSet<Uuid> =
         sqlx::query_scalar("SELECT request_id FROM requests WHERE request_id = ANY($1)")
             .bind(&ids)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await?
             .into_iter()
             .collect();
@@ -263,7 +360,8 @@ async fn reconcile(
     campaign: &CampaignId,
     rows: &[Row<'_>],
     inserted: &HashSet<Uuid>,
-) -> Result<(u64, Vec<Refusal>), StoreError> {
+    clashes: Clashes,
+) -> Result<Reconciled, StoreError> {
     let missing: Vec<&Row<'_>> = rows
         .iter()
         .filter(|r| !inserted.contains(&r.decision.request_id.as_uuid()))
@@ -316,6 +414,8 @@ async fn reconcile(
                 // the code is taken.
                 let recorded = if holder.is_some() {
                     RequestStatus::Duplicate
+                } else if let Clashes::HandBack = clashes {
+                    return Ok(Reconciled::Behind);
                 } else {
                     RequestStatus::SoldOut
                 };
@@ -332,5 +432,5 @@ async fn reconcile(
     } else {
         insert(tx, campaign, &converted).await?.len() as u64
     };
-    Ok((inserted, refused))
+    Ok(Reconciled::Settled { inserted, refused })
 }

@@ -93,3 +93,57 @@ async fn decisions_of_an_older_epoch_commit_nothing() -> anyhow::Result<()> {
     assert_eq!(recorded_rows(&env.store, &campaign).await?, 3);
     env.cleanup().await
 }
+
+/// A Redis state behind the record hands out a sequence number the record holds for another
+/// request: the code clashes. At the batch's own epoch (no rebuild yet) the record must not turn
+/// that into `sold_out` (a refusal while it has room): it commits nothing of the batch, moves
+/// the epoch past it, and names what it does not hold, to be decided again after a rebuild.
+#[tokio::test]
+async fn a_code_the_record_holds_for_another_request_supersedes_the_batch() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let campaign = CampaignId::parse("behind")?;
+    env.create_open_campaign(&campaign, 10).await?;
+    let held = issued(&campaign, "u-0", 0);
+    env.store
+        .persist_at(&campaign, Some(0), std::slice::from_ref(&held))
+        .await?;
+
+    // The state lost `held`'s decision and hands out its number again, to another user, in a
+    // batch with a decision that would fit.
+    let clash = issued(&campaign, "u-1", 0);
+    let fits = issued(&campaign, "u-2", 1);
+    let batch = vec![fits.clone(), clash.clone()];
+    match env.store.persist_at(&campaign, Some(0), &batch).await {
+        Err(StoreError::Superseded {
+            entry_epoch,
+            record_epoch,
+            unrecorded,
+        }) => {
+            assert_eq!((entry_epoch, record_epoch), (0, 1));
+            assert_eq!(unrecorded, batch);
+        }
+        other => panic!("expected Superseded, got {other:?}"),
+    }
+    assert_eq!(recorded_rows(&env.store, &campaign).await?, 1);
+    assert_eq!(env.store.epoch(&campaign).await?, Some(1));
+
+    // Another worker's entry of the same stale state: superseded too, the epoch moves no further.
+    let other = issued(&campaign, "u-3", 1);
+    match env
+        .store
+        .persist_at(&campaign, Some(0), std::slice::from_ref(&other))
+        .await
+    {
+        Err(StoreError::Superseded { record_epoch, .. }) => assert_eq!(record_epoch, 1),
+        other => panic!("expected Superseded, got {other:?}"),
+    }
+    assert_eq!(env.store.epoch(&campaign).await?, Some(1));
+
+    // Unstamped decisions (before epochs existed) cannot be handed back: a clash is still
+    // recorded `sold_out`, as before.
+    let unstamped = issued(&campaign, "u-4", 0);
+    let persisted = env.store.persist(&campaign, &[unstamped]).await?;
+    assert_eq!(persisted.refused.len(), 1);
+    assert_eq!(persisted.refused[0].recorded, RequestStatus::SoldOut);
+    env.cleanup().await
+}

@@ -318,16 +318,9 @@ async fn persist_run(
         Err(StoreError::Superseded {
             entry_epoch,
             record_epoch,
-            unrecorded,
+            ..
         }) => {
-            return hand_back(
-                ctx,
-                campaign,
-                entries,
-                &unrecorded,
-                (entry_epoch, record_epoch),
-            )
-            .await;
+            return hand_back(ctx, campaign, entries, (entry_epoch, record_epoch)).await;
         }
         Err(e) if e.is_permanent() => return Err(PersistFailure::Permanent(e)),
         Err(e) => {
@@ -367,65 +360,99 @@ async fn persist_run(
         .map_err(PersistFailure::Transient)
 }
 
-/// The record refused `entries` as superseded: Redis lost its data while they were held here,
-/// and a warm-up rebuilt the campaign from the record without them (their epoch is older than
-/// the record's). Committing them now would give the record decisions the rebuilt holders and
-/// `remaining` never counted — later decisions reported `issued` would then be refused (a final
-/// status that changes) and codes could collide. Their requests are still owed exactly one final
-/// status: those the record does not hold (`unrecorded`, in decision order) go back to the head
-/// of the campaign's queue with their original ids and users, to be decided by the rebuilt
-/// state, and the entries are acknowledged in the same atomic step (`lua/requeue.lua`, which
-/// skips a request whose status record is no longer the one the superseded decision wrote, so a
-/// retry or a takeover never queues one twice). Requests the record does hold were committed before the rebuild and stand.
+/// The record refused `entries` as superseded: their Redis state is older than the record's
+/// epoch — Redis lost its data while they were held here and a warm-up rebuilt the campaign
+/// without them, or Redis came back older (a failover to a lagging replica) and the record
+/// refused a code it holds for another request. Committing them would give the record decisions
+/// the rebuilt holders and `remaining` never counted — later decisions reported `issued` would
+/// then be refused (a final status that changes) and codes could collide. Their requests are
+/// still owed exactly one final status: those the record does not hold go back to the head of
+/// the campaign's queue with their original ids and users, to be decided by the rebuilt state,
+/// and their entries are acknowledged in the same atomic step (`lua/requeue.lua`, which skips a
+/// request whose status record is no longer the one the superseded decision wrote, so a retry or
+/// another worker's hand-back never queues one twice). Requests the record does hold were
+/// committed before the rebuild and stand.
+///
+/// First come, first served: every superseded entry still in the log goes back at once, in log
+/// order — other workers' batches too — and while the superseded state is out of service, so
+/// the rebuilt state decides none of the requests queued behind them first. A state that is
+/// still in service (Redis came back older) is taken out of it by the first call, then the log,
+/// now closed, is read again and handed back, and only then is the campaign rebuilt.
 async fn hand_back(
     ctx: &Context,
     campaign: &CampaignId,
     entries: &[LogEntry],
-    unrecorded: &[Decision],
     (entry_epoch, record_epoch): (i64, i64),
 ) -> Result<(), PersistFailure> {
-    let mut rebuilt = false;
+    let redis_step = |step| move |e| PersistFailure::Transient(StepFailed::redis(step)(e));
+    let mut took_out_of_service = false;
     loop {
+        let mut superseded = ctx
+            .queue
+            .superseded_log(campaign, record_epoch)
+            .await
+            .map_err(redis_step("reading the superseded decision log"))?;
+        // This worker's own entries, if no longer in the log (handed back or acknowledged
+        // already): their requests are skipped unless still superseded.
+        for entry in entries {
+            if !superseded.iter().any(|e| e.id == entry.id) {
+                superseded.push(entry.clone());
+            }
+        }
+        let decisions: Vec<Decision> = superseded
+            .iter()
+            .flat_map(|e| e.decisions.iter().cloned())
+            .collect();
+        let unrecorded = ctx.store.unrecorded(&decisions).await.map_err(|e| {
+            PersistFailure::Transient(StepFailed::postgres(
+                "reading which superseded decisions the record holds",
+            )(e))
+        })?;
         let done = ctx
             .queue
-            .requeue_superseded(campaign, record_epoch, entries, unrecorded)
+            .requeue_superseded(campaign, record_epoch, &superseded, &unrecorded)
             .await
-            .map_err(StepFailed::redis(
-                "handing superseded decisions back to the queue",
-            ))
-            .map_err(PersistFailure::Transient)?;
+            .map_err(redis_step("handing superseded decisions back to the queue"))?;
         match done {
             Requeued::Done { requeued, skipped } => {
                 tracing::warn!(
                     campaign = %campaign,
                     entry_epoch,
                     record_epoch,
-                    entries = entries.len(),
+                    entries = superseded.len(),
                     requeued,
                     skipped,
                     "decisions made before a rebuild of the campaign's Redis state were superseded by it; their requests are decided again"
                 );
                 metrics::counter!(SUPERSEDED, "action" => "requeued").increment(requeued);
                 metrics::counter!(SUPERSEDED, "action" => "skipped").increment(skipped);
+                if took_out_of_service {
+                    rebuild_now(ctx, campaign, record_epoch).await;
+                }
                 return Ok(());
             }
-            // Redis came back older than the record's epoch (not empty): the script took its
-            // state out of service; rebuild it from the record, then hand back again.
-            Requeued::StateSuperseded if !rebuilt => {
-                tracing::warn!(campaign = %campaign, entry_epoch, record_epoch, "campaign state in Redis is older than the record's rebuild epoch; rebuilding it from PostgreSQL");
-                ctx.queue
-                    .warm(campaign, &ctx.store)
-                    .await
-                    .map_err(|e| superseded_state(campaign, e.to_string()))?;
-                rebuilt = true;
+            // The state that decided them is still in service (Redis came back older, not
+            // empty): the script took it out of service. Its log is now closed; read it again.
+            Requeued::StateSuperseded if !took_out_of_service => {
+                tracing::warn!(campaign = %campaign, entry_epoch, record_epoch, "campaign state in Redis is older than the record's rebuild epoch; handing its decisions back, then rebuilding it from PostgreSQL");
+                took_out_of_service = true;
             }
             Requeued::StateSuperseded => {
                 return Err(superseded_state(
                     campaign,
-                    format!("still older than epoch {record_epoch} after a rebuild"),
+                    format!("still older than epoch {record_epoch} after taking it out of service"),
                 ));
             }
         }
+    }
+}
+
+/// Rebuilds the campaign from the record after a hand-back took its state out of service, so
+/// demand does not wait for the next accept or decide to do it. Best effort: the hand-back is
+/// done, and whoever uses the campaign next warms it anyway.
+async fn rebuild_now(ctx: &Context, campaign: &CampaignId, record_epoch: i64) {
+    if let Err(e) = ctx.queue.warm(campaign, &ctx.store).await {
+        tracing::warn!(campaign = %campaign, record_epoch, error = %e, "cannot rebuild the campaign from PostgreSQL yet; its next use will");
     }
 }
 

@@ -307,3 +307,150 @@ async fn a_superseded_batch_of_a_redis_that_came_back_older_is_decided_again() {
     assert_eq!(queue.redis_holders(&campaign).await.unwrap().len(), 3);
     env.cleanup().await.unwrap();
 }
+
+/// The failover case (issue 14): Redis comes back *older* but not empty — a replica promoted
+/// before it had the master's last writes — with decisions the record already holds missing from
+/// it. The state then hands out sequence numbers again; the record refuses those codes (taken by
+/// other requests). Those requests must not be recorded `sold_out` while the record has room (that
+/// stranded stock once in the cluster failover test): the batch is handed back, the campaign
+/// rebuilt from the record, and the requests decided again, so the whole stock is issued and the
+/// users the lost writes served are `duplicate`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_that_came_back_behind_the_record_reissues_no_code_and_strands_no_stock() {
+    let env = TestEnv::new().await.unwrap();
+    let queue = Queue::new(env.queue_config()).unwrap();
+    let ctx = context(&env, &queue);
+    let stock = 4;
+    let campaign = env.warm_open_campaign(&queue, stock).await.unwrap();
+    let keys = queue.keys().campaign(&campaign);
+    let state_keys = [
+        &keys.meta,
+        &keys.queue,
+        &keys.holders,
+        &keys.log,
+        &keys.dirty,
+    ];
+
+    // What the replica has: the warm state before any decision.
+    let mut redis = env.redis().await.unwrap();
+    let mut replica: Vec<Option<Vec<u8>>> = Vec::new();
+    for key in state_keys {
+        replica.push(
+            redis::cmd("DUMP")
+                .arg(key)
+                .query_async(&mut redis)
+                .await
+                .unwrap(),
+        );
+    }
+
+    // Decided and persisted on the master alone.
+    let lost = enqueue(&queue, &campaign, &["u-0", "u-1"]).await;
+    queue.decide(&campaign, 16).await.unwrap().unwrap();
+    persist_log(&ctx, &campaign).await;
+    let lost_rows = recorded(&env, &lost).await;
+    assert!(lost_rows.values().all(|r| r[0].0 == RequestStatus::Issued));
+
+    // The master is gone; the replica takes over without those writes.
+    for (key, dump) in state_keys.into_iter().zip(&replica) {
+        match dump {
+            Some(dump) => redis::cmd("RESTORE")
+                .arg(key)
+                .arg(0)
+                .arg(dump.as_slice())
+                .arg("REPLACE")
+                .query_async::<()>(&mut redis)
+                .await
+                .unwrap(),
+            None => redis::cmd("DEL")
+                .arg(key)
+                .query_async::<()>(&mut redis)
+                .await
+                .unwrap(),
+        }
+    }
+    for id in &lost {
+        redis::cmd("DEL")
+            .arg(format!("{}{id}", keys.status_prefix))
+            .query_async::<()>(&mut redis)
+            .await
+            .unwrap();
+    }
+
+    // New demand, and the users of the lost writes asking again. The stale state decides the
+    // first two with the sequence numbers it handed out before, in two batches that two workers
+    // take.
+    let ids = enqueue(&queue, &campaign, &["u-2", "u-3", "u-0", "u-1"]).await;
+    // Accepted behind them.
+    let later = enqueue(&queue, &campaign, &["u-4"]).await;
+    // One request a batch: each hands out a sequence number the record holds for u-0 / u-1.
+    let first = queue.decide(&campaign, 1).await.unwrap().unwrap();
+    let second = queue.decide(&campaign, 1).await.unwrap().unwrap();
+    assert_eq!((first.issued, second.issued), (1, 1));
+    let other = context(&env, &queue);
+    let first_batch = queue.read_log(&campaign, &other.consumer, 1).await.unwrap();
+    let second_batch = queue.read_log(&campaign, &ctx.consumer, 1).await.unwrap();
+    assert_eq!((first_batch.len(), second_batch.len()), (1, 1));
+
+    // The second batch reaches the record first: refused (its code is taken), and every batch
+    // of the stale state goes back to the head of the queue in the order it was decided, ahead
+    // of what was accepted since — not only the batch this worker held.
+    persist(&ctx, &campaign, &second_batch).await;
+    let keys = queue.keys().campaign(&campaign);
+    let queued: Vec<String> = redis::cmd("LRANGE")
+        .arg(&keys.queue)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let queued: Vec<&str> = queued
+        .iter()
+        .map(|item| item.split('\t').next().unwrap_or_default())
+        .collect();
+    let expected: Vec<String> = ids.iter().chain(&later).map(|id| id.to_string()).collect();
+    assert_eq!(
+        queued, expected,
+        "handed back in decision order, ahead of later requests"
+    );
+    // The other worker's hand-back of the first batch finds it handed back already.
+    persist(&other, &campaign, &first_batch).await;
+    assert_eq!(queue.queue_len(&campaign).await.unwrap(), 5);
+    while queue.queue_len(&campaign).await.unwrap() > 0 {
+        queue.decide(&campaign, 16).await.unwrap().unwrap();
+        persist_log(&ctx, &campaign).await;
+    }
+
+    let figures = audit(&env.store, &campaign).await.unwrap();
+    figures.assert_guarantees();
+    assert_eq!(
+        figures.issued_rows, stock as i64,
+        "stock stranded: {figures:?}"
+    );
+    assert_eq!(
+        reported(&queue, &later).await[&later[0]].0,
+        RequestStatus::SoldOut
+    );
+    let rows = recorded(&env, &ids).await;
+    let now = reported(&queue, &ids).await;
+    let expected = [
+        RequestStatus::Issued,
+        RequestStatus::Issued,
+        RequestStatus::Duplicate,
+        RequestStatus::Duplicate,
+    ];
+    for (id, status) in ids.iter().zip(expected) {
+        let rows = rows.get(id).cloned().unwrap_or_default();
+        assert_eq!(rows.len(), 1, "request {id}: rows {rows:?}");
+        assert_eq!(rows[0].0, status, "request {id}");
+        assert_eq!(rows[0], now[id], "request {id}: Redis and the record agree");
+    }
+    // The lost writes' decisions stand, unchanged.
+    assert_eq!(recorded(&env, &lost).await, lost_rows);
+    let state = queue.redis_campaign(&campaign).await.unwrap();
+    assert_eq!(state.epoch, env.store.epoch(&campaign).await.unwrap());
+    assert_eq!(state.issued, Some(stock as i64));
+    assert_eq!(state.remaining, Some(0));
+    assert_eq!(state.log_entries, 0);
+    env.cleanup().await.unwrap();
+}

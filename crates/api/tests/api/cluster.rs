@@ -257,16 +257,29 @@ async fn a_master_failover_sheds_with_503_loses_only_unreplicated_writes_and_the
     );
     let audit = audit(&app.store, &id).await.expect("audit");
     audit.assert_guarantees();
-    // Known defect (README, Known limits): the repair of a state that came back older can strand
-    // stock — seen once in eight runs: 39 of 40 issued while later users were refused
-    // `sold_out`. Until that is fixed the test reports the figure instead of failing on it.
-    if audit.issued_rows != STOCK as i64 {
-        eprintln!(
-            "KNOWN DEFECT: {} of {STOCK} issued after the repair (stock stranded)",
-            audit.issued_rows
+    // Every unit of stock is issued: a decision the stale state made with a sequence number the
+    // record holds is decided again after the rebuild, never recorded `sold_out` while the record
+    // has room (that once stranded stock here: 39 of 40 issued).
+    assert_eq!(
+        audit.issued_rows, STOCK as i64,
+        "stock stranded by the repair"
+    );
+    assert!(after.values().any(|(status, _)| status == "sold_out"));
+    // Guarantee 5: each of them asked after the previous one's answer came back, so once one is
+    // refused `sold_out`, none after it is issued (a stale decision recorded `sold_out` while
+    // the record had room broke this).
+    let order = users("after", AFTER);
+    if let Some(first) = order.iter().position(|u| after[u].0 == "sold_out") {
+        let later: Vec<_> = order[first..]
+            .iter()
+            .filter(|u| after[*u].0 == "issued")
+            .collect();
+        assert!(
+            later.is_empty(),
+            "{} refused sold_out, yet later users were issued: {later:?}",
+            order[first]
         );
     }
-    assert!(after.values().any(|(status, _)| status == "sold_out"));
     assert_eq!(
         lagged_again,
         finals(&app, &lagged_ids).await,
