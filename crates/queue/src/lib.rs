@@ -65,6 +65,7 @@ pub mod warm;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::connection::{Connection, RedisTarget};
@@ -167,6 +168,7 @@ pub struct Queue {
     keys: Arc<Keys>,
     code_keys: Arc<codes::CodeKeys>,
     config: Arc<QueueConfig>,
+    failed_calls: Arc<AtomicU64>,
 }
 
 impl Queue {
@@ -180,7 +182,16 @@ impl Queue {
             keys: Arc::new(keys),
             code_keys: Arc::default(),
             config: Arc::new(config),
+            failed_calls: Arc::default(),
         })
+    }
+
+    /// How many Redis calls through this queue (and its clones) have failed so far. A worker
+    /// checks a campaign's state against the record again after any failure: a failover may
+    /// have promoted a replica that lacks the master's last writes, and deciding from such a
+    /// state would hand out numbers and stock the record has already given away.
+    pub fn failed_calls(&self) -> u64 {
+        self.failed_calls.load(Ordering::Relaxed)
     }
 
     /// Every key name.
@@ -328,6 +339,9 @@ impl Queue {
         let result = tokio::time::timeout(self.config.timeout, work)
             .await
             .unwrap_or(Err(QueueError::Timeout));
+        if result.is_err() {
+            self.failed_calls.fetch_add(1, Ordering::Relaxed);
+        }
         if let (Err(e), Some(number)) = (&result, used)
             && e.is_timeout()
         {

@@ -9,7 +9,7 @@
 //! finishes the calls in progress and stops. A campaign whose decision log is at its bound
 //! (PostgreSQL is behind) is skipped until the next sweep: Redis never buffers without limit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures::future::join_all;
 
@@ -34,6 +34,7 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
     let mut rotation = Rotation::default();
     // How many requests each campaign's last call left queued (absent: unknown).
     let mut backlog: HashMap<CampaignId, u64> = HashMap::new();
+    let mut verified = Verified::default();
     loop {
         if token.is_cancelled() {
             return;
@@ -51,7 +52,11 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
             continue;
         };
         let known = backlog.remove(&campaign).unwrap_or(0);
-        match decide_round(&ctx, &campaign, known).await {
+        let round = match verified.check(&ctx, &campaign).await {
+            Ok(()) => decide_round(&ctx, &campaign, known).await,
+            Err(e) => Err(e),
+        };
+        match round {
             Ok(outcome) if outcome.log_full => {
                 // PostgreSQL is behind: leave the requests queued (the queue's bound sheds new
                 // ones at the API) until a sweep finds the log shorter.
@@ -76,6 +81,48 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
                 rotation.failed(campaign, Instant::now());
             }
         }
+    }
+}
+
+/// Campaigns whose Redis state this loop has checked against the record (not behind it) since
+/// the last failed Redis call of this process ([`rushline_queue::Queue::failed_calls`]).
+///
+/// A failover to a replica that lacks the master's last writes leaves a state that would hand
+/// out sequence numbers and stock the record has already given away. A persist refuses such
+/// decisions and hands their requests back (`crate::persist`), but decisions of that state may
+/// already stand by then and be ahead of requests queued before them. So before a campaign's
+/// first decision in this process, and again after any Redis call failed (a failover fails
+/// calls while the slot has no master), its state is compared with the record's highest coupon
+/// number: one indexed PostgreSQL read, and a state behind it is taken out of service to be
+/// rebuilt before it decides anything (`Queue::invalidate_if_behind`).
+#[derive(Default)]
+struct Verified {
+    campaigns: HashSet<CampaignId>,
+    failed_calls: u64,
+}
+
+impl Verified {
+    async fn check(&mut self, ctx: &Context, campaign: &CampaignId) -> anyhow::Result<()> {
+        let failed_calls = ctx.queue.failed_calls();
+        if failed_calls != self.failed_calls {
+            self.campaigns.clear();
+            self.failed_calls = failed_calls;
+        }
+        if self.campaigns.contains(campaign) {
+            return Ok(());
+        }
+        match ctx.store.recorded_high_seq(campaign).await {
+            Ok(high) => {
+                ctx.queue.invalidate_if_behind(campaign, high).await?;
+            }
+            // Deciding goes on while PostgreSQL is away (the decision log buffers it); the
+            // persist-time refusal still catches a state behind the record.
+            Err(e) => {
+                tracing::warn!(campaign = %campaign, error = %e, "cannot read the record's highest coupon number; deciding without comparing Redis with it");
+            }
+        }
+        self.campaigns.insert(campaign.clone());
+        Ok(())
     }
 }
 
