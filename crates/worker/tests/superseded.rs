@@ -308,6 +308,66 @@ async fn a_superseded_batch_of_a_redis_that_came_back_older_is_decided_again() {
     env.cleanup().await.unwrap();
 }
 
+/// A copy of a campaign's Redis state taken at one moment, as a replica that stops receiving
+/// its master's writes holds it.
+struct Replica {
+    queue: Queue,
+    campaign: CampaignId,
+    dumps: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Replica {
+    async fn copy(queue: &Queue, campaign: &CampaignId) -> Self {
+        let keys = queue.keys().campaign(campaign);
+        let mut redis = queue.connection().await.unwrap();
+        let mut dumps = Vec::new();
+        for key in [keys.meta, keys.queue, keys.holders, keys.log, keys.dirty] {
+            let dump: Option<Vec<u8>> = redis::cmd("DUMP")
+                .arg(&key)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            dumps.push((key, dump));
+        }
+        Self {
+            queue: queue.clone(),
+            campaign: campaign.clone(),
+            dumps,
+        }
+    }
+
+    /// The master is gone and this copy takes over: the campaign's keys go back to it, and the
+    /// status records of `lost` requests (written after the copy) are gone.
+    async fn take_over(&self, lost: &[RequestId]) {
+        let mut redis = self.queue.connection().await.unwrap();
+        for (key, dump) in &self.dumps {
+            match dump {
+                Some(dump) => redis::cmd("RESTORE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(dump.as_slice())
+                    .arg("REPLACE")
+                    .query_async::<()>(&mut redis)
+                    .await
+                    .unwrap(),
+                None => redis::cmd("DEL")
+                    .arg(key)
+                    .query_async::<()>(&mut redis)
+                    .await
+                    .unwrap(),
+            }
+        }
+        let prefix = self.queue.keys().campaign(&self.campaign).status_prefix;
+        for id in lost {
+            redis::cmd("DEL")
+                .arg(format!("{prefix}{id}"))
+                .query_async::<()>(&mut redis)
+                .await
+                .unwrap();
+        }
+    }
+}
+
 /// The failover case (issue 14): Redis comes back *older* but not empty — a replica promoted
 /// before it had the master's last writes — with decisions the record already holds missing from
 /// it. The state then hands out sequence numbers again; the record refuses those codes (taken by
@@ -322,27 +382,9 @@ async fn a_state_that_came_back_behind_the_record_reissues_no_code_and_strands_n
     let ctx = context(&env, &queue);
     let stock = 4;
     let campaign = env.warm_open_campaign(&queue, stock).await.unwrap();
-    let keys = queue.keys().campaign(&campaign);
-    let state_keys = [
-        &keys.meta,
-        &keys.queue,
-        &keys.holders,
-        &keys.log,
-        &keys.dirty,
-    ];
-
-    // What the replica has: the warm state before any decision.
     let mut redis = env.redis().await.unwrap();
-    let mut replica: Vec<Option<Vec<u8>>> = Vec::new();
-    for key in state_keys {
-        replica.push(
-            redis::cmd("DUMP")
-                .arg(key)
-                .query_async(&mut redis)
-                .await
-                .unwrap(),
-        );
-    }
+    // What the replica has: the warm state before any decision.
+    let replica = Replica::copy(&queue, &campaign).await;
 
     // Decided and persisted on the master alone.
     let lost = enqueue(&queue, &campaign, &["u-0", "u-1"]).await;
@@ -352,30 +394,7 @@ async fn a_state_that_came_back_behind_the_record_reissues_no_code_and_strands_n
     assert!(lost_rows.values().all(|r| r[0].0 == RequestStatus::Issued));
 
     // The master is gone; the replica takes over without those writes.
-    for (key, dump) in state_keys.into_iter().zip(&replica) {
-        match dump {
-            Some(dump) => redis::cmd("RESTORE")
-                .arg(key)
-                .arg(0)
-                .arg(dump.as_slice())
-                .arg("REPLACE")
-                .query_async::<()>(&mut redis)
-                .await
-                .unwrap(),
-            None => redis::cmd("DEL")
-                .arg(key)
-                .query_async::<()>(&mut redis)
-                .await
-                .unwrap(),
-        }
-    }
-    for id in &lost {
-        redis::cmd("DEL")
-            .arg(format!("{}{id}", keys.status_prefix))
-            .query_async::<()>(&mut redis)
-            .await
-            .unwrap();
-    }
+    replica.take_over(&lost).await;
 
     // New demand, and the users of the lost writes asking again. The stale state decides the
     // first two with the sequence numbers it handed out before, in two batches that two workers
@@ -452,5 +471,67 @@ async fn a_state_that_came_back_behind_the_record_reissues_no_code_and_strands_n
     assert_eq!(state.issued, Some(stock as i64));
     assert_eq!(state.remaining, Some(0));
     assert_eq!(state.log_entries, 0);
+    env.cleanup().await.unwrap();
+}
+
+/// A worker that starts on a campaign whose Redis state came back older than the record (a
+/// failover to a lagging replica, found before anything reports it) compares the state with the
+/// record before its first decision: the state is taken out of service and rebuilt, so it decides
+/// nothing — no hand-back is ever needed — and the queue is decided in order by the rebuilt state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_rebuilds_a_state_behind_the_record_before_deciding_from_it() {
+    let env = TestEnv::new().await.unwrap();
+    let queue = Queue::new(env.queue_config()).unwrap();
+    let ctx = context(&env, &queue);
+    let stock = 3;
+    let campaign = env.warm_open_campaign(&queue, stock).await.unwrap();
+    let replica = Replica::copy(&queue, &campaign).await;
+    let lost = enqueue(&queue, &campaign, &["u-0", "u-1"]).await;
+    queue.decide(&campaign, 16).await.unwrap().unwrap();
+    persist_log(&ctx, &campaign).await;
+    replica.take_over(&lost).await;
+    let epoch = env.store.epoch(&campaign).await.unwrap().unwrap();
+
+    // Queued on the stale state, which believes it has all its stock.
+    let ids = enqueue(&queue, &campaign, &["u-2", "u-3", "u-0"]).await;
+    let config = Config::from_lookup(env.settings(&[("RUSHLINE_WORKER_METRICS_ADDR", "off")]))
+        .expect("test settings");
+    let worker = rushline_worker::Worker::new(config, queue.clone(), env.store.clone());
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone()));
+    rushline_testkit::eventually(
+        std::time::Duration::from_secs(30),
+        "every request decided and persisted",
+        async || {
+            let state = queue.redis_campaign(&campaign).await.unwrap();
+            let rows = recorded(&env, &ids).await;
+            state.log_entries == 0 && rows.len() == ids.len()
+        },
+    )
+    .await;
+    stop.cancel();
+    running.await.unwrap();
+
+    let rows = recorded(&env, &ids).await;
+    let statuses: Vec<RequestStatus> = ids.iter().map(|id| rows[id][0].0).collect();
+    assert_eq!(
+        statuses,
+        [
+            RequestStatus::Issued,
+            RequestStatus::SoldOut,
+            RequestStatus::Duplicate
+        ],
+        "decided in order by the rebuilt state (one unit of stock was left)"
+    );
+    let figures = audit(&env.store, &campaign).await.unwrap();
+    figures.assert_guarantees();
+    assert_eq!(figures.issued_rows, stock as i64);
+    // One rebuild: the stale state decided nothing. (Had it decided, the record would have
+    // refused its reused coupon numbers and moved the epoch for that too.)
+    assert_eq!(
+        env.store.epoch(&campaign).await.unwrap(),
+        Some(epoch + 1),
+        "the state was rebuilt once, before deciding"
+    );
     env.cleanup().await.unwrap();
 }
