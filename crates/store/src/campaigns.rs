@@ -102,7 +102,8 @@ impl CampaignRow {
 }
 
 impl Store {
-    /// Records a new campaign; [`StoreError::Conflict`] when the id exists. A campaign with a
+    /// Records a new campaign; [`StoreError::Conflict`] when the id exists. A campaign with
+    /// several shards starts with its whole stock unleased (see [`crate::leases`]). A campaign with a
     /// waiting room gets its pre-queue seed here: 32 random bytes (two v4 UUIDs, 244 random
     /// bits, as the code key), never shown before the opening.
     pub async fn create_campaign(
@@ -120,8 +121,9 @@ impl Store {
             let inserted = sqlx::query(
                 "INSERT INTO campaigns (id, name, stock, opens_at, closes_at, code_key, decide,
                      admit_per_second, pass_secs, prequeue_secs, prequeue_seed,
-                     proof_of_work_bits, shards)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     proof_of_work_bits, shards, unleased)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                     CASE WHEN $13 > 1 THEN $3 END)",
             )
             .bind(spec.id.as_str())
             .bind(spec.name.as_str())
