@@ -42,7 +42,7 @@
 use std::num::NonZeroU64;
 
 use chrono::{DateTime, Utc};
-use rushline_domain::{CampaignId, ShardCount, ShardIndex};
+use rushline_domain::{CampaignId, ShardCount, ShardIndex, shard_of};
 use sqlx::{PgConnection, Postgres, Transaction};
 use uuid::Uuid;
 
@@ -159,6 +159,9 @@ pub enum LeaseRefusal {
         allocation: u64,
     },
 }
+
+/// Holders read per page by [`Store::shard_issued`].
+const ISSUED_PAGE: i64 = 5_000;
 
 /// `stock_moves` as read back.
 #[derive(sqlx::FromRow)]
@@ -441,6 +444,56 @@ impl Store {
             allocation(tx, campaign, shard).await
         })
         .await
+    }
+
+    /// Issued rows of the campaign whose users [`shard_of`] maps to `shard`: what a rebuild of
+    /// the shard's `remaining` subtracts from [`Store::shard_allocation`]. Reads every holder in
+    /// pages (its cost grows with the issued rows), so it is for rebuilds, not the hot path; like
+    /// a warm-up, it is exact when the shard decides nothing meanwhile.
+    pub async fn shard_issued(
+        &self,
+        campaign: &CampaignId,
+        shard: ShardIndex,
+    ) -> Result<u64, StoreError> {
+        let shards: Option<i16> = self
+            .bounded(async {
+                Ok(
+                    sqlx::query_scalar("SELECT shards FROM campaigns WHERE id = $1")
+                        .bind(campaign.as_str())
+                        .fetch_optional(&self.pool)
+                        .await?,
+                )
+            })
+            .await?;
+        let Some(shards) = shards else {
+            return Err(LeaseRefusal::UnknownCampaign(campaign.clone()).into());
+        };
+        let shards = u64::try_from(shards)
+            .map_err(StoreError::corrupt)
+            .and_then(|n| ShardCount::new(n).map_err(StoreError::corrupt))?;
+        if shard.get() >= shards.get() {
+            return Err(LeaseRefusal::NoSuchShard {
+                campaign: campaign.clone(),
+                shards,
+                shard,
+            }
+            .into());
+        }
+        let mut issued = 0;
+        let mut after = None;
+        loop {
+            let page = self
+                .holders_page(campaign, after.as_ref(), ISSUED_PAGE)
+                .await?;
+            issued += page
+                .iter()
+                .filter(|(user, _)| shard_of(user, shards) == shard)
+                .count() as u64;
+            match page.last() {
+                Some((user, _)) => after = Some(user.clone()),
+                None => return Ok(issued),
+            }
+        }
     }
 
     /// The sharded campaign's stock as the ledger holds it (one consistent read).

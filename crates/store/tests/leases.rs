@@ -7,7 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use rushline_domain::{CampaignId, CampaignName, CampaignSpec, DecideMode, ShardCount, Stock};
+use rushline_domain::{
+    CampaignId, CampaignName, CampaignSpec, CouponCode, DecideMode, Decision, RequestId,
+    RequestStatus, ShardCount, Stock, UserId, shard_of,
+};
 use rushline_store::{Lease, LeaseRefusal, MoveState, StockLedger, Store, StoreError};
 use rushline_testkit::TestEnv;
 use uuid::Uuid;
@@ -591,5 +594,58 @@ async fn adding_stock_raises_the_unleased_stock_of_a_sharded_campaign() -> anyho
             .await?;
     assert_eq!((stock, unleased), (13, None));
     assert_ledgers_balance(&env.store).await?;
+    env.cleanup().await
+}
+
+/// A shard's rebuild starts from allocation − issued rows of its users: the users are counted
+/// by `shard_of`, page by page.
+#[tokio::test]
+async fn a_shards_issued_rows_are_those_of_its_users() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let shards = ShardCount::new(3)?;
+    let campaign = create(&env, "rebuild", 10_000, 3).await?;
+    // More than one page of holders (5,000 a page).
+    let decisions: Vec<Decision> = (0..6_000)
+        .map(|i| {
+            Ok(Decision {
+                request_id: RequestId::new_for(&campaign),
+                user_id: UserId::parse(format!("u-{i}"))?,
+                status: RequestStatus::Issued,
+                coupon_code: Some(CouponCode::mint("test-code-key", i)),
+                coupon_seq: Some(i as i64),
+                decided_at: chrono::Utc::now(),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for chunk in decisions.chunks(2_000) {
+        env.store.persist(&campaign, chunk).await?;
+    }
+    let mut expected = [0u64; 3];
+    for decision in &decisions {
+        expected[shard_of(&decision.user_id, shards).get() as usize] += 1;
+    }
+    let mut counted = [0u64; 3];
+    for shard in shards.shards() {
+        counted[shard.get() as usize] = env.store.shard_issued(&campaign, shard).await?;
+    }
+    assert_eq!(counted, expected);
+    assert_eq!(counted.iter().sum::<u64>(), 6_000);
+    assert!(counted.iter().all(|&c| c > 1_500), "{counted:?}");
+    assert!(matches!(
+        refusal(
+            env.store
+                .shard_issued(&campaign, ShardCount::new(4)?.shard(3)?)
+                .await
+        ),
+        LeaseRefusal::NoSuchShard { .. }
+    ));
+    assert_eq!(
+        refusal(
+            env.store
+                .shard_issued(&CampaignId::parse("nowhere")?, shards.shard(0)?)
+                .await
+        ),
+        LeaseRefusal::UnknownCampaign(CampaignId::parse("nowhere")?)
+    );
     env.cleanup().await
 }
