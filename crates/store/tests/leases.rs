@@ -649,3 +649,60 @@ async fn a_shards_issued_rows_are_those_of_its_users() -> anyhow::Result<()> {
     );
     env.cleanup().await
 }
+
+/// One move id sent for two campaigns at once: their row locks do not order the calls, the
+/// primary key does. Exactly one call grants; each other call either replays that grant (same
+/// campaign) or is refused (the other campaign).
+#[tokio::test]
+async fn one_move_id_raced_across_campaigns_moves_stock_once() -> anyhow::Result<()> {
+    let env = TestEnv::new().await?;
+    let shard = ShardCount::new(2)?.shard(1)?;
+    let left = create(&env, "left", 50, 2).await?;
+    let right = create(&env, "right", 50, 2).await?;
+    for _ in 0..5 {
+        let id = Uuid::new_v4();
+        let calls = (0..8).map(|i| {
+            let store = env.store.clone();
+            let campaign = if i % 2 == 0 {
+                left.clone()
+            } else {
+                right.clone()
+            };
+            tokio::spawn(async move {
+                let result = store.grant_lease(&campaign, shard, n(3), id).await;
+                (campaign, result)
+            })
+        });
+        let mut firsts = Vec::new();
+        let mut outcomes = Vec::new();
+        for call in calls.collect::<Vec<_>>() {
+            let (campaign, result) = call.await?;
+            match result {
+                Ok(Lease::Granted {
+                    stock_move,
+                    replayed: false,
+                }) => firsts.push(stock_move.campaign),
+                other => outcomes.push((campaign, other)),
+            }
+        }
+        assert_eq!(firsts.len(), 1, "{firsts:?}");
+        let owner = &firsts[0];
+        for (campaign, outcome) in outcomes {
+            match outcome {
+                Ok(Lease::Granted { replayed: true, .. }) => assert_eq!(&campaign, owner),
+                Err(StoreError::Lease(LeaseRefusal::MoveIdTaken(taken))) => {
+                    assert_eq!(taken, id);
+                    assert_ne!(&campaign, owner);
+                }
+                other => panic!("{campaign}: {other:?}"),
+            }
+        }
+    }
+    let (l, r) = (
+        env.store.stock_ledger(&left).await?,
+        env.store.stock_ledger(&right).await?,
+    );
+    assert_eq!(l.moved + r.moved, 15);
+    assert_ledgers_balance(&env.store).await?;
+    env.cleanup().await
+}
