@@ -1,6 +1,7 @@
 //! The stock-lease ledger of sharded campaigns: where each coupon of a campaign with `shards` > 1
 //! is — in the record (`campaigns.unleased`) or leased to one of its shards — and every movement
-//! between the two (`stock_moves`). Schema and its invariant: migrations/…_stock_moves.sql.
+//! between the two (`stock_moves`). Schema and its invariant:
+//! `migrations/20261205000002_stock_moves.sql`.
 //!
 //! **Not yet used by the engine**: today every campaign is decided on one Redis slot whatever its
 //! shard count. This is the foundation the sharded engine's coordinator will move stock through.
