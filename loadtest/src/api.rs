@@ -217,6 +217,7 @@ impl Api {
             closes_at: None,
             decide: Some(self.decide),
             waiting_room: None,
+            shards: None,
         };
         let response = self
             .admin(self.client.post(self.url("/v1/campaigns")))

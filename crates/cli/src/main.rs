@@ -307,6 +307,10 @@ struct CreateArgs {
     /// Fixed at creation; queued when absent.
     #[arg(long, value_parser = ["queued", "instant"])]
     decide: Option<String>,
+    /// Stock shards, 1-64 (default 1): each user always maps to the same shard. Recorded and
+    /// shown; today every campaign is decided on one Redis slot whatever the count.
+    #[arg(long)]
+    shards: Option<u64>,
     /// Put a waiting room in front of it, admitting this many positions per second
     /// (1-1,000,000). People join the line, and only admitted ones may request a coupon.
     #[arg(long)]
@@ -426,6 +430,9 @@ async fn campaign(client: &Client, format: Format, command: CampaignCommand) -> 
                     room["proof_of_work_bits"] = json!(bits);
                 }
                 body["waiting_room"] = room;
+            }
+            if let Some(shards) = args.shards {
+                body["shards"] = json!(shards);
             }
             render::campaign(format, &client.create_campaign(&body).await?)
         }

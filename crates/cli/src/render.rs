@@ -71,6 +71,7 @@ pub fn campaign(format: Format, reply: &Reply<Campaign>) -> anyhow::Result<()> {
             .map_or_else(|| "never closes".to_owned(), rfc3339)
     );
     println!("  decide     {}", c.decide);
+    println!("  shards     {}", c.shards);
     if let Some(room) = &c.waiting_room {
         println!(
             "  waiting    {}/s   pass {} s   pre-queue {} s   proof of work {} bits",
@@ -96,19 +97,20 @@ pub fn page(format: Format, reply: &Reply<CampaignPage>, header: bool) -> anyhow
     let page = &reply.typed;
     if header {
         println!(
-            "{:<24} {:<10} {:>10} {:>10} {:>10}  {:<8} NAME",
-            "ID", "STATUS", "STOCK", "ISSUED", "REMAINING", "DECIDE"
+            "{:<24} {:<10} {:>10} {:>10} {:>10}  {:<8} {:>6}  NAME",
+            "ID", "STATUS", "STOCK", "ISSUED", "REMAINING", "DECIDE", "SHARDS"
         );
     }
     for c in &page.campaigns {
         println!(
-            "{:<24} {:<10} {:>10} {:>10} {:>10}  {:<8} {}",
+            "{:<24} {:<10} {:>10} {:>10} {:>10}  {:<8} {:>6}  {}",
             c.id.as_str(),
             c.status.as_str(),
             c.stock,
             c.issued,
             c.remaining,
             c.decide.as_str(),
+            c.shards,
             c.name
         );
     }

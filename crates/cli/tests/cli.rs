@@ -462,3 +462,43 @@ fn ticket_key_new_prints_a_fresh_key_the_api_reads() {
     let keys = config.ticket_keys.expect("keys");
     assert_eq!(first_kid, format!("kid {}", keys.current().kid()));
 }
+
+#[tokio::test]
+async fn a_campaign_created_with_shards_shows_them() {
+    let api = spawn_api().await;
+    let created = api
+        .ok(&[
+            "campaign", "create", "--id", "wide", "--name", "Wide", "--stock", "9", "--shards", "3",
+        ])
+        .await;
+    assert!(created.contains("shards     3"), "{created}");
+    assert_eq!(api.json(&["campaign", "show", "wide"]).await["shards"], 3);
+    api.ok(&[
+        "campaign", "create", "--id", "one", "--name", "One", "--stock", "1",
+    ])
+    .await;
+    assert_eq!(api.json(&["campaign", "show", "one"]).await["shards"], 1);
+    let listed = api.ok(&["campaign", "list"]).await;
+    let shards = |id: &str| {
+        listed
+            .lines()
+            .find(|l| l.starts_with(id))
+            .and_then(|l| l.split_whitespace().nth(6))
+            .map(str::to_owned)
+    };
+    assert!(
+        listed.lines().next().unwrap().contains("SHARDS"),
+        "{listed}"
+    );
+    assert_eq!(shards("wide").as_deref(), Some("3"), "{listed}");
+    assert_eq!(shards("one").as_deref(), Some("1"), "{listed}");
+    // The API's rule, reported as its 400.
+    let refused = api
+        .run(&[
+            "campaign", "create", "--name", "Bad", "--stock", "3", "--shards", "65",
+        ])
+        .await;
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("shards"), "{}", stderr(&refused));
+    api.stop().await;
+}

@@ -4,6 +4,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::number::WholeNumber;
+use crate::shard::ShardCount;
 use crate::waiting_room::{QueueFigures, WaitingRoom, WaitingRoomOptions};
 use crate::{CampaignId, ValidationError, text, timefmt};
 
@@ -232,6 +233,9 @@ pub struct NewCampaign {
     /// A waiting room in front of the campaign; absent = none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_room: Option<WaitingRoomOptions>,
+    /// Stock shards, 1 ..= 64; absent (or `null`) = 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardCount>,
 }
 
 impl NewCampaign {
@@ -268,6 +272,7 @@ impl NewCampaign {
             closes_at,
             decide: self.decide.unwrap_or_default(),
             waiting_room,
+            shards: self.shards.unwrap_or_default(),
         })
     }
 }
@@ -289,6 +294,8 @@ pub struct CampaignSpec {
     pub decide: DecideMode,
     /// Its waiting room, if it has one (`admit_per_second` as an operator last set it).
     pub waiting_room: Option<WaitingRoom>,
+    /// Stock shards (fixed at creation).
+    pub shards: ShardCount,
 }
 
 /// A waiting room as Redis is built with it: the option, whether admission is paused, and the
@@ -340,6 +347,8 @@ pub struct CampaignSnapshot {
     pub decide: DecideMode,
     /// Its waiting room, if any (copied into Redis's campaign hash).
     pub waiting_room: Option<WaitingRoomState>,
+    /// Stock shards (copied into Redis's campaign hash, where the view reads it back).
+    pub shards: ShardCount,
 }
 
 /// The code key stays out of logs and panics (see [`crate::secret`]).
@@ -356,6 +365,7 @@ impl std::fmt::Debug for CampaignSnapshot {
             .field("epoch", &self.epoch)
             .field("decide", &self.decide)
             .field("waiting_room", &self.waiting_room)
+            .field("shards", &self.shards)
             .finish()
     }
 }
@@ -442,6 +452,11 @@ pub struct CampaignView {
     // it knew.
     #[serde(default)]
     pub decide: DecideMode,
+    /// Stock shards, as given at creation (1 unless created with more). Decisions run on one
+    /// slot whatever the count, until the sharded engine exists (README, *Stock shards*).
+    // Default when reading: a server from before shards existed sends none, and had one.
+    #[serde(default)]
+    pub shards: ShardCount,
     /// The waiting room, defaults resolved and `admit_per_second` as now set; absent = none
     /// (like every option, echoed only when the campaign has it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -618,6 +633,7 @@ mod tests {
             opens_at: t(0),
             closes_at: None,
             decide: DecideMode::Instant,
+            shards: ShardCount::new(3).unwrap(),
             waiting_room: None,
             queue: None,
         };
@@ -626,7 +642,8 @@ mod tests {
             json,
             serde_json::json!({"id": "concert-2026", "name": "Concert presale", "stock": 1000,
                 "remaining": 12, "issued": 988, "status": "sold_out",
-                "opens_at": "2027-01-15T08:00:00.000Z", "closes_at": null, "decide": "instant"})
+                "opens_at": "2027-01-15T08:00:00.000Z", "closes_at": null, "decide": "instant",
+                "shards": 3})
         );
     }
 
@@ -685,6 +702,40 @@ mod tests {
         );
     }
 
+    #[test]
+    fn shards_default_to_one_and_take_1_to_64() {
+        let shards =
+            |json: &str| new_campaign(json).map(|c| c.validate(t(0), fixed_id).unwrap().shards);
+        assert_eq!(
+            shards(r#"{"name":"n","stock":1}"#).unwrap(),
+            ShardCount::ONE
+        );
+        assert_eq!(
+            shards(r#"{"name":"n","stock":1,"shards":null}"#).unwrap(),
+            ShardCount::ONE
+        );
+        assert_eq!(
+            shards(r#"{"name":"n","stock":1,"shards":3}"#)
+                .unwrap()
+                .get(),
+            3
+        );
+        assert_eq!(
+            shards(r#"{"name":"n","stock":1,"shards":64.0}"#)
+                .unwrap()
+                .get(),
+            64
+        );
+        for bad in ["0", "65", "-1", "1.5", r#""3""#, "true", "[2]"] {
+            let body = format!(r#"{{"name":"n","stock":1,"shards":{bad}}}"#);
+            let err = new_campaign(&body).unwrap_err().to_string();
+            assert!(
+                err.contains("shards") || err.contains("integer"),
+                "{body}: {err}"
+            );
+        }
+    }
+
     proptest! {
         /// Any instant parses to a 400 or to a spec inside the accepted range, never a panic.
         #[test]
@@ -701,6 +752,7 @@ mod tests {
                 closes_at: closes.and_then(at),
                 decide: None,
                 waiting_room: None,
+                shards: None,
             };
             if let Ok(spec) = body.validate(t(0), fixed_id) {
                 for instant in [Some(spec.opens_at), spec.closes_at].into_iter().flatten() {

@@ -18,6 +18,8 @@
 //!   [`AddStock`], [`CampaignStats`].
 //! - [`waiting_room`]: the `waiting_room` option ([`WaitingRoomOptions`] → [`WaitingRoom`]), the
 //!   queue figures a view shows ([`QueueFigures`]) and an operator's [`AdmissionChange`].
+//! - [`shard`]: the `shards` option ([`ShardCount`]), a shard's [`ShardIndex`] and [`shard_of`],
+//!   the stable user -> shard map.
 //! - [`coupon`]: [`CouponCode`], the human-friendly `RL-XXXX-XXXX` code an issued request holds,
 //!   minted by [`CouponCode::mint`] from the campaign's key and its coupon sequence number.
 //! - [`record`]: [`CampaignRecord`], the interface Redis state is rebuilt through.
@@ -41,6 +43,7 @@ pub mod openapi;
 pub mod record;
 pub mod request;
 pub mod secret;
+pub mod shard;
 pub mod standing;
 mod text;
 pub mod timefmt;
@@ -56,5 +59,6 @@ pub use error::ValidationError;
 pub use ids::{CampaignId, IdempotencyKey, RequestId, SlotTag, UserId};
 pub use record::CampaignRecord;
 pub use request::{AcceptedView, Decision, IssueRequest, RequestStatus, RequestView};
+pub use shard::{ShardCount, ShardIndex, shard_of};
 pub use standing::{QueueStanding, QueueState};
 pub use waiting_room::{AdmissionChange, QueueFigures, WaitingRoom, WaitingRoomOptions};

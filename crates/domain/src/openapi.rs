@@ -13,7 +13,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::{
-    CampaignId, CampaignName, CouponCode, IdempotencyKey, RequestId, Stock, UserId, coupon,
+    CampaignId, CampaignName, CouponCode, IdempotencyKey, RequestId, ShardCount, Stock, UserId,
+    coupon,
 };
 
 fn string(description: &str) -> ObjectBuilder {
@@ -60,6 +61,22 @@ impl PartialSchema for Stock {
     }
 }
 impl ToSchema for Stock {}
+
+impl PartialSchema for ShardCount {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .description(Some(
+                "Stock shards: a whole number from 1 to 64 (1 when absent). Each user always maps \
+                 to the same shard; today every campaign is decided on one slot whatever the \
+                 count.",
+            ))
+            .minimum(Some(1))
+            .maximum(Some(ShardCount::MAX as f64))
+            .into()
+    }
+}
+impl ToSchema for ShardCount {}
 
 impl PartialSchema for UserId {
     fn schema() -> RefOr<Schema> {

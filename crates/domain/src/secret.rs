@@ -65,6 +65,7 @@ mod tests {
                 paused: false,
                 prequeue_seed: vec![0xAB; 32],
             }),
+            shards: crate::ShardCount::ONE,
         };
         let shown = format!("{snapshot:?}");
         assert!(!shown.contains("171, 171"), "the seed's bytes: {shown}");

@@ -9,7 +9,8 @@
 -- once when it reads "instant")   ARGV[12] "1" when the campaign has a waiting room, else ""
 -- ARGV[13] admit_per_second   ARGV[14] pass_secs   ARGV[15] prequeue_secs   ARGV[16] pre-queue
 -- seed (hex)   ARGV[17] "1" when admission is paused, else "0"   ARGV[18] proof-of-work bits a
--- join must show (ARGV[13..18] "" without one)
+-- join must show (ARGV[13..18] "" without one)   ARGV[19] stock shards (1 ..= 64; shown by the
+-- campaign view, not yet used to decide)
 --
 -- Returns 1 when published, 0 when the token no longer owns the warm-up.
 --
@@ -33,7 +34,7 @@ local kept = tonumber(redis.call('HGET', meta, 'seq') or '0')
 if kept > seq then seq = kept end
 redis.call('HSET', meta, 'name', ARGV[2], 'stock', stock, 'opens', ARGV[4], 'closes', ARGV[5],
   'issued', issued, 'remaining', remaining, 'seq', seq, 'key', ARGV[8], 'epoch', ARGV[10],
-  'decide', ARGV[11], 'ready', '1')
+  'decide', ARGV[11], 'shards', ARGV[19], 'ready', '1')
 redis.call('HDEL', meta, 'warming', 'warm_until', 'rebuild')
 if ARGV[12] == '1' then
   redis.call('HSET', meta, 'waiting_room', '1', 'wr_rate', ARGV[13], 'wr_pass', ARGV[14],

@@ -216,6 +216,10 @@ pub mod meta_field {
     pub const WR_PAUSED: &str = "wr_paused";
     /// Leading zero bits of proof of work a join must show ("0": none).
     pub const WR_POW: &str = "wr_pow";
+    /// Stock shards the campaign was created with (copied from the record by `warm_finish.lua`;
+    /// shown by the view only, until the sharded engine reads it). Absent in a state warmed
+    /// before shards existed: 1.
+    pub const SHARDS: &str = "shards";
 }
 
 /// Field names of a decision log entry (written by `decide.lua` and `accept.lua`, moved whole by

@@ -1,7 +1,9 @@
 //! Reads behind `GET /v1/requests/{id}` and `GET /v1/campaigns/{id}`, plus the campaign registry.
 
 use chrono::{DateTime, Utc};
-use rushline_domain::{CampaignId, DecideMode, RequestId, RequestView, WaitingRoom, timefmt};
+use rushline_domain::{
+    CampaignId, DecideMode, RequestId, RequestView, ShardCount, WaitingRoom, timefmt,
+};
 
 use crate::keys::meta_field;
 use crate::record::parse_status;
@@ -27,6 +29,8 @@ pub struct CampaignState {
     /// Its waiting room's settings as Redis holds them (`admit_per_second` as an operator last
     /// set it), if it has one.
     pub waiting_room: Option<WaitingRoom>,
+    /// Stock shards it was created with (1 for a state built before shards existed).
+    pub shards: ShardCount,
 }
 
 impl Queue {
@@ -75,6 +79,7 @@ impl Queue {
                         meta_field::WR_PASS,
                         meta_field::WR_PREQUEUE,
                         meta_field::WR_POW,
+                        meta_field::SHARDS,
                     ])
                     .query_async(&mut conn)
                     .await?)
@@ -94,6 +99,7 @@ impl Queue {
             pass,
             prequeue,
             pow,
+            shards,
         ] = fields.as_slice()
         else {
             return Err(QueueError::protocol("campaign state reply"));
@@ -138,6 +144,12 @@ impl Queue {
                     )
                 }
                 _ => None,
+            },
+            // Absent in a state warmed before shards existed: it had one.
+            shards: match shards {
+                None => ShardCount::ONE,
+                Some(_) => ShardCount::new(num(shards)?.max(0) as u64)
+                    .map_err(|e| QueueError::protocol(format!("campaign shards: {e}")))?,
             },
         }))
     }

@@ -369,6 +369,7 @@ impl Queue {
                 .arg("")
                 .arg(""),
         };
+        finish.arg(data.shards.get());
         let published: i64 = self
             .run(|mut conn| async move { Ok(finish.invoke_async(&mut conn).await?) })
             .await?;

@@ -104,6 +104,10 @@ impl Store {
     }
 
     /// Adds `add` coupons to a campaign that has not closed by `now`, within [`Stock::MAX`].
+    ///
+    /// A sharded campaign's added coupons go to its unleased stock (`unleased + moved = stock`
+    /// keeps holding; see [`crate::leases`]); shards get them by lease like the rest. A
+    /// one-shard campaign has no `unleased` (NULL stays NULL).
     pub async fn add_stock(
         &self,
         id: &CampaignId,
@@ -113,7 +117,7 @@ impl Store {
         self.bounded(async {
             let add = i64::try_from(add).map_err(StoreError::corrupt)?;
             let added: Option<i64> = sqlx::query_scalar(
-                "UPDATE campaigns SET stock = stock + $2
+                "UPDATE campaigns SET stock = stock + $2, unleased = unleased + $2
                  WHERE id = $1 AND stock + $2 <= $3 AND (closes_at IS NULL OR closes_at > $4)
                  RETURNING stock",
             )
@@ -142,15 +146,19 @@ impl Store {
 
     /// Takes back an addition Redis refused (the campaign sold out or closed meanwhile), so the
     /// record does not promise stock no request can get. Never below what is issued: the
-    /// constraint refuses, and the error says so.
+    /// constraint refuses, and the error says so. A sharded campaign takes it out of its
+    /// unleased stock; if a shard was leased part of it meanwhile, `unleased` would go negative
+    /// and the constraint refuses likewise (the stock stays, leased, as the record says).
     pub async fn withdraw_stock(&self, id: &CampaignId, amount: u64) -> Result<(), StoreError> {
         self.bounded(async {
             let amount = i64::try_from(amount).map_err(StoreError::corrupt)?;
-            sqlx::query("UPDATE campaigns SET stock = stock - $2 WHERE id = $1")
-                .bind(id.as_str())
-                .bind(amount)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(
+                "UPDATE campaigns SET stock = stock - $2, unleased = unleased - $2 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(amount)
+            .execute(&self.pool)
+            .await?;
             Ok(())
         })
         .await

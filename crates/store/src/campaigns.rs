@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use rushline_domain::{
     CampaignId, CampaignName, CampaignRecord, CampaignSnapshot, CampaignSpec, DecideMode,
-    RequestId, Stock, UserId, WaitingRoom, WaitingRoomState,
+    RequestId, ShardCount, Stock, UserId, WaitingRoom, WaitingRoomState,
 };
 use uuid::Uuid;
 
@@ -24,7 +24,8 @@ pub struct StoredCampaign {
 
 /// The columns a [`CampaignRow`] reads, in every query that reads one.
 pub(crate) const CAMPAIGN_COLUMNS: &str = "id, name, stock, issued, opens_at, closes_at, code_key, \
-     decide, admit_per_second, pass_secs, prequeue_secs, admission_paused, proof_of_work_bits";
+     decide, admit_per_second, pass_secs, prequeue_secs, admission_paused, proof_of_work_bits, \
+     shards";
 
 /// The code key stays out of logs and panics.
 impl std::fmt::Debug for StoredCampaign {
@@ -53,6 +54,7 @@ pub(crate) struct CampaignRow {
     prequeue_secs: Option<i32>,
     admission_paused: bool,
     proof_of_work_bits: i16,
+    shards: i16,
 }
 
 /// A campaign row with its rebuild epoch, for a warm-up.
@@ -89,6 +91,8 @@ impl CampaignRow {
                 closes_at: self.closes_at,
                 decide: DecideMode::parse(&self.decide).map_err(StoreError::corrupt)?,
                 waiting_room,
+                shards: ShardCount::new(u64::try_from(self.shards).map_err(StoreError::corrupt)?)
+                    .map_err(StoreError::corrupt)?,
             },
             issued: u64::try_from(self.issued).map_err(StoreError::corrupt)?,
             code_key: self.code_key,
@@ -98,7 +102,8 @@ impl CampaignRow {
 }
 
 impl Store {
-    /// Records a new campaign; [`StoreError::Conflict`] when the id exists. A campaign with a
+    /// Records a new campaign; [`StoreError::Conflict`] when the id exists. A campaign with
+    /// several shards starts with its whole stock unleased (see [`crate::leases`]). A campaign with a
     /// waiting room gets its pre-queue seed here: 32 random bytes (two v4 UUIDs, 244 random
     /// bits, as the code key), never shown before the opening.
     pub async fn create_campaign(
@@ -116,8 +121,9 @@ impl Store {
             let inserted = sqlx::query(
                 "INSERT INTO campaigns (id, name, stock, opens_at, closes_at, code_key, decide,
                      admit_per_second, pass_secs, prequeue_secs, prequeue_seed,
-                     proof_of_work_bits)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     proof_of_work_bits, shards, unleased)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                     CASE WHEN $13 > 1 THEN $3 END)",
             )
             .bind(spec.id.as_str())
             .bind(spec.name.as_str())
@@ -131,6 +137,7 @@ impl Store {
             .bind(room.map(|r| r.prequeue_secs as i32))
             .bind(seed)
             .bind(room.map_or(0, |r| i16::from(r.proof_of_work_bits)))
+            .bind(i16::from(spec.shards.get()))
             .execute(&self.pool)
             .await;
             match inserted {
@@ -232,6 +239,7 @@ impl Store {
                 epoch,
                 decide: stored.spec.decide,
                 waiting_room,
+                shards: stored.spec.shards,
             }))
         })
         .await

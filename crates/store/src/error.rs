@@ -33,6 +33,9 @@ pub enum StoreError {
         /// The decisions the record does not hold.
         unrecorded: Vec<rushline_domain::Decision>,
     },
+    /// The stock-lease ledger refused a change (see [`crate::leases`]).
+    #[error("stock ledger: {0}")]
+    Lease(crate::leases::LeaseRefusal),
     /// Decisions for a campaign the record does not hold.
     #[error("decisions for campaign {0}, which the record does not hold")]
     UnknownCampaign(rushline_domain::CampaignId),
@@ -53,6 +56,7 @@ impl StoreError {
             Self::UnknownCampaign(_)
             | Self::Corrupt(_)
             | Self::Conflict
+            | Self::Lease(_)
             | Self::Superseded { .. } => true,
             Self::Database(sqlx::Error::Database(db)) => db
                 .code()

@@ -6,6 +6,8 @@
 //! - [`admin`]: the operator's list, close and add-stock changes, and decision counts.
 //! - [`persist`]: the worker's batch write of decisions — one `INSERT … SELECT FROM UNNEST …
 //!   ON CONFLICT DO NOTHING` per batch — and the reconciliation when the record refuses one.
+//! - [`leases`]: the stock-lease ledger of sharded campaigns (stock in the record or leased to a
+//!   shard, and every move between them, idempotent by move id); not yet used by the engine.
 //! - [`requests`]: reading a decided request back (the API's fallback once Redis forgot it).
 //!
 //! The schema lives in `migrations/` at the repository root; its constraints, not this code, are
@@ -14,6 +16,7 @@
 pub mod admin;
 pub mod campaigns;
 pub mod error;
+pub mod leases;
 pub mod persist;
 pub mod requests;
 
@@ -25,6 +28,7 @@ use sqlx::postgres::PgPoolOptions;
 pub use admin::{AdmissionSet, RecordedCounts, StockAdded};
 pub use campaigns::StoredCampaign;
 pub use error::StoreError;
+pub use leases::{Lease, LeaseRefusal, MoveState, StockLedger, StockMove};
 pub use persist::{Persisted, Refusal};
 
 /// The migrations in `migrations/`, embedded at build time.

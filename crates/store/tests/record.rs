@@ -73,7 +73,10 @@ async fn a_campaign_with_requests_cannot_be_deleted_renamed_or_truncated() -> an
     for statement in [
         "DELETE FROM campaigns WHERE id = 'held'",
         "UPDATE campaigns SET id = 'renamed' WHERE id = 'held'",
-        "TRUNCATE campaigns",
+        // With stock_moves, which references campaigns by a plain foreign key: PostgreSQL
+        // refuses `TRUNCATE campaigns` alone (0A000) before any trigger; named together, the
+        // guard on requests is what refuses.
+        "TRUNCATE campaigns, stock_moves",
     ] {
         let refused = sqlx::query(statement).execute(env.store.pool()).await;
         assert_eq!(

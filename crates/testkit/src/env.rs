@@ -170,6 +170,7 @@ impl TestEnv {
             closes_at: None,
             decide,
             waiting_room: None,
+            shards: rushline_domain::ShardCount::ONE,
         };
         self.store.create_campaign(&spec, "test-code-key").await?;
         Ok(())
@@ -193,6 +194,7 @@ impl TestEnv {
             closes_at: None,
             decide: DecideMode::Queued,
             waiting_room: Some(room),
+            shards: rushline_domain::ShardCount::ONE,
         };
         self.store.create_campaign(&spec, "test-code-key").await?;
         queue.warm(&id, &self.store).await?;

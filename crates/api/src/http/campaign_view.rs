@@ -109,6 +109,7 @@ pub fn live(
         opens_at: campaign.opens_at,
         closes_at: campaign.closes_at,
         decide: campaign.decide,
+        shards: campaign.shards,
         waiting_room: campaign.waiting_room,
         queue: None,
     })
@@ -129,6 +130,7 @@ pub fn recorded(stored: StoredCampaign, now: DateTime<Utc>) -> CampaignView {
         opens_at: stored.spec.opens_at,
         closes_at: stored.spec.closes_at,
         decide: stored.spec.decide,
+        shards: stored.spec.shards,
         waiting_room: stored.spec.waiting_room,
         queue: None,
     }

@@ -17,7 +17,7 @@ async fn creating_a_campaign_returns_it_and_get_reads_it_back() {
     let created: Value = response.json().await.unwrap();
     let expected = json!({"id": "concert-2026", "name": "Concert presale", "stock": 1000, "remaining": 1000,
         "issued": 0, "status": "open", "opens_at": "2020-01-01T10:00:00.000Z", "closes_at": "2099-12-01T11:00:00.000Z",
-        "decide": "queued"});
+        "decide": "queued", "shards": 1});
     assert_eq!(created, expected);
     assert_eq!(app.campaign("concert-2026").await, expected);
     app.stop().await;
@@ -115,6 +115,88 @@ async fn invalid_campaigns_are_400() {
         .await
         .unwrap();
     assert_problem(huge, StatusCode::PAYLOAD_TOO_LARGE).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn shards_default_to_one_and_are_echoed_on_create_get_and_list() {
+    let app = spawn_app().await;
+    for (id, shards, expected) in [
+        ("plain", None, 1),
+        ("nulled", Some(Value::Null), 1),
+        ("three", Some(json!(3)), 3),
+        ("whole", Some(json!(4.0)), 4),
+        ("widest", Some(json!(64)), 64),
+        ("single", Some(json!(1)), 1),
+    ] {
+        let mut body = json!({"id": id, "name": "Sharded", "stock": 10});
+        if let Some(shards) = shards {
+            body["shards"] = shards;
+        }
+        let response = app.create_campaign(&body).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{body}");
+        let created: Value = response.json().await.unwrap();
+        assert_eq!(created["shards"], expected, "{body}");
+        // GET reads Redis's state (warmed from the record) and must agree.
+        assert_eq!(app.campaign(id).await["shards"], expected, "{body}");
+    }
+    // A cold read: Redis forgets every campaign and GET warms it again from PostgreSQL.
+    assert!(app.env.flush_redis().await.unwrap() > 0);
+    assert_eq!(app.campaign("three").await["shards"], 3);
+    let listed: Value = app
+        .client
+        .get(app.url("/v1/campaigns?limit=10"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let three = listed["campaigns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "three")
+        .unwrap();
+    assert_eq!(three["shards"], 3);
+    // Requests are still decided (on one slot) for a campaign created with several shards.
+    let accepted = app.issue("three", "u-1").await;
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_shards_are_400_naming_the_field() {
+    let app = spawn_app().await;
+    for bad in [
+        json!(0),
+        json!(65),
+        json!(-1),
+        json!(1.5),
+        json!("3"),
+        json!(true),
+        json!([2]),
+        json!({"n": 2}),
+        json!(1e30),
+    ] {
+        let body = json!({"name": "n", "stock": 1, "shards": bad});
+        let response = app.create_campaign(&body).await;
+        let problem = assert_problem(response, StatusCode::BAD_REQUEST).await;
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("shards"), "{body}: {detail}");
+    }
+    let listed: Value = app
+        .client
+        .get(app.url("/v1/campaigns"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["campaigns"], json!([]), "nothing was created");
     app.stop().await;
 }
 

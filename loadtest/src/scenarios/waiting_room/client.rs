@@ -110,6 +110,7 @@ pub async fn create_campaign(
         closes_at: None,
         decide: Some(api.decide()),
         waiting_room: Some(waiting_room),
+        shards: None,
     };
     let response = api
         .admin(api.client().post(api.url("/v1/campaigns")))
