@@ -31,6 +31,7 @@ use axum::response::Response;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rushline_queue::behind::BehindCheck;
 use rushline_queue::{Queue, QueueConfig};
 use rushline_runtime::postgres;
 use tokio::net::{TcpListener, TcpStream};
@@ -118,6 +119,7 @@ impl Application {
             waiting_room,
             tickets,
             shutdown,
+            behind: BehindCheck::default(),
         });
         Ok(Self { listener, state })
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rushline_domain::CampaignId;
+use rushline_queue::behind::BehindCheck;
 use rushline_queue::{ClockReading, Queue, Warmed};
 use rushline_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,9 @@ pub struct Parts {
     pub waiting_room: WaitingRoom,
     /// Cancelled when the process shuts down.
     pub shutdown: CancellationToken,
+    /// Campaigns whose Redis state was compared with the record since Redis last failed this
+    /// process (`instant` mode decides here; see `rushline_queue::behind`).
+    pub behind: BehindCheck,
 }
 
 impl AppState {
@@ -80,6 +84,14 @@ impl AppState {
     /// written once: 404 when the record has no such campaign, 503 when the campaign is still
     /// cold right after its warm-up (Redis lost it again at once; a retry will do). The first
     /// attempt is the whole cost on a warm campaign, so the hot path pays nothing for it.
+    ///
+    /// The campaign's state is compared with the record when this process has not done so since
+    /// Redis last failed it ([`BehindCheck`]): an `instant` accept decides here, and should not
+    /// decide from a state a failover left behind the record. The comparison runs beside the
+    /// request, once per campaign, never in front of it: at a drop's first burst every request
+    /// waiting on a PostgreSQL read would queue thousands on the pool. Decisions in the
+    /// millisecond it takes are caught when persisted (the record refuses them and their
+    /// requests are decided again).
     pub async fn warmed<T, Attempt, Fut>(
         &self,
         campaign: &CampaignId,
@@ -89,6 +101,9 @@ impl AppState {
         Attempt: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, ApiError>>,
     {
+        if self.behind.needed(&self.queue, campaign) {
+            self.compare_with_record(campaign);
+        }
         if let Some(found) = attempt().await? {
             return Ok(found);
         }
@@ -100,6 +115,29 @@ impl AppState {
                 "campaign {campaign} not warm after warm-up"
             ))
         })
+    }
+
+    /// Takes `campaign`'s Redis state out of service, in a task of its own, when it is behind the
+    /// record (its next coupon number not past the highest recorded one), so the next step
+    /// rebuilds it. Marked compared at once, so concurrent requests start no second comparison;
+    /// forgotten again if Redis failed it (the next request tries again). With PostgreSQL away
+    /// the comparison is skipped.
+    fn compare_with_record(&self, campaign: &CampaignId) {
+        self.behind.passed(campaign);
+        let (state, campaign) = (self.clone(), campaign.clone());
+        tokio::spawn(async move {
+            let high = match state.store.recorded_high_seq(&campaign).await {
+                Ok(high) => high,
+                Err(e) => {
+                    tracing::warn!(campaign = %campaign, error = %e, "cannot read the record's highest coupon number; using Redis's state without comparing it");
+                    return;
+                }
+            };
+            if let Err(e) = state.queue.invalidate_if_behind(&campaign, high).await {
+                state.behind.forget(&campaign);
+                tracing::warn!(campaign = %campaign, error = %e, "cannot compare the campaign's Redis state with the record; the next request tries again");
+            }
+        });
     }
 
     /// Now, by Redis's clock: the clock `accept.lua` decides windows with, the same for every

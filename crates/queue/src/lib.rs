@@ -44,6 +44,7 @@
 
 pub mod accept;
 pub mod admin;
+pub mod behind;
 pub mod clock;
 pub mod codes;
 mod connection;

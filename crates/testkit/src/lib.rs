@@ -28,6 +28,8 @@ pub mod cluster;
 #[cfg(feature = "env")]
 mod env;
 #[cfg(feature = "env")]
+pub mod lagging;
+#[cfg(feature = "env")]
 pub mod process_redis;
 #[cfg(feature = "env")]
 pub mod servers;

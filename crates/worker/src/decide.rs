@@ -9,11 +9,12 @@
 //! finishes the calls in progress and stops. A campaign whose decision log is at its bound
 //! (PostgreSQL is behind) is skipped until the next sweep: Redis never buffers without limit.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use futures::future::join_all;
 
 use rushline_domain::CampaignId;
+use rushline_queue::behind::BehindCheck;
 use rushline_queue::{DecideOutcome, WarmError, Warmed};
 use rushline_store::StoreError;
 use tokio::time::Instant;
@@ -34,7 +35,7 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
     let mut rotation = Rotation::default();
     // How many requests each campaign's last call left queued (absent: unknown).
     let mut backlog: HashMap<CampaignId, u64> = HashMap::new();
-    let mut verified = Verified::default();
+    let checked = BehindCheck::default();
     loop {
         if token.is_cancelled() {
             return;
@@ -52,7 +53,7 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
             continue;
         };
         let known = backlog.remove(&campaign).unwrap_or(0);
-        let round = match verified.check(&ctx, &campaign).await {
+        let round = match check_not_behind(&ctx, &checked, &campaign).await {
             Ok(()) => decide_round(&ctx, &campaign, known).await,
             Err(e) => Err(e),
         };
@@ -84,46 +85,29 @@ pub async fn run(ctx: Context, pending: Pending, persist: Pending, token: Cancel
     }
 }
 
-/// Campaigns whose Redis state this loop has checked against the record (not behind it) since
-/// the last failed Redis call of this process ([`rushline_queue::Queue::failed_calls`]).
-///
-/// A failover to a replica that lacks the master's last writes leaves a state that would hand
-/// out sequence numbers and stock the record has already given away. A persist refuses such
-/// decisions and hands their requests back (`crate::persist`), but decisions of that state may
-/// already stand by then and be ahead of requests queued before them. So before a campaign's
-/// first decision in this process, and again after any Redis call failed (a failover fails
-/// calls while the slot has no master), its state is compared with the record's highest coupon
-/// number: one indexed PostgreSQL read, and a state behind it is taken out of service to be
-/// rebuilt before it decides anything (`Queue::invalidate_if_behind`).
-#[derive(Default)]
-struct Verified {
-    campaigns: HashSet<CampaignId>,
-    failed_calls: u64,
-}
-
-impl Verified {
-    async fn check(&mut self, ctx: &Context, campaign: &CampaignId) -> anyhow::Result<()> {
-        let failed_calls = ctx.queue.failed_calls();
-        if failed_calls != self.failed_calls {
-            self.campaigns.clear();
-            self.failed_calls = failed_calls;
-        }
-        if self.campaigns.contains(campaign) {
-            return Ok(());
-        }
-        match ctx.store.recorded_high_seq(campaign).await {
-            Ok(high) => {
-                ctx.queue.invalidate_if_behind(campaign, high).await?;
-            }
-            // Deciding goes on while PostgreSQL is away (the decision log buffers it); the
-            // persist-time refusal still catches a state behind the record.
-            Err(e) => {
-                tracing::warn!(campaign = %campaign, error = %e, "cannot read the record's highest coupon number; deciding without comparing Redis with it");
-            }
-        }
-        self.campaigns.insert(campaign.clone());
-        Ok(())
+/// Compares `campaign`'s Redis state with the record before this loop decides from it, when
+/// [`BehindCheck`] says it must (first time, or Redis failed a call since): a state behind the
+/// record is taken out of service to be rebuilt first (see `rushline_queue::behind`).
+async fn check_not_behind(
+    ctx: &Context,
+    checked: &BehindCheck,
+    campaign: &CampaignId,
+) -> anyhow::Result<()> {
+    if !checked.needed(&ctx.queue, campaign) {
+        return Ok(());
     }
+    match ctx.store.recorded_high_seq(campaign).await {
+        Ok(high) => {
+            ctx.queue.invalidate_if_behind(campaign, high).await?;
+        }
+        // Deciding goes on while PostgreSQL is away (the decision log buffers it); the
+        // persist-time refusal still catches a state behind the record.
+        Err(e) => {
+            tracing::warn!(campaign = %campaign, error = %e, "cannot read the record's highest coupon number; deciding without comparing Redis with it");
+        }
+    }
+    checked.passed(campaign);
+    Ok(())
 }
 
 /// Sleeps until `due`, or forever without one.

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use rushline_domain::{CampaignId, RequestId, RequestStatus, UserId};
 use rushline_queue::{AcceptItem, AcceptOutcome, LogRead, Queue};
+use rushline_testkit::lagging::LaggingReplica;
 use rushline_testkit::{TestEnv, audit};
 use rushline_worker::{Config, Context, dead_letter};
 use tokio_util::sync::CancellationToken;
@@ -308,66 +309,6 @@ async fn a_superseded_batch_of_a_redis_that_came_back_older_is_decided_again() {
     env.cleanup().await.unwrap();
 }
 
-/// A copy of a campaign's Redis state taken at one moment, as a replica that stops receiving
-/// its master's writes holds it.
-struct Replica {
-    queue: Queue,
-    campaign: CampaignId,
-    dumps: Vec<(String, Option<Vec<u8>>)>,
-}
-
-impl Replica {
-    async fn copy(queue: &Queue, campaign: &CampaignId) -> Self {
-        let keys = queue.keys().campaign(campaign);
-        let mut redis = queue.connection().await.unwrap();
-        let mut dumps = Vec::new();
-        for key in [keys.meta, keys.queue, keys.holders, keys.log, keys.dirty] {
-            let dump: Option<Vec<u8>> = redis::cmd("DUMP")
-                .arg(&key)
-                .query_async(&mut redis)
-                .await
-                .unwrap();
-            dumps.push((key, dump));
-        }
-        Self {
-            queue: queue.clone(),
-            campaign: campaign.clone(),
-            dumps,
-        }
-    }
-
-    /// The master is gone and this copy takes over: the campaign's keys go back to it, and the
-    /// status records of `lost` requests (written after the copy) are gone.
-    async fn take_over(&self, lost: &[RequestId]) {
-        let mut redis = self.queue.connection().await.unwrap();
-        for (key, dump) in &self.dumps {
-            match dump {
-                Some(dump) => redis::cmd("RESTORE")
-                    .arg(key)
-                    .arg(0)
-                    .arg(dump.as_slice())
-                    .arg("REPLACE")
-                    .query_async::<()>(&mut redis)
-                    .await
-                    .unwrap(),
-                None => redis::cmd("DEL")
-                    .arg(key)
-                    .query_async::<()>(&mut redis)
-                    .await
-                    .unwrap(),
-            }
-        }
-        let prefix = self.queue.keys().campaign(&self.campaign).status_prefix;
-        for id in lost {
-            redis::cmd("DEL")
-                .arg(format!("{prefix}{id}"))
-                .query_async::<()>(&mut redis)
-                .await
-                .unwrap();
-        }
-    }
-}
-
 /// The failover case (issue 14): Redis comes back *older* but not empty — a replica promoted
 /// before it had the master's last writes — with decisions the record already holds missing from
 /// it. The state then hands out sequence numbers again; the record refuses those codes (taken by
@@ -384,7 +325,7 @@ async fn a_state_that_came_back_behind_the_record_reissues_no_code_and_strands_n
     let campaign = env.warm_open_campaign(&queue, stock).await.unwrap();
     let mut redis = env.redis().await.unwrap();
     // What the replica has: the warm state before any decision.
-    let replica = Replica::copy(&queue, &campaign).await;
+    let replica = LaggingReplica::copy(&queue, &campaign).await.unwrap();
 
     // Decided and persisted on the master alone.
     let lost = enqueue(&queue, &campaign, &["u-0", "u-1"]).await;
@@ -394,7 +335,7 @@ async fn a_state_that_came_back_behind_the_record_reissues_no_code_and_strands_n
     assert!(lost_rows.values().all(|r| r[0].0 == RequestStatus::Issued));
 
     // The master is gone; the replica takes over without those writes.
-    replica.take_over(&lost).await;
+    replica.take_over(&lost).await.unwrap();
 
     // New demand, and the users of the lost writes asking again. The stale state decides the
     // first two with the sequence numbers it handed out before, in two batches that two workers
@@ -485,11 +426,11 @@ async fn a_worker_rebuilds_a_state_behind_the_record_before_deciding_from_it() {
     let ctx = context(&env, &queue);
     let stock = 3;
     let campaign = env.warm_open_campaign(&queue, stock).await.unwrap();
-    let replica = Replica::copy(&queue, &campaign).await;
+    let replica = LaggingReplica::copy(&queue, &campaign).await.unwrap();
     let lost = enqueue(&queue, &campaign, &["u-0", "u-1"]).await;
     queue.decide(&campaign, 16).await.unwrap().unwrap();
     persist_log(&ctx, &campaign).await;
-    replica.take_over(&lost).await;
+    replica.take_over(&lost).await.unwrap();
     let epoch = env.store.epoch(&campaign).await.unwrap().unwrap();
 
     // Queued on the stale state, which believes it has all its stock.

@@ -4,11 +4,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use rushline_domain::CampaignId;
+use rushline_domain::{CampaignId, RequestId};
 use rushline_testkit::guarantees::{self, Answered, Record, Reported};
+use rushline_testkit::lagging::LaggingReplica;
+use rushline_testkit::{audit, eventually};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -303,4 +305,83 @@ async fn an_instant_spike_answers_every_request_at_once_and_keeps_every_guarante
         .expect("every client task ended")
         .stop()
         .await;
+}
+
+/// A failover to a replica that lacks the master's last writes, for an instant campaign (the API
+/// decides). An API process compares the campaign's state with the record when it first uses it
+/// (and after Redis failed it), so the state is rebuilt before that process decides from it: a
+/// new user's `200` carries a code no earlier holder has, the users the lost writes served are
+/// `duplicate`, and what each answer said is what the record holds.
+#[tokio::test]
+async fn an_api_rebuilds_an_instant_campaigns_state_behind_the_record_before_deciding() {
+    let mut app = spawn_app().await;
+    app.start_worker();
+    let campaign = instant_campaign(&app, 3).await;
+    let id = CampaignId::parse(&campaign).unwrap();
+    let replica = LaggingReplica::copy(&app.queue, &id).await.unwrap();
+
+    // Decided and persisted on the master alone.
+    let mut lost = Vec::new();
+    let mut lost_codes = HashSet::new();
+    for user in ["alice", "bob"] {
+        let body: Value = app.issue(&campaign, user).await.json().await.unwrap();
+        assert_eq!(body["status"], "issued");
+        lost.push(RequestId::parse(body["request_id"].as_str().unwrap()).unwrap());
+        lost_codes.insert(body["coupon_code"].as_str().unwrap().to_owned());
+    }
+    app.drained(&campaign).await;
+    replica.take_over(&lost).await.unwrap();
+    let epoch = app.store.epoch(&id).await.unwrap();
+
+    // An API process that has not used the campaign since (one that restarted; any process
+    // after Redis failed a call of it). Its first use compares the state with the record.
+    let other = app.replica().await;
+    let view = other
+        .client
+        .get(format!("{}/v1/campaigns/{campaign}", other.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(view.status(), StatusCode::OK);
+    eventually(
+        Duration::from_secs(10),
+        "the state behind the record taken out of service or rebuilt",
+        async || {
+            let state = app.queue.redis_campaign(&id).await.unwrap();
+            !state.ready || state.epoch > epoch
+        },
+    )
+    .await;
+
+    let issue = |user: &'static str| {
+        let (client, url) = (other.client.clone(), other.address.clone());
+        let campaign = campaign.clone();
+        async move {
+            let response = client
+                .post(format!("{url}/v1/campaigns/{campaign}/requests"))
+                .json(&json!({"user_id": user}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{user}");
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let carol = issue("carol").await;
+    assert_eq!(carol["status"], "issued");
+    let code = carol["coupon_code"].as_str().unwrap();
+    assert!(!lost_codes.contains(code), "a code the record holds, again");
+    assert_eq!(issue("alice").await["status"], "duplicate");
+    assert_eq!(issue("dave").await["status"], "sold_out");
+
+    app.drained(&campaign).await;
+    let recorded = app
+        .final_status(carol["request_id"].as_str().unwrap())
+        .await;
+    assert_eq!(recorded, carol, "an instant answer never changes");
+    let figures = audit(&app.store, &id).await.unwrap();
+    figures.assert_guarantees();
+    assert_eq!(figures.issued_rows, 3);
+    other.stop().await;
+    app.stop().await;
 }
