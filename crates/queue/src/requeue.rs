@@ -39,13 +39,18 @@ impl Queue {
     /// meets them: a batch handed back after the rebuilt state had decided later requests would
     /// put its requests behind those (first come, first served broken). Complete only once the
     /// superseded state is out of service (it writes no more entries). Entries without an epoch
-    /// (written before epochs existed) and unreadable ones are left to the persist path.
+    /// (written before epochs existed) and unreadable ones are left to the persist path. Empty
+    /// when Redis lost the campaign (its code key, and the log with it).
     pub async fn superseded_log(
         &self,
         campaign: &CampaignId,
         record_epoch: i64,
     ) -> Result<Vec<LogEntry>, QueueError> {
-        let code_key = self.require_code_key(campaign).await?;
+        // The code key lives in the campaign's hash, in the log's slot: a Redis without it lost
+        // the log with it, and only the caller's own entries are left to hand back.
+        let Some(code_key) = self.code_key(campaign).await? else {
+            return Ok(Vec::new());
+        };
         let log = self.keys.campaign(campaign).log;
         let mut superseded = Vec::new();
         let mut start = "-".to_owned();

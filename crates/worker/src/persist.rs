@@ -399,21 +399,7 @@ async fn hand_back(
                 superseded.push(entry.clone());
             }
         }
-        let decisions: Vec<Decision> = superseded
-            .iter()
-            .flat_map(|e| e.decisions.iter().cloned())
-            .collect();
-        let unrecorded = ctx.store.unrecorded(&decisions).await.map_err(|e| {
-            PersistFailure::Transient(StepFailed::postgres(
-                "reading which superseded decisions the record holds",
-            )(e))
-        })?;
-        let done = ctx
-            .queue
-            .requeue_superseded(campaign, record_epoch, &superseded, &unrecorded)
-            .await
-            .map_err(redis_step("handing superseded decisions back to the queue"))?;
-        match done {
+        match requeue_in_chunks(ctx, campaign, record_epoch, &superseded).await? {
             Requeued::Done { requeued, skipped } => {
                 tracing::warn!(
                     campaign = %campaign,
@@ -445,6 +431,55 @@ async fn hand_back(
             }
         }
     }
+}
+
+/// Log entries per `requeue.lua` call: a log can hold many entries of a whole batch each (its
+/// bound is reached while PostgreSQL is away), and one script call over all of them would hold
+/// Redis for every campaign on that master.
+const REQUEUE_CHUNK: usize = 32;
+
+/// Hands `superseded` (in log order) back in chunks, the last chunk first: each call puts its
+/// requests at the head of the queue, in front of the later chunks', so the queue ends in log
+/// order. Nothing is decided in between while the state is out of service (a warm-up waits for
+/// the log to be empty). `StateSuperseded` when the first call found the state still in service
+/// (nothing handed back).
+async fn requeue_in_chunks(
+    ctx: &Context,
+    campaign: &CampaignId,
+    record_epoch: i64,
+    superseded: &[LogEntry],
+) -> Result<Requeued, PersistFailure> {
+    let (mut requeued, mut skipped) = (0, 0);
+    for chunk in superseded.rchunks(REQUEUE_CHUNK) {
+        let decisions: Vec<Decision> = chunk
+            .iter()
+            .flat_map(|e| e.decisions.iter().cloned())
+            .collect();
+        let unrecorded = ctx.store.unrecorded(&decisions).await.map_err(|e| {
+            PersistFailure::Transient(StepFailed::postgres(
+                "reading which superseded decisions the record holds",
+            )(e))
+        })?;
+        let done = ctx
+            .queue
+            .requeue_superseded(campaign, record_epoch, chunk, &unrecorded)
+            .await
+            .map_err(StepFailed::redis(
+                "handing superseded decisions back to the queue",
+            ))
+            .map_err(PersistFailure::Transient)?;
+        match done {
+            Requeued::Done {
+                requeued: r,
+                skipped: s,
+            } => {
+                requeued += r;
+                skipped += s;
+            }
+            Requeued::StateSuperseded => return Ok(Requeued::StateSuperseded),
+        }
+    }
+    Ok(Requeued::Done { requeued, skipped })
 }
 
 /// Rebuilds the campaign from the record after a hand-back took its state out of service, so

@@ -476,3 +476,49 @@ async fn a_worker_rebuilds_a_state_behind_the_record_before_deciding_from_it() {
     );
     env.cleanup().await.unwrap();
 }
+
+/// A stale state's log can hold many batches (its bound is reached while PostgreSQL is away):
+/// they are handed back in several script calls, and the queue still ends in decision order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_superseded_batches_are_handed_back_in_decision_order() {
+    let env = TestEnv::new().await.unwrap();
+    let queue = Queue::new(env.queue_config()).unwrap();
+    let ctx = context(&env, &queue);
+    let campaign = env.warm_open_campaign(&queue, 100).await.unwrap();
+    let replica = LaggingReplica::copy(&queue, &campaign).await.unwrap();
+    let lost = enqueue(&queue, &campaign, &["lost"]).await;
+    queue.decide(&campaign, 16).await.unwrap().unwrap();
+    persist_log(&ctx, &campaign).await;
+    replica.take_over(&lost).await.unwrap();
+
+    // 70 batches of one on the stale state; the first reuses the lost decision's number.
+    let users: Vec<String> = (0..70).map(|n| format!("u-{n:02}")).collect();
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let ids = enqueue(&queue, &campaign, &names).await;
+    for _ in &ids {
+        queue.decide(&campaign, 1).await.unwrap().unwrap();
+    }
+    let read = queue.read_log(&campaign, &ctx.consumer, 1).await.unwrap();
+    persist(&ctx, &campaign, &read).await;
+
+    let keys = queue.keys().campaign(&campaign);
+    let mut redis = env.redis().await.unwrap();
+    let queued: Vec<String> = redis::cmd("LRANGE")
+        .arg(&keys.queue)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let queued: Vec<String> = queued
+        .iter()
+        .map(|item| item.split('\t').next().unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    assert_eq!(queued, expected, "handed back whole, in decision order");
+    assert_eq!(
+        queue.redis_campaign(&campaign).await.unwrap().log_entries,
+        0
+    );
+    env.cleanup().await.unwrap();
+}
