@@ -85,6 +85,22 @@ async fn recorded(
     out
 }
 
+/// The ids of the campaign's queued requests, head first.
+async fn queued_ids(queue: &Queue, campaign: &CampaignId) -> Vec<RequestId> {
+    let mut redis = queue.connection().await.unwrap();
+    let queued: Vec<String> = redis::cmd("LRANGE")
+        .arg(&queue.keys().campaign(campaign).queue)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    queued
+        .iter()
+        .map(|item| RequestId::parse(item.split('\t').next().unwrap_or_default()).unwrap())
+        .collect()
+}
+
 /// Persists one read of the log exactly as the persist loop's turn does.
 async fn persist(ctx: &Context, campaign: &CampaignId, read: &LogRead) {
     dead_letter::settle(ctx, campaign, read)
@@ -323,7 +339,6 @@ async fn a_state_that_came_back_behind_the_record_reissues_no_code_and_strands_n
     let ctx = context(&env, &queue);
     let stock = 4;
     let campaign = env.warm_open_campaign(&queue, stock).await.unwrap();
-    let mut redis = env.redis().await.unwrap();
     // What the replica has: the warm state before any decision.
     let replica = LaggingReplica::copy(&queue, &campaign).await.unwrap();
 
@@ -356,21 +371,10 @@ async fn a_state_that_came_back_behind_the_record_reissues_no_code_and_strands_n
     // of the stale state goes back to the head of the queue in the order it was decided, ahead
     // of what was accepted since — not only the batch this worker held.
     persist(&ctx, &campaign, &second_batch).await;
-    let keys = queue.keys().campaign(&campaign);
-    let queued: Vec<String> = redis::cmd("LRANGE")
-        .arg(&keys.queue)
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let queued: Vec<&str> = queued
-        .iter()
-        .map(|item| item.split('\t').next().unwrap_or_default())
-        .collect();
-    let expected: Vec<String> = ids.iter().chain(&later).map(|id| id.to_string()).collect();
+    let expected: Vec<RequestId> = ids.iter().chain(&later).copied().collect();
     assert_eq!(
-        queued, expected,
+        queued_ids(&queue, &campaign).await,
+        expected,
         "handed back in decision order, ahead of later requests"
     );
     // The other worker's hand-back of the first batch finds it handed back already.
@@ -501,21 +505,11 @@ async fn many_superseded_batches_are_handed_back_in_decision_order() {
     let read = queue.read_log(&campaign, &ctx.consumer, 1).await.unwrap();
     persist(&ctx, &campaign, &read).await;
 
-    let keys = queue.keys().campaign(&campaign);
-    let mut redis = env.redis().await.unwrap();
-    let queued: Vec<String> = redis::cmd("LRANGE")
-        .arg(&keys.queue)
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut redis)
-        .await
-        .unwrap();
-    let queued: Vec<String> = queued
-        .iter()
-        .map(|item| item.split('\t').next().unwrap_or_default().to_owned())
-        .collect();
-    let expected: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-    assert_eq!(queued, expected, "handed back whole, in decision order");
+    assert_eq!(
+        queued_ids(&queue, &campaign).await,
+        ids,
+        "handed back whole, in decision order"
+    );
     assert_eq!(
         queue.redis_campaign(&campaign).await.unwrap().log_entries,
         0
