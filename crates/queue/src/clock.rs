@@ -34,11 +34,22 @@ impl Queue {
         &self,
         local: impl Fn() -> DateTime<Utc>,
     ) -> Result<ClockReading, QueueError> {
-        let before = local();
-        let (secs, micros): (i64, i64) = self
-            .run(|mut conn| async move { Ok(redis::cmd("TIME").query_async(&mut conn).await?) })
-            .await?;
-        let after = local();
+        // On a cluster a keyless read goes to any node, and one that is down (a failover, a
+        // restart) fails it at once while the others answer: `TIME` only reads, so another try
+        // is safe. Never after a timeout, which took the call's whole bound already.
+        let attempts = if self.target.is_cluster() { 3 } else { 1 };
+        let mut attempt = 1;
+        let (before, (secs, micros), after) = loop {
+            let before = local();
+            let reply: Result<(i64, i64), QueueError> = self
+                .run(|mut conn| async move { Ok(redis::cmd("TIME").query_async(&mut conn).await?) })
+                .await;
+            match reply {
+                Ok(time) => break (before, time, local()),
+                Err(e) if attempt < attempts && !e.is_timeout() => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        };
         let redis_now = secs
             .checked_mul(1000)
             .and_then(|ms| ms.checked_add(micros / 1000))

@@ -424,14 +424,22 @@ async fn check_guarantees(
         }
     }
     violations.extend(guarantees::first_come_first_served(&seen));
-    let view: Value = client
-        .get(format!("{base}/v1/campaigns/{CAMPAIGN}"))
-        .send()
-        .await
-        .expect("GET campaign")
-        .json()
-        .await
-        .expect("campaign json");
+    // A `503` (a node of a cluster still restarting) is an answer to retry, as a client would.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let view: Value = loop {
+        let response = client
+            .get(format!("{base}/v1/campaigns/{CAMPAIGN}"))
+            .send()
+            .await
+            .expect("GET campaign");
+        if response.status() != reqwest::StatusCode::SERVICE_UNAVAILABLE
+            || Instant::now() > deadline
+        {
+            break response.json().await.expect("campaign json");
+        }
+        // Paced retries of a read, not synchronisation.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let figure = |name: &str| view[name].as_i64().unwrap_or(-1);
     violations.extend(guarantees::counts_agree(
         &record,
