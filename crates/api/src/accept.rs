@@ -178,12 +178,7 @@ fn take_waiting(rx: &mut mpsc::Receiver<Job>, round: &mut Vec<Job>, cap: usize) 
 }
 
 /// Commits one round: by campaign, in calls of at most `max_group` requests, all at once.
-async fn commit_round(
-    queue: &Queue,
-    round: Vec<Job>,
-    max_group: usize,
-    user_limit: Option<Rate>,
-) {
+async fn commit_round(queue: &Queue, round: Vec<Job>, max_group: usize, user_limit: Option<Rate>) {
     let Some(campaign) = round.first().map(|job| job.campaign.clone()) else {
         return;
     };
@@ -195,9 +190,11 @@ async fn commit_round(
     for job in round {
         groups.entry(job.campaign.clone()).or_default().push(job);
     }
-    futures::future::join_all(groups.into_iter().map(|(campaign, jobs)| {
-        commit_chunks(queue, campaign, jobs, max_group, user_limit)
-    }))
+    futures::future::join_all(
+        groups
+            .into_iter()
+            .map(|(campaign, jobs)| commit_chunks(queue, campaign, jobs, max_group, user_limit)),
+    )
     .await;
 }
 
@@ -473,7 +470,10 @@ mod tests {
         let first = next(&mut calls).await?;
         answers.extend(send(&jobs, 4)?);
         let second = next(&mut calls).await?;
-        assert_eq!(second.size, 4, "a full group does not wait for the call in flight");
+        assert_eq!(
+            second.size, 4,
+            "a full group does not wait for the call in flight"
+        );
         // Two rounds in flight: the bound. Another full group waits for one of them.
         answers.extend(send(&jobs, 5)?);
         assert_no_call(&mut calls).await;

@@ -116,7 +116,10 @@ pub fn metrics() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)
             .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(ACCEPT_GROUP_SIZE.into()), GROUP_SIZE_BUCKETS)
+                b.set_buckets_for_metric(
+                    Matcher::Full(ACCEPT_GROUP_SIZE.into()),
+                    GROUP_SIZE_BUCKETS,
+                )
             })
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
