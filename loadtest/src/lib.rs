@@ -20,7 +20,8 @@
 //!    with the one guarantee audit the test suites use (`rushline_testkit::guarantees`).
 //! 6. [`ceiling`] runs a bare axum server in-process answering every POST like rushline's `202`,
 //!    measured with the same client settings, so accept rates are reported as a ratio of it;
-//!    [`cpu`] says how much CPU each process spent per request in each of those blasts.
+//!    [`cpu`] says how much CPU each process spent per request in each of those blasts, and
+//!    [`groups`] how many requests each of the API's `accept.lua` calls carried.
 //! 7. [`report`] writes one JSON object per scenario and an SVG chart; [`workers`] starts and
 //!    stops `rushline-worker` processes when the run manages them (pause, scaling).
 //!
@@ -30,6 +31,7 @@ pub mod api;
 pub mod ceiling;
 pub mod cpu;
 pub mod error;
+pub mod groups;
 pub mod monitor;
 pub mod report;
 pub mod resolve;

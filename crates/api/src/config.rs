@@ -42,7 +42,7 @@ pub struct ApiArgs {
         value_parser = clap::value_parser!(u64).range(1..=4096))]
     accept_batch: u64,
 
-    /// Accept script calls in flight at once; 1 to 256
+    /// Most accept rounds in flight at once; a second one starts only for a full group; 1 to 256
     #[arg(long, env = "RUSHLINE_ACCEPT_IN_FLIGHT", default_value_t = 4,
         value_parser = clap::value_parser!(u64).range(1..=256))]
     accept_in_flight: u64,
@@ -117,8 +117,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// `RUSHLINE_ACCEPT_BATCH`: most requests one accept script call takes (group commit).
     pub accept_batch: usize,
-    /// `RUSHLINE_ACCEPT_IN_FLIGHT`: accept script calls in flight at once; while all are busy,
-    /// arriving requests gather into the next group.
+    /// `RUSHLINE_ACCEPT_IN_FLIGHT`: most accept rounds in flight at once. While one is in
+    /// flight, arriving requests gather into the next; another starts before it is back only
+    /// for a full group (`accept_batch` requests).
     pub accept_in_flight: usize,
     /// `RUSHLINE_MAX_QUEUE`: per-campaign queue length past which requests are shed with 503.
     pub max_queue: u64,

@@ -8,6 +8,7 @@
 //! | `rushline_requests_refused_total` | counter | `reason` | requests not queued, and why |
 //! | `rushline_rate_limited_total` | counter | `limit` (`user`, `ip`) | requests answered 429, by the limit that refused them |
 //! | `rushline_http_request_duration_seconds` | histogram | `route`, `method`, `status` | latency per route template |
+//! | `rushline_accept_group_size` | histogram | — | requests per `accept.lua` call (group commit): how well concurrent accepts share a call |
 //! | `rushline_http_connections` | gauge | — | open client connections |
 //! | `rushline_http_connections_refused_total` | counter | — | connections refused over `RUSHLINE_HTTP_MAX_CONNECTIONS` |
 //! | `rushline_queue_depth` | gauge | `campaign` | requests waiting for a worker |
@@ -53,6 +54,8 @@ pub const RATE_LIMITED: &str = "rushline_rate_limited_total";
 pub const DECIDED_AT_ONCE: &str = "rushline_requests_decided_at_once_total";
 /// HTTP latency by `route`, `method`, `status`.
 pub const HTTP_DURATION: &str = "rushline_http_request_duration_seconds";
+/// Requests per `accept.lua` call (group commit).
+pub const ACCEPT_GROUP_SIZE: &str = "rushline_accept_group_size";
 /// Queue length by `campaign`.
 pub const QUEUE_DEPTH: &str = "rushline_queue_depth";
 /// Oldest unpersisted decision's age by `campaign`.
@@ -90,6 +93,13 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Group-size buckets (requests per call): fine where groups are small, up to the largest
+/// allowed group (`RUSHLINE_ACCEPT_BATCH` ≤ 4096).
+const GROUP_SIZE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0, 128.0, 256.0, 512.0,
+    1024.0, 4096.0,
+];
+
 /// How often recorded histogram samples are folded into their buckets (see [`upkeep`]).
 pub const UPKEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -101,8 +111,16 @@ pub fn metrics() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         // Histograms, not summaries, so latency can be aggregated across API replicas. The bucket
         // list is a non-empty constant, the only thing the builder can reject.
+        // Group sizes too: a summary's quantiles cover a rolling minute, buckets can be
+        // differenced over any interval (the load test's figure per blast).
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(ACCEPT_GROUP_SIZE.into()),
+                    GROUP_SIZE_BUCKETS,
+                )
+            })
             .unwrap_or_else(|_| PrometheusBuilder::new());
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -153,6 +171,10 @@ fn describe() {
         HTTP_DURATION,
         Unit::Seconds,
         "HTTP request latency by route template, method and status."
+    );
+    describe_histogram!(
+        ACCEPT_GROUP_SIZE,
+        "Requests per accept script call (group commit)."
     );
     describe_gauge!(QUEUE_DEPTH, "Requests waiting in a campaign's queue.");
     describe_gauge!(

@@ -10,6 +10,7 @@ use super::{Context, DropSpec, ScenarioReport, finish, prepare};
 use crate::LoadError;
 use crate::ceiling::{Ceiling, CeilingProcess};
 use crate::cpu::CpuSnapshot;
+use crate::groups::GroupSizes;
 use crate::monitor::cpu_seconds;
 use crate::traffic::{BlastConfig, Live, Load, Mix, blast, plan};
 
@@ -110,9 +111,11 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
     if ctx.set_workers(0).await? {
         let prepared = prepare(ctx, &closed("accp", args.requests, args.concurrency)).await?;
         let redis_before = redis_memory(ctx).await;
+        let groups = GroupSizes::take(&ctx.api).await;
         let cpu = CpuSnapshot::take(ctx).await;
         let paused = prepared.blast(ctx).await?;
         report.cpu_figures(CpuSnapshot::take(ctx).await - cpu, args.requests, "paused");
+        report.group_figures(groups, GroupSizes::take(&ctx.api).await, "paused");
         // Every request is queued now and none decided: what Redis holds per queued request.
         let redis_queued = redis_memory(ctx).await;
         ctx.set_workers(ctx.running_workers).await?;
@@ -132,9 +135,11 @@ pub async fn accept(ctx: &mut Context, args: &AcceptArgs) -> Result<ScenarioRepo
     }
     let mut part = ScenarioReport::default();
     let prepared = prepare(ctx, &closed("accr", args.requests, args.concurrency)).await?;
+    let groups = GroupSizes::take(&ctx.api).await;
     let cpu = CpuSnapshot::take(ctx).await;
     let blasted = prepared.blast(ctx).await?;
     report.cpu_figures(CpuSnapshot::take(ctx).await - cpu, args.requests, "running");
+    report.group_figures(groups, GroupSizes::take(&ctx.api).await, "running");
     let run = finish(ctx, blasted, &mut part).await?;
     body_len = body_len.max(run.blast.accept_body_len);
     let running_rate = part.figures["accept_rate"];

@@ -185,6 +185,22 @@ impl ScenarioReport {
         }
     }
 
+    /// The accept groups the API formed between two reads of its group-size histogram, as
+    /// `accept_groups_<label>`, `accept_group_mean_<label>`, `accept_group_median_<label>`
+    /// (nothing when either read failed).
+    fn group_figures(
+        &mut self,
+        before: Option<crate::groups::GroupSizes>,
+        after: Option<crate::groups::GroupSizes>,
+        label: &str,
+    ) {
+        if let (Some(before), Some(after)) = (before, after) {
+            for (name, value) in (after - before).figures(label) {
+                self.figure(&name, value);
+            }
+        }
+    }
+
     /// Takes in a part measured beside this report's main blast: the API's peak RSS (the higher
     /// of the two) and the part's verdict.
     fn absorb_part(&mut self, part: &mut ScenarioReport) {

@@ -31,7 +31,7 @@ pub fn acceptable(value: &[u8]) -> bool {
 
 /// Drops an unusable incoming `X-Request-Id` (and any second one), so the id layer generates
 /// one instead of propagating it.
-pub async fn drop_unusable(mut request: Request) -> Request {
+pub fn drop_unusable(mut request: Request) -> Request {
     let headers = request.headers_mut();
     let keep = {
         let mut values = headers.get_all(&X_REQUEST_ID).iter();

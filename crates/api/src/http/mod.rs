@@ -40,13 +40,18 @@ pub mod stats;
 pub mod wait_page;
 
 use std::any::Any;
+use std::convert::Infallible;
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath};
 use axum::http::Request;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use tokio::time::Instant;
+use tower::util::MapRequestLayer;
+use tower::{Layer, Service};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -65,7 +70,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// sets one, the trace span records it (as `correlation_id`), and it is copied onto the
 /// response — every response, problem+json and panics included.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(requests::router())
         .merge(queue::router())
         .merge(campaigns::router())
@@ -74,15 +79,22 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(jwks::router())
         .merge(openapi::router())
-        .merge(wait_page::router())
-        .route_layer(middleware::from_fn_with_state(
+        .merge(wait_page::router());
+    // The per-address limit only where it is on: a `from_fn` middleware clones the route's
+    // whole service stack on every request, a measurable share of the hot path's CPU.
+    let routes = if state.config.rate_limits.ip.is_some() {
+        routes.route_layer(middleware::from_fn_with_state(
             state.clone(),
             rate_limit::per_address,
         ))
+    } else {
+        routes
+    };
+    routes
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(record_latency))
+        .layer(RecordLatencyLayer)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(PropagateRequestIdLayer::new(correlation::X_REQUEST_ID))
         .layer(
@@ -99,7 +111,9 @@ pub fn router(state: AppState) -> Router {
             correlation::X_REQUEST_ID,
             correlation::MakeRandomUuid,
         ))
-        .layer(middleware::map_request(correlation::drop_unusable))
+        // tower's `MapRequest` calls the inner service in place; axum's `map_request` would
+        // clone the service stack per request.
+        .layer(MapRequestLayer::new(correlation::drop_unusable))
         .with_state(state)
 }
 
@@ -115,25 +129,58 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
 /// Records every request's latency under labels from closed sets (see [`telemetry`]): the route
 /// template (`/v1/requests/{id}`, never the raw path) or `unmatched`, a standard method or
 /// `other`, and the status the API answered.
-async fn record_latency(
-    matched: Option<MatchedPath>,
-    request: axum::extract::Request,
-    next: Next,
-) -> Response {
-    let route = matched.map_or_else(
-        || telemetry::UNMATCHED_ROUTE.to_owned(),
-        |m| m.as_str().to_owned(),
-    );
-    let method = telemetry::method_label(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics::histogram!(
-        telemetry::HTTP_DURATION,
-        "route" => route,
-        "method" => method,
-        // Only the API's own handlers and middleware set it, from the statuses they know.
-        "status" => response.status().as_str().to_owned(),
-    )
-    .record(started.elapsed().as_secs_f64());
-    response
+///
+/// A tower layer rather than a `from_fn` middleware: it calls the inner service in place instead
+/// of cloning the route's service stack for every request.
+#[derive(Debug, Clone, Copy)]
+struct RecordLatencyLayer;
+
+impl<S> Layer<S> for RecordLatencyLayer {
+    type Service = RecordLatency<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RecordLatency { inner }
+    }
+}
+
+/// The service of [`RecordLatencyLayer`].
+#[derive(Debug, Clone)]
+struct RecordLatency<S> {
+    inner: S,
+}
+
+impl<S> Service<axum::extract::Request> for RecordLatency<S>
+where
+    S: Service<axum::extract::Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::extract::Request) -> Self::Future {
+        let route = request.extensions().get::<MatchedPath>().map_or_else(
+            || telemetry::UNMATCHED_ROUTE.to_owned(),
+            |m| m.as_str().to_owned(),
+        );
+        let method = telemetry::method_label(request.method());
+        let started = Instant::now();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            metrics::histogram!(
+                telemetry::HTTP_DURATION,
+                "route" => route,
+                "method" => method,
+                // Only the API's own handlers and middleware set it, from the statuses they know.
+                "status" => response.status().as_str().to_owned(),
+            )
+            .record(started.elapsed().as_secs_f64());
+            Ok(response)
+        })
+    }
 }
