@@ -101,7 +101,7 @@ impl AppState {
         Attempt: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, ApiError>>,
     {
-        if self.behind.needed(&self.queue, campaign) {
+        if self.behind.begin(&self.queue, campaign) {
             self.compare_with_record(campaign);
         }
         if let Some(found) = attempt().await? {
@@ -117,24 +117,14 @@ impl AppState {
         })
     }
 
-    /// Takes `campaign`'s Redis state out of service, in a task of its own, when it is behind the
-    /// record (its next coupon number not past the highest recorded one), so the next step
-    /// rebuilds it. Marked compared at once, so concurrent requests start no second comparison;
-    /// forgotten again if Redis failed it (the next request tries again). With PostgreSQL away
-    /// the comparison is skipped.
+    /// Compares `campaign`'s Redis state with the record in a task of its own
+    /// ([`BehindCheck::compare`]): a state behind it is taken out of service, so the next step
+    /// rebuilds it.
     fn compare_with_record(&self, campaign: &CampaignId) {
-        self.behind.passed(campaign);
         let (state, campaign) = (self.clone(), campaign.clone());
         tokio::spawn(async move {
-            let high = match state.store.recorded_high_seq(&campaign).await {
-                Ok(high) => high,
-                Err(e) => {
-                    tracing::warn!(campaign = %campaign, error = %e, "cannot read the record's highest coupon number; using Redis's state without comparing it");
-                    return;
-                }
-            };
-            if let Err(e) = state.queue.invalidate_if_behind(&campaign, high).await {
-                state.behind.forget(&campaign);
+            let record = state.store.recorded_high_seq(&campaign);
+            if let Err(e) = state.behind.compare(&state.queue, &campaign, record).await {
                 tracing::warn!(campaign = %campaign, error = %e, "cannot compare the campaign's Redis state with the record; the next request tries again");
             }
         });

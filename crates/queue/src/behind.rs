@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use rushline_domain::CampaignId;
 
-use crate::Queue;
+use crate::{Queue, QueueError};
 
 /// After a failed call, the remembered campaigns are forgotten at most this often, so that a
 /// storm of failures (timeouts under overload) costs at most one comparison per campaign per
@@ -91,6 +91,42 @@ impl BehindCheck {
     pub fn forget(&self, campaign: &CampaignId) {
         let mut checked = self.state.lock().unwrap_or_else(|e| e.into_inner());
         checked.campaigns.remove(campaign);
+    }
+
+    /// Whether the caller must compare `campaign` now ([`BehindCheck::compare`]): it is marked
+    /// compared at once, so concurrent callers do not start a second comparison.
+    pub fn begin(&self, queue: &Queue, campaign: &CampaignId) -> bool {
+        let needed = self.needed(queue, campaign);
+        if needed {
+            self.passed(campaign);
+        }
+        needed
+    }
+
+    /// Compares `campaign`'s Redis state with the record — `recorded_high_seq` is the record's
+    /// highest coupon number (`Store::recorded_high_seq`) — and takes a state behind it out of
+    /// service ([`Queue::invalidate_if_behind`]). With the record unreadable the comparison is
+    /// skipped (deciding goes on while PostgreSQL is away; a persist still refuses what a state
+    /// behind the record decides). When Redis fails it, the campaign is forgotten, to be
+    /// compared again next time, and the error returned.
+    pub async fn compare<E: std::fmt::Display>(
+        &self,
+        queue: &Queue,
+        campaign: &CampaignId,
+        recorded_high_seq: impl Future<Output = Result<Option<i64>, E>>,
+    ) -> Result<(), QueueError> {
+        let high = match recorded_high_seq.await {
+            Ok(high) => high,
+            Err(e) => {
+                tracing::warn!(campaign = %campaign, error = %e, "cannot read the record's highest coupon number; using Redis's state without comparing it");
+                return Ok(());
+            }
+        };
+        queue
+            .invalidate_if_behind(campaign, high)
+            .await
+            .map(|_| ())
+            .inspect_err(|_| self.forget(campaign))
     }
 }
 

@@ -93,20 +93,11 @@ async fn check_not_behind(
     checked: &BehindCheck,
     campaign: &CampaignId,
 ) -> anyhow::Result<()> {
-    if !checked.needed(&ctx.queue, campaign) {
-        return Ok(());
+    if checked.begin(&ctx.queue, campaign) {
+        checked
+            .compare(&ctx.queue, campaign, ctx.store.recorded_high_seq(campaign))
+            .await?;
     }
-    match ctx.store.recorded_high_seq(campaign).await {
-        Ok(high) => {
-            ctx.queue.invalidate_if_behind(campaign, high).await?;
-        }
-        // Deciding goes on while PostgreSQL is away (the decision log buffers it); the
-        // persist-time refusal still catches a state behind the record.
-        Err(e) => {
-            tracing::warn!(campaign = %campaign, error = %e, "cannot read the record's highest coupon number; deciding without comparing Redis with it");
-        }
-    }
-    checked.passed(campaign);
     Ok(())
 }
 

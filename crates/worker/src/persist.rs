@@ -384,14 +384,14 @@ async fn hand_back(
     entries: &[LogEntry],
     (entry_epoch, record_epoch): (i64, i64),
 ) -> Result<(), PersistFailure> {
-    let redis_step = |step| move |e| PersistFailure::Transient(StepFailed::redis(step)(e));
     let mut took_out_of_service = false;
     loop {
         let mut superseded = ctx
             .queue
             .superseded_log(campaign, record_epoch)
             .await
-            .map_err(redis_step("reading the superseded decision log"))?;
+            .map_err(StepFailed::redis("reading the superseded decision log"))
+            .map_err(PersistFailure::Transient)?;
         // This worker's own entries, if no longer in the log (handed back or acknowledged
         // already): their requests are skipped unless still superseded.
         for entry in entries {
