@@ -187,8 +187,9 @@ impl Queue {
         })
     }
 
-    /// How many Redis calls through this queue (and its clones) have failed so far. A worker
-    /// checks a campaign's state against the record again after any failure: a failover may
+    /// How many Redis calls through this queue (and its clones) have failed so far. A process
+    /// that decides compares a campaign's state with the record again after any failure
+    /// ([`behind::BehindCheck`]): a failover may
     /// have promoted a replica that lacks the master's last writes, and deciding from such a
     /// state would hand out numbers and stock the record has already given away.
     pub fn failed_calls(&self) -> u64 {
